@@ -1,0 +1,173 @@
+//! Pair dataset formats users already train with: sentence-transformers
+//! column tables, FlagEmbedding and Tevatron JSONL. One JSON object a line.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::Document;
+use crate::error::Error;
+use crate::segment::Span;
+use crate::tasks::{Pair, Text};
+
+/// A pair dataset layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairFormat {
+    /// `{"anchor", "positive", "negative_1", …}` (sentence-transformers).
+    #[default]
+    SentenceTransformers,
+    /// `{"query", "pos": [..], "neg": [..]}` (FlagEmbedding).
+    Flag,
+    /// `{"query_id", "query", "positive_passages", "negative_passages"}` (Tevatron).
+    Tevatron,
+}
+
+impl PairFormat {
+    /// Names accepted on the command line.
+    pub const NAMES: [&'static str; 3] = ["sentence-transformers", "flag", "tevatron"];
+}
+
+impl FromStr for PairFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "sentence-transformers" | "st" => Ok(PairFormat::SentenceTransformers),
+            "flag" | "flagembedding" => Ok(PairFormat::Flag),
+            "tevatron" => Ok(PairFormat::Tevatron),
+            _ => Err(Error::Config(format!(
+                "pair format `{s}`: expected one of {}",
+                PairFormat::NAMES.join(", ")
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for PairFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = *self as usize;
+        f.write_str(PairFormat::NAMES[i])
+    }
+}
+
+/// A side as one string: `title text` when it has a title (as BEIR encodes
+/// documents), else the text.
+pub fn flat<'t>(t: &'t Text<'_>) -> Cow<'t, str> {
+    match &t.title {
+        Some(title) => Cow::Owned(format!("{title} {}", t.text)),
+        None => Cow::Borrowed(&t.text),
+    }
+}
+
+/// Writes one pair as a JSON line (newline included) to `out`.
+/// `index` is the pair's position among its document's pairs; with the
+/// document id it makes the Tevatron `query_id`.
+pub fn write_pair(
+    out: &mut Vec<u8>,
+    format: PairFormat,
+    doc: &Document<'_>,
+    index: usize,
+    pair: &Pair<'_>,
+    with_meta: bool,
+) {
+    let row = Row {
+        format,
+        doc,
+        index,
+        pair,
+        with_meta,
+    };
+    serde_json::to_writer(&mut *out, &row).expect("serialising to a Vec cannot fail");
+    out.push(b'\n');
+}
+
+struct Row<'r, 'a> {
+    format: PairFormat,
+    doc: &'r Document<'a>,
+    index: usize,
+    pair: &'r Pair<'a>,
+    with_meta: bool,
+}
+
+#[derive(Serialize)]
+struct Meta<'r> {
+    doc_id: &'r str,
+    task: &'r str,
+    query_span: Option<Span>,
+    positive_span: Option<Span>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_span: Option<Span>,
+}
+
+#[derive(Serialize)]
+struct TevatronPassage<'r> {
+    docid: String,
+    title: &'r str,
+    text: &'r str,
+}
+
+impl<'r> TevatronPassage<'r> {
+    fn new(doc_id: &str, t: &'r Text<'_>) -> Self {
+        TevatronPassage {
+            docid: match t.span {
+                Some(s) => format!("{doc_id}@{}", s.start),
+                None => doc_id.to_string(),
+            },
+            title: t.title.as_deref().unwrap_or(""),
+            text: &t.text,
+        }
+    }
+}
+
+impl Serialize for Row<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (p, id) = (self.pair, &*self.doc.id);
+        let mut m = s.serialize_map(None)?;
+        match self.format {
+            PairFormat::SentenceTransformers => {
+                m.serialize_entry("anchor", &flat(&p.query))?;
+                m.serialize_entry("positive", &flat(&p.positive))?;
+                for (i, n) in p.negatives.iter().enumerate() {
+                    m.serialize_entry(&format!("negative_{}", i + 1), &flat(n))?;
+                }
+            }
+            PairFormat::Flag => {
+                m.serialize_entry("query", &flat(&p.query))?;
+                m.serialize_entry("pos", &[flat(&p.positive)])?;
+                let neg: Vec<Cow<str>> = p.negatives.iter().map(flat).collect();
+                m.serialize_entry("neg", &neg)?;
+            }
+            PairFormat::Tevatron => {
+                m.serialize_entry("query_id", &format!("{id}#{}", self.index))?;
+                m.serialize_entry("query", &flat(&p.query))?;
+                m.serialize_entry(
+                    "positive_passages",
+                    &[TevatronPassage::new(id, &p.positive)],
+                )?;
+                let neg: Vec<TevatronPassage> = p
+                    .negatives
+                    .iter()
+                    .map(|n| TevatronPassage::new(id, n))
+                    .collect();
+                m.serialize_entry("negative_passages", &neg)?;
+            }
+        }
+        if self.with_meta {
+            let meta = Meta {
+                doc_id: id,
+                task: p.task,
+                query_span: p.query.span,
+                positive_span: p.positive.span,
+                shared_span: p.shared,
+            };
+            m.serialize_entry("meta", &meta)?;
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+use std::borrow::Cow;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+fn sample() -> (Document<'static>, Pair<'static>) {
+    let doc = Document {
+        id: Cow::Borrowed("doc-1"),
+        title: Some(Cow::Borrowed("Title")),
+        text: Cow::Borrowed("query text. positive text. negative text."),
+        ordinal: 0,
+    };
+    let pair = Pair {
+        query: Text {
+            text: "query text.".into(),
+            title: None,
+            span: Some(Span::new(0, 11)),
+        },
+        positive: Text {
+            text: "positive text.".into(),
+            title: Some("Title".into()),
+            span: Some(Span::new(12, 26)),
+        },
+        negatives: vec![Text {
+            text: "negative \"text\".".into(),
+            title: None,
+            span: Some(Span::new(27, 41)),
+        }],
+        shared: Some(Span::new(6, 10)),
+        task: "spans",
+    };
+    (doc, pair)
+}
+
+fn line(format: PairFormat, meta: bool) -> Value {
+    let (doc, pair) = sample();
+    let mut buf = Vec::new();
+    write_pair(&mut buf, format, &doc, 3, &pair, meta);
+    assert_eq!(buf.last(), Some(&b'\n'));
+    assert_eq!(
+        buf.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "one line per pair"
+    );
+    serde_json::from_slice(&buf).unwrap()
+}
+
+#[test]
+fn sentence_transformers_columns() {
+    assert_eq!(
+        line(PairFormat::SentenceTransformers, false),
+        json!({"anchor": "query text.", "positive": "Title positive text.", "negative_1": "negative \"text\"."})
+    );
+}
+
+#[test]
+fn flag_embedding_lists() {
+    assert_eq!(
+        line(PairFormat::Flag, false),
+        json!({"query": "query text.", "pos": ["Title positive text."], "neg": ["negative \"text\"."]})
+    );
+}
+
+#[test]
+fn tevatron_passages() {
+    assert_eq!(
+        line(PairFormat::Tevatron, false),
+        json!({
+            "query_id": "doc-1#3",
+            "query": "query text.",
+            "positive_passages": [{"docid": "doc-1@12", "title": "Title", "text": "positive text."}],
+            "negative_passages": [{"docid": "doc-1@27", "title": "", "text": "negative \"text\"."}],
+        })
+    );
+}
+
+#[test]
+fn meta_adds_ids_task_and_offsets() {
+    let v = line(PairFormat::Flag, true);
+    assert_eq!(
+        v["meta"],
+        json!({
+            "doc_id": "doc-1", "task": "spans",
+            "query_span": {"start": 0, "end": 11},
+            "positive_span": {"start": 12, "end": 26},
+            "shared_span": {"start": 6, "end": 10},
+        })
+    );
+}
+
+#[test]
+fn names_round_trip() {
+    for name in PairFormat::NAMES {
+        assert_eq!(name.parse::<PairFormat>().unwrap().to_string(), name);
+    }
+    assert!("csv".parse::<PairFormat>().is_err());
+}

@@ -1,0 +1,267 @@
+//! Runs a function over every document of a shard in parallel batches and
+//! hands the results back in corpus order, so output never depends on the
+//! number of threads, and memory is bounded by one batch, not the corpus.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use crate::augment::Augmentations;
+use crate::corpus::{Corpus, Document, Record};
+use crate::error::{Error, Result};
+use crate::formats::{write_pair, PairFormat};
+use crate::idf::DocFreq;
+use crate::shard::Shard;
+use crate::tasks::{PretextTask, TaskSpec};
+
+/// The random generator every task and augmentation draws from.
+pub type TaskRng = rand::rngs::Xoshiro256PlusPlus;
+
+/// The generator of one document: a function of the run seed and the
+/// document's corpus ordinal only (not of threads, batches or shards).
+pub fn doc_rng(seed: u64, ordinal: u64) -> TaskRng {
+    TaskRng::seed_from_u64(splitmix(
+        seed ^ splitmix(ordinal.wrapping_add(0x5851_F42D_4C95_7F2D)),
+    ))
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// How to walk a corpus.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// The shard to read.
+    pub shard: Shard,
+    /// Skip (and count) bad records instead of stopping at the first.
+    pub skip_bad: bool,
+    /// Records per parallel batch.
+    pub batch_records: usize,
+    /// Bytes per parallel batch (whichever limit comes first).
+    pub batch_bytes: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            shard: Shard::ALL,
+            skip_bad: false,
+            batch_records: 4096,
+            batch_bytes: 8 << 20,
+        }
+    }
+}
+
+/// What a walk over the corpus saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadReport {
+    /// Documents read (in the shard, bad ones excluded).
+    pub documents: u64,
+    /// Bytes of those records.
+    pub bytes: u64,
+    /// Bad records (and empty files) skipped.
+    pub skipped: u64,
+    /// The first few skipped records' errors, for the report.
+    pub skipped_examples: Vec<String>,
+}
+
+/// How many skipped records are quoted in a [`ReadReport`].
+const EXAMPLES: usize = 5;
+
+/// Calls `work` on every document of the shard, in parallel, and `consume`
+/// on each batch of results in corpus order. `consume` also sees the bytes
+/// and documents of the batch, for progress.
+pub fn for_each_batch<'c, T, W, C>(
+    corpus: &'c Corpus,
+    opts: ReadOptions,
+    work: W,
+    mut consume: C,
+) -> Result<ReadReport>
+where
+    T: Send,
+    W: Fn(&Document<'_>) -> T + Sync,
+    C: FnMut(Vec<T>, &ReadReport) -> Result<()>,
+{
+    let mut report = ReadReport::default();
+    // Bad records found while cutting (empty files) wait in the batch so
+    // they are reported in corpus order, after the documents before them.
+    let mut batch: Vec<Result<Record<'c>>> = Vec::with_capacity(opts.batch_records);
+    let mut batch_bytes = 0;
+    let mut records = corpus.records();
+    loop {
+        let next = records.next();
+        let done = next.is_none();
+        match next {
+            Some(Ok(r)) if opts.shard.contains(r.ordinal) => {
+                batch_bytes += r.bytes.len();
+                batch.push(Ok(r));
+            }
+            Some(Err(e)) => batch.push(Err(e)),
+            Some(Ok(_)) | None => {}
+        }
+        let full = batch.len() >= opts.batch_records || batch_bytes >= opts.batch_bytes;
+        if (full || done) && !batch.is_empty() {
+            let results: Vec<Result<(T, usize)>> = batch
+                .par_drain(..)
+                .map(|r| r.and_then(|r| corpus.document(&r).map(|d| (work(&d), r.bytes.len()))))
+                .collect();
+            let mut out = Vec::with_capacity(results.len());
+            let mut delta = ReadReport::default();
+            let mut failure = None;
+            for r in results {
+                match r {
+                    Ok((t, bytes)) => {
+                        out.push(t);
+                        delta.documents += 1;
+                        delta.bytes += bytes as u64;
+                    }
+                    Err(e) => {
+                        if let Err(e) = skip_or_fail(e, opts, &mut report) {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            report.documents += delta.documents;
+            report.bytes += delta.bytes;
+            // Documents before a fatal record are still handed on: nothing
+            // read correctly is lost.
+            consume(out, &delta)?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            batch_bytes = 0;
+        }
+        if done {
+            return Ok(report);
+        }
+    }
+}
+
+fn skip_or_fail(e: Error, opts: ReadOptions, report: &mut ReadReport) -> Result<()> {
+    if !(opts.skip_bad && e.is_bad_record()) {
+        return Err(e);
+    }
+    report.skipped += 1;
+    if report.skipped_examples.len() < EXAMPLES {
+        report.skipped_examples.push(e.to_string());
+    }
+    Ok(())
+}
+
+/// Counts document frequencies over the whole corpus (every shard, so all
+/// shards score words alike), for tasks that ask for them.
+pub fn doc_freq(corpus: &Corpus, skip_bad: bool) -> Result<DocFreq> {
+    let opts = ReadOptions {
+        skip_bad,
+        ..ReadOptions::default()
+    };
+    let mut total = DocFreq::default();
+    for_each_batch(
+        corpus,
+        opts,
+        |d| DocFreq::from_text(&d.text),
+        |batch, _| {
+            let merged = batch
+                .into_par_iter()
+                .reduce(DocFreq::default, DocFreq::merge);
+            total = std::mem::take(&mut total).merge(merged);
+            Ok(())
+        },
+    )?;
+    Ok(total)
+}
+
+/// A complete `pairs` job.
+#[derive(Debug, Clone)]
+pub struct PairsJob {
+    /// The task.
+    pub task: TaskSpec,
+    /// Augmentations applied after the task.
+    pub augment: Augmentations,
+    /// Run seed.
+    pub seed: u64,
+    /// Output layout.
+    pub format: PairFormat,
+    /// Add doc id, task and offsets to every line.
+    pub with_meta: bool,
+    /// Corpus walk options.
+    pub read: ReadOptions,
+}
+
+/// What a `pairs` job did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairsSummary {
+    /// The corpus walk.
+    pub read: ReadReport,
+    /// Pairs written.
+    pub pairs: u64,
+    /// Pairs per task name.
+    pub per_task: BTreeMap<&'static str, u64>,
+}
+
+/// Progress of a job, batch by batch: documents, bytes and pairs so far.
+pub trait Progress {
+    /// Called after each batch is written.
+    fn update(&mut self, documents: u64, bytes: u64, pairs: u64);
+}
+
+impl<F: FnMut(u64, u64, u64)> Progress for F {
+    fn update(&mut self, documents: u64, bytes: u64, pairs: u64) {
+        self(documents, bytes, pairs)
+    }
+}
+
+impl PairsJob {
+    /// Generates the pairs of the corpus shard and writes them to `out`.
+    pub fn run(
+        &self,
+        corpus: &Corpus,
+        out: &mut dyn Write,
+        progress: &mut dyn Progress,
+    ) -> Result<PairsSummary> {
+        self.task.validate().map_err(Error::Config)?;
+        self.augment.validate().map_err(Error::Config)?;
+        let mut task = self.task.clone();
+        if task.needs_doc_freq() {
+            task.set_doc_freq(Arc::new(doc_freq(corpus, self.read.skip_bad)?));
+        }
+        let mut summary = PairsSummary::default();
+        let work = |doc: &Document<'_>| {
+            let mut rng = doc_rng(self.seed, doc.ordinal);
+            let mut pairs = task.pairs(doc, &mut rng);
+            let mut buf = Vec::new();
+            let mut names = Vec::with_capacity(pairs.len());
+            for (i, pair) in pairs.iter_mut().enumerate() {
+                self.augment.apply(pair, &mut rng);
+                write_pair(&mut buf, self.format, doc, i, pair, self.with_meta);
+                names.push(pair.task);
+            }
+            (buf, names)
+        };
+        let read = for_each_batch(corpus, self.read, work, |batch, delta| {
+            for (buf, names) in batch {
+                out.write_all(&buf).map_err(Error::Write)?;
+                summary.pairs += names.len() as u64;
+                for n in names {
+                    *summary.per_task.entry(n).or_insert(0) += 1;
+                }
+            }
+            summary.read.documents += delta.documents;
+            summary.read.bytes += delta.bytes;
+            progress.update(summary.read.documents, summary.read.bytes, summary.pairs);
+            Ok(())
+        })?;
+        out.flush().map_err(Error::Write)?;
+        summary.read = read;
+        Ok(summary)
+    }
+}

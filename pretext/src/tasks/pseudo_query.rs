@@ -1,0 +1,273 @@
+//! Pseudo-queries from a document's own structure and salient spans, as in
+//! AugTriever (Meng et al., 2023) without a generation model: the title asks
+//! for the document, the first sentence for the rest, and the most salient
+//! 16-word chunk (by BM25 weight against the document) for the passage around it.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::{check_range, Pair, PretextTask, Text};
+use crate::corpus::Document;
+use crate::idf::DocFreq;
+use crate::segment::{sentences, words, Span, WordUnit};
+use crate::stopwords::is_stopword;
+
+/// Which pseudo-queries to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PseudoKind {
+    /// Title → document (documents with a title only).
+    Title,
+    /// First sentence → the rest of the document.
+    FirstSentence,
+    /// Most salient chunk → the passage around it.
+    Salient,
+}
+
+impl PseudoKind {
+    fn task_name(self) -> &'static str {
+        match self {
+            PseudoKind::Title => "pseudo-query/title",
+            PseudoKind::FirstSentence => "pseudo-query/first-sentence",
+            PseudoKind::Salient => "pseudo-query/salient",
+        }
+    }
+}
+
+/// AugTriever-style pseudo-queries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PseudoQuery {
+    /// The kinds of query made for each document.
+    pub kinds: Vec<PseudoKind>,
+    /// Words in a salient chunk (AugTriever: 16).
+    pub salient_words: usize,
+    /// Positives are cut to this many words (the start of the document, or
+    /// for salient chunks a window centred on the chunk).
+    pub max_positive_words: usize,
+    /// The first sentence must have at least this many words.
+    pub min_sentence_words: usize,
+    /// BM25 k1 for the salience weight of a word's frequency in the document.
+    pub k1: f64,
+    /// Corpus document frequencies; set by the caller before use (see
+    /// [`super::TaskSpec::needs_doc_freq`]). Without them every word has the
+    /// same idf and salience is term frequency alone.
+    #[serde(skip)]
+    pub doc_freq: Option<Arc<DocFreq>>,
+}
+
+impl PartialEq for PseudoQuery {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            self.kinds.as_slice(),
+            self.salient_words,
+            self.max_positive_words,
+        ) == (o.kinds.as_slice(), o.salient_words, o.max_positive_words)
+            && (self.min_sentence_words, self.k1.to_bits())
+                == (o.min_sentence_words, o.k1.to_bits())
+    }
+}
+
+impl Default for PseudoQuery {
+    fn default() -> Self {
+        PseudoQuery {
+            kinds: vec![
+                PseudoKind::Title,
+                PseudoKind::FirstSentence,
+                PseudoKind::Salient,
+            ],
+            salient_words: 16,
+            max_positive_words: 256,
+            min_sentence_words: 4,
+            k1: 0.9,
+            doc_freq: None,
+        }
+    }
+}
+
+impl PseudoQuery {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        check_range(
+            "pseudo-query.salient_words/max_positive_words",
+            self.salient_words.max(1),
+            self.max_positive_words,
+        )?;
+        if self.kinds.is_empty() {
+            return Err("pseudo-query.kinds is empty".into());
+        }
+        Ok(())
+    }
+
+    /// Start index of the chunk of `salient_words` words with the highest
+    /// sum of per-word salience (idf × saturated document frequency).
+    fn salient_chunk(&self, text: &str, ws: &[Span]) -> usize {
+        let lower: Vec<String> = ws.iter().map(|w| w.of(text).to_lowercase()).collect();
+        let mut tf: FxHashMap<&str, f64> = FxHashMap::default();
+        for w in &lower {
+            *tf.entry(w.as_str()).or_insert(0.0) += 1.0;
+        }
+        let weight: Vec<f64> = lower
+            .iter()
+            .map(|w| {
+                if is_stopword(w) {
+                    return 0.0;
+                }
+                let idf = self.doc_freq.as_ref().map_or(1.0, |df| df.idf(w));
+                let f = tf[w.as_str()];
+                idf * f * (self.k1 + 1.0) / (f + self.k1)
+            })
+            .collect();
+        let n = self.salient_words.min(ws.len());
+        let mut sum: f64 = weight[..n].iter().sum();
+        let (mut best, mut best_sum) = (0, sum);
+        for i in n..weight.len() {
+            sum += weight[i] - weight[i - n];
+            if sum > best_sum + 1e-9 {
+                (best, best_sum) = (i + 1 - n, sum);
+            }
+        }
+        best
+    }
+}
+
+impl PretextTask for PseudoQuery {
+    fn name(&self) -> &'static str {
+        "pseudo-query"
+    }
+
+    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, _rng: &mut R) -> Vec<Pair<'a>> {
+        let text: &'a str = &doc.text;
+        let ws = words(text, WordUnit::Unicode);
+        let max = self.max_positive_words.max(1);
+        let mut out = Vec::new();
+        let pair = |query: Text<'a>, positive: Text<'a>, kind: PseudoKind| Pair {
+            query,
+            positive,
+            negatives: Vec::new(),
+            shared: None,
+            task: kind.task_name(),
+        };
+        for &kind in &self.kinds {
+            match kind {
+                PseudoKind::Title => {
+                    let Some(title) = doc.title.as_deref().filter(|t| !t.trim().is_empty()) else {
+                        continue;
+                    };
+                    let Some(body) = Span::covering(&ws[..ws.len().min(max)]) else {
+                        continue;
+                    };
+                    let query = Text {
+                        text: title.trim().into(),
+                        title: None,
+                        span: None,
+                    };
+                    out.push(pair(query, Text::slice(text, body), kind));
+                }
+                PseudoKind::FirstSentence => {
+                    let sents = sentences(text);
+                    let Some(first) = sents.first() else { continue };
+                    if sents.len() < 2
+                        || words(first.of(text), WordUnit::Unicode).len() < self.min_sentence_words
+                    {
+                        continue;
+                    }
+                    let rest: Vec<Span> = ws
+                        .iter()
+                        .copied()
+                        .filter(|w| w.start >= first.end)
+                        .take(max)
+                        .collect();
+                    let Some(body) = Span::covering(&rest) else {
+                        continue;
+                    };
+                    let positive = Text::slice(text, body).with_title(doc, true);
+                    out.push(pair(Text::slice(text, *first), positive, kind));
+                }
+                PseudoKind::Salient => {
+                    if ws.len() < self.salient_words * 2 {
+                        continue; // the chunk would be most of the document
+                    }
+                    let start = self.salient_chunk(text, &ws);
+                    let end = start + self.salient_words;
+                    let chunk = Span::covering(&ws[start..end]).expect("non-empty");
+                    // A window of `max` words centred on the chunk, kept inside the document.
+                    let lo = (start + self.salient_words / 2)
+                        .saturating_sub(max / 2)
+                        .min(ws.len().saturating_sub(max));
+                    let body =
+                        Span::covering(&ws[lo..(lo + max).min(ws.len())]).expect("non-empty");
+                    let positive = Text::slice(text, body).with_title(doc, true);
+                    out.push(pair(Text::slice(text, chunk), positive, kind));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::testutil::doc;
+    use rand::SeedableRng;
+
+    #[test]
+    fn title_first_sentence_and_salient_chunk() {
+        let filler = "It is on the mat. ".repeat(8);
+        let text = format!(
+            "Tokenizers split text into pieces. {filler} Byte pair encoding merges frequent \
+             symbol pairs, byte pair encoding merges again, and encoding merges byte pairs. {filler}"
+        );
+        let d = doc(&text, Some("Tokenizers"));
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+        let task = PseudoQuery {
+            max_positive_words: 40,
+            ..Default::default()
+        };
+        let pairs = task.pairs(&d, &mut rng);
+        let names: Vec<&str> = pairs.iter().map(|p| p.task).collect();
+        assert_eq!(
+            names,
+            [
+                "pseudo-query/title",
+                "pseudo-query/first-sentence",
+                "pseudo-query/salient"
+            ]
+        );
+        assert_eq!(pairs[0].query.text, "Tokenizers");
+        assert_eq!(pairs[1].query.text, "Tokenizers split text into pieces.");
+        assert!(!pairs[1].positive.text.contains("split text"));
+        assert!(
+            pairs[2].query.text.contains("encoding merges"),
+            "{}",
+            pairs[2].query.text
+        );
+        assert!(pairs[2]
+            .positive
+            .span
+            .unwrap()
+            .contains(pairs[2].query.span.unwrap()));
+        for p in &pairs {
+            assert!(words(&p.positive.text, WordUnit::Unicode).len() <= 40);
+        }
+    }
+
+    #[test]
+    fn idf_prefers_rare_words() {
+        let mut df = DocFreq::from_text("common words everywhere");
+        for _ in 0..20 {
+            df = df.merge(DocFreq::from_text("common words everywhere"));
+        }
+        let task = PseudoQuery {
+            salient_words: 2,
+            doc_freq: Some(Arc::new(df)),
+            ..Default::default()
+        };
+        let text = "common words common words everywhere zebra quagga common words";
+        let ws = words(text, WordUnit::Unicode);
+        assert_eq!(task.salient_chunk(text, &ws), 5);
+    }
+}
