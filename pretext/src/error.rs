@@ -32,7 +32,7 @@ impl fmt::Display for Location {
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be opened, mapped or read.
-    #[error("pretext io error: {path}: {source}")]
+    #[error("pretext io error: {path}")]
     Io {
         /// The file or folder.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Output could not be written.
-    #[error("pretext io error: writing output: {0}")]
+    #[error("pretext io error: writing output")]
     Write(#[source] std::io::Error),
     /// A record is not valid UTF-8.
     #[error("pretext corpus error: {at}: invalid UTF-8 at byte {bad_offset} of the file")]

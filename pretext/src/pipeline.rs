@@ -221,6 +221,11 @@ impl<F: FnMut(u64, u64, u64)> Progress for F {
 }
 
 impl PairsJob {
+    /// The task's name, for messages.
+    pub fn task_name(&self) -> &'static str {
+        self.task.name()
+    }
+
     /// Generates the pairs of the corpus shard and writes them to `out`.
     pub fn run(
         &self,

@@ -70,9 +70,12 @@ impl FromStr for Shard {
 }
 
 impl TryFrom<String> for Shard {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Shard, Error> {
-        s.parse()
+    type Error = String;
+    fn try_from(s: String) -> Result<Shard, String> {
+        s.parse().map_err(|e| match e {
+            Error::Config(m) => m,
+            e => e.to_string(),
+        })
     }
 }
 

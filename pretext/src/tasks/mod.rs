@@ -84,8 +84,8 @@ pub trait PretextTask {
     fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>>;
 }
 
-/// Any task, as a config names it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Any task, as a config names it (`type = "crop"` and the task's fields).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum TaskSpec {
     /// Contriever's independent random crops.
@@ -100,6 +100,54 @@ pub enum TaskSpec {
     PseudoQuery(PseudoQuery),
     /// A weighted mixture of tasks.
     Mix(Mixture),
+}
+
+/// Written by hand rather than derived: serde's internally tagged enums
+/// buffer their input and lose the field's name from errors ("invalid type:
+/// string, expected usize"); this one says `task crop: window: invalid type…`.
+impl<'de> Deserialize<'de> for TaskSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        use serde_json::{Map, Value};
+
+        fn part<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            ty: &str,
+            fields: Map<String, Value>,
+        ) -> Result<T, E> {
+            serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
+                let path = e.path().to_string();
+                match path.as_str() {
+                    "." => E::custom(format!("task `{ty}`: {}", e.inner())),
+                    _ => E::custom(format!("task `{ty}`: field `{path}`: {}", e.inner())),
+                }
+            })
+        }
+
+        let mut fields = Map::<String, Value>::deserialize(d)?;
+        let ty = match fields.remove("type") {
+            Some(Value::String(s)) => s,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "task `type` must be a string, not {other}"
+                )))
+            }
+            None => return Err(D::Error::missing_field("type")),
+        };
+        Ok(match ty.as_str() {
+            "crop" => TaskSpec::Crop(part(&ty, fields)?),
+            "ict" => TaskSpec::Ict(part(&ty, fields)?),
+            "spans" => TaskSpec::Spans(part(&ty, fields)?),
+            "neighbors" => TaskSpec::Neighbors(part(&ty, fields)?),
+            "pseudo-query" => TaskSpec::PseudoQuery(part(&ty, fields)?),
+            "mix" => TaskSpec::Mix(part(&ty, fields)?),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "unknown task type `{other}`, expected one of {}",
+                    TaskSpec::NAMES.join(", ")
+                )))
+            }
+        })
+    }
 }
 
 impl Default for TaskSpec {

@@ -1,0 +1,184 @@
+//! `pretext pairs`: a pretext task over a corpus, written as a pair dataset.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
+use pretext::memory::{peak_rss_kib, PeakSampler};
+use pretext::pretext_tasks::corpus::Corpus;
+use pretext::pretext_tasks::formats::PairFormat;
+use pretext::pretext_tasks::pipeline::{PairsJob, PairsSummary, ReadOptions};
+use serde::Serialize;
+
+use super::data::{finish, DataArgs};
+
+/// Flags of `pretext pairs`.
+#[derive(Debug, Args)]
+pub struct PairsArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Output file, `-` for standard output [default: pairs.jsonl].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Output layout: sentence-transformers (st), flag or tevatron.
+    #[arg(long)]
+    format: Option<String>,
+    /// Add doc id, task and byte offsets ("meta") to every line.
+    #[arg(long)]
+    with_meta: bool,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    stats: Option<PathBuf>,
+    /// No progress bar and no summary on standard error.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// The run summary, as printed and as written by `--stats`.
+#[derive(Debug, Serialize)]
+struct Stats {
+    documents: u64,
+    bytes: u64,
+    pairs: u64,
+    per_task: std::collections::BTreeMap<&'static str, u64>,
+    skipped: u64,
+    seconds: f64,
+    mb_per_s: f64,
+    docs_per_s: f64,
+    pairs_per_s: f64,
+    peak_rss_anon_kib: Option<u64>,
+    peak_rss_kib: Option<u64>,
+}
+
+impl Stats {
+    fn new(s: &PairsSummary, elapsed: Duration, anon: &PeakSampler) -> Stats {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        Stats {
+            documents: s.read.documents,
+            bytes: s.read.bytes,
+            pairs: s.pairs,
+            per_task: s.per_task.clone(),
+            skipped: s.read.skipped,
+            seconds: secs,
+            mb_per_s: s.read.bytes as f64 / secs / 1e6,
+            docs_per_s: s.read.documents as f64 / secs,
+            pairs_per_s: s.pairs as f64 / secs,
+            peak_rss_anon_kib: anon.peak_kib(),
+            peak_rss_kib: peak_rss_kib(),
+        }
+    }
+}
+
+pub fn run(args: PairsArgs) -> Result<()> {
+    let mut b = args.data.builder()?;
+    if let Some(out) = &args.out {
+        b.set_value("pairs.out", toml::Value::String(out.display().to_string()));
+    }
+    if let Some(f) = &args.format {
+        let f: PairFormat = f.parse()?;
+        b.set_value("pairs.format", toml::Value::String(f.to_string()));
+    }
+    if args.with_meta {
+        b.set_value("pairs.with_meta", toml::Value::Boolean(true));
+    }
+    let config = finish(&b)?;
+    let corpus = Corpus::open(&config.corpus.path, config.corpus.reader())
+        .with_context(|| format!("opening corpus {}", config.corpus.path.display()))?;
+    let job = PairsJob {
+        task: config.task.clone(),
+        augment: config.augment.clone(),
+        seed: config.seed,
+        format: config.pairs.format,
+        with_meta: config.pairs.with_meta,
+        read: ReadOptions {
+            shard: config.corpus.shard,
+            skip_bad: config.corpus.skip_bad,
+            ..ReadOptions::default()
+        },
+    };
+    let out_path = &config.pairs.out;
+    let mut out: Box<dyn Write> = if out_path.as_os_str() == "-" {
+        Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
+    } else {
+        let f =
+            File::create(out_path).with_context(|| format!("creating {}", out_path.display()))?;
+        Box::new(BufWriter::with_capacity(1 << 20, f))
+    };
+
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let total = corpus.total_bytes() / u64::from(config.corpus.shard.count());
+        ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
+            )
+            .expect("static template"),
+        )
+    };
+    let start = Instant::now();
+    let mut anon = PeakSampler::default();
+    anon.sample();
+    let mut progress = |docs: u64, bytes: u64, pairs: u64| {
+        anon.sample();
+        let secs = start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(bytes);
+        bar.set_message(format!(
+            "{} docs ({:.0}/s), {} pairs ({:.0}/s)",
+            HumanCount(docs),
+            docs as f64 / secs,
+            HumanCount(pairs),
+            pairs as f64 / secs
+        ));
+    };
+    let summary = job
+        .run(&corpus, &mut out, &mut progress)
+        .with_context(|| format!("generating {} pairs", job.task_name()))?;
+    drop(out);
+    bar.finish_and_clear();
+    let stats = Stats::new(&summary, start.elapsed(), &anon);
+    if !args.quiet {
+        print_summary(&stats, &summary, &config.pairs.out, config.pairs.format);
+    }
+    if let Some(path) = &args.stats {
+        let json = serde_json::to_string_pretty(&stats)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_summary(stats: &Stats, summary: &PairsSummary, out: &std::path::Path, format: PairFormat) {
+    eprintln!(
+        "read {} documents ({}) in {:.2} s: {:.1} MB/s, {:.0} docs/s",
+        HumanCount(stats.documents),
+        HumanBytes(stats.bytes),
+        stats.seconds,
+        stats.mb_per_s,
+        stats.docs_per_s
+    );
+    eprintln!(
+        "wrote {} pairs ({:.0}/s) to {} as {format}",
+        HumanCount(stats.pairs),
+        stats.pairs_per_s,
+        out.display()
+    );
+    for (task, n) in &stats.per_task {
+        eprintln!("  {task}: {}", HumanCount(*n));
+    }
+    if stats.skipped > 0 {
+        eprintln!("skipped {} bad records; the first:", stats.skipped);
+        for e in &summary.read.skipped_examples {
+            eprintln!("  {e}");
+        }
+    }
+    if let Some(kib) = stats.peak_rss_anon_kib {
+        eprintln!(
+            "peak anonymous memory (sampled per batch): {:.1} MiB",
+            kib as f64 / 1024.0
+        );
+    }
+}

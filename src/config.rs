@@ -1,0 +1,320 @@
+//! The TOML configuration every subcommand reads: one file, one section per
+//! stage, every field with a default and `deny_unknown_fields`, so a typo is
+//! an error naming the field instead of a silently ignored setting.
+//!
+//! Command-line flags are applied as overrides (`--set task.window=128`) on
+//! the parsed TOML before it is checked, so flags and files share one path.
+
+use std::path::{Path, PathBuf};
+
+use pretext_tasks::augment::Augmentations;
+use pretext_tasks::corpus::{CorpusConfig, DocSep, Format, JsonFields};
+use pretext_tasks::formats::PairFormat;
+use pretext_tasks::shard::Shard;
+use pretext_tasks::tasks::TaskSpec;
+use serde::{Deserialize, Serialize};
+
+/// A whole run's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Worker threads (0: one per core).
+    pub threads: usize,
+    /// Where the text comes from.
+    pub corpus: CorpusSection,
+    /// The pretext task.
+    pub task: TaskSpec,
+    /// Augmentations applied to the task's pairs.
+    pub augment: Augmentations,
+    /// `pretext pairs` output.
+    pub pairs: PairsSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 42,
+            threads: 0,
+            corpus: CorpusSection::default(),
+            task: TaskSpec::default(),
+            augment: Augmentations::default(),
+            pairs: PairsSection::default(),
+        }
+    }
+}
+
+/// The `[corpus]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorpusSection {
+    /// A file or a folder.
+    pub path: PathBuf,
+    /// `auto`, `text` or `jsonl`.
+    pub format: Format,
+    /// Plain text: `line` or `blank`.
+    pub doc_sep: DocSep,
+    /// JSONL field names.
+    pub fields: JsonFields,
+    /// File extensions read below a folder.
+    pub extensions: Vec<String>,
+    /// The shard `i/n` to read.
+    pub shard: Shard,
+    /// Skip bad records (and report them) instead of stopping.
+    pub skip_bad: bool,
+}
+
+impl Default for CorpusSection {
+    fn default() -> Self {
+        let reader = CorpusConfig::default();
+        CorpusSection {
+            path: PathBuf::from("corpora/python-docs"),
+            format: reader.format,
+            doc_sep: reader.doc_sep,
+            fields: reader.fields,
+            extensions: reader.extensions,
+            shard: Shard::ALL,
+            skip_bad: false,
+        }
+    }
+}
+
+impl CorpusSection {
+    /// The reader settings of the library.
+    pub fn reader(&self) -> CorpusConfig {
+        CorpusConfig {
+            format: self.format,
+            doc_sep: self.doc_sep,
+            fields: self.fields.clone(),
+            extensions: self.extensions.clone(),
+        }
+    }
+}
+
+/// The `[pairs]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PairsSection {
+    /// Output file (`-` for standard output).
+    pub out: PathBuf,
+    /// `sentence-transformers`, `flag` or `tevatron`.
+    pub format: PairFormat,
+    /// Add doc id, task and byte offsets to each line.
+    pub with_meta: bool,
+}
+
+impl Default for PairsSection {
+    fn default() -> Self {
+        PairsSection {
+            out: PathBuf::from("pairs.jsonl"),
+            format: PairFormat::default(),
+            with_meta: false,
+        }
+    }
+}
+
+/// An error in a configuration, naming the file (or flag) and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("pretext config error: cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not describe a valid configuration.
+    #[error("pretext config error: {origin}: {message}")]
+    Invalid {
+        /// The file, or "command line".
+        origin: String,
+        /// What the parser said (line, column and field included).
+        message: String,
+    },
+    /// A `--set key=value` that is not of that form.
+    #[error("pretext config error: --set `{0}`: expected key=value, e.g. task.window=128")]
+    BadOverride(String),
+}
+
+/// A configuration being assembled: a TOML table plus overrides.
+pub struct ConfigBuilder {
+    table: toml::Table,
+    origin: String,
+    /// The file's text while no override has touched it: parsing it again
+    /// gives errors with line and column.
+    text: Option<String>,
+}
+
+impl ConfigBuilder {
+    /// Starts from the defaults, or from a file when one is given.
+    pub fn new(path: Option<&Path>) -> Result<ConfigBuilder, ConfigError> {
+        let Some(path) = path else {
+            return Ok(ConfigBuilder {
+                table: toml::Table::new(),
+                origin: "command line".into(),
+                text: None,
+            });
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Invalid {
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(ConfigBuilder {
+            table,
+            origin: path.display().to_string(),
+            text: Some(text),
+        })
+    }
+
+    /// Sets a dotted key to a value written as TOML (a bare word that is
+    /// not valid TOML is taken as a string).
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
+        let value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        self.set_value(key, value)
+    }
+
+    /// Sets a dotted key to a TOML value.
+    pub fn set_value(&mut self, key: &str, value: toml::Value) -> &mut Self {
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let last = parts.pop().unwrap_or(key);
+        if self.text.take().is_some() {
+            self.origin.push_str(" with command-line overrides");
+        }
+        let mut table = &mut self.table;
+        for p in parts {
+            let entry = table
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            table = entry.as_table_mut().expect("made a table above");
+        }
+        table.insert(last.to_string(), value);
+        self
+    }
+
+    /// Applies a `key=value` override string.
+    pub fn set_pair(&mut self, kv: &str) -> Result<&mut Self, ConfigError> {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| ConfigError::BadOverride(kv.to_string()))?;
+        Ok(self.set(k.trim(), v.trim()))
+    }
+
+    /// Chooses the task by name, keeping the file's parameters when the file
+    /// already configures that task.
+    pub fn task(&mut self, name: &str) -> Result<&mut Self, ConfigError> {
+        let same = self
+            .table
+            .get("task")
+            .and_then(|t| t.get("type"))
+            .and_then(|t| t.as_str())
+            == Some(name);
+        if !same {
+            let spec = TaskSpec::by_name(name).ok_or_else(|| ConfigError::Invalid {
+                origin: "--task".into(),
+                message: format!(
+                    "unknown task `{name}`; expected one of {}",
+                    TaskSpec::NAMES.join(", ")
+                ),
+            })?;
+            let value = toml::Value::try_from(&spec).map_err(|e| ConfigError::Invalid {
+                origin: "--task".into(),
+                message: e.to_string(),
+            })?;
+            self.set_value("task", value);
+        }
+        Ok(self)
+    }
+
+    /// Checks and builds the configuration.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: self.origin.clone(),
+            message,
+        };
+        let config: Config = match &self.text {
+            Some(text) => toml::from_str(text).map_err(|e| invalid(e.to_string()))?,
+            None => toml::Value::Table(self.table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?,
+        };
+        config.task.validate().map_err(invalid)?;
+        config.augment.validate().map_err(invalid)?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        ConfigBuilder::new(Some(&p))?.build()
+    }
+
+    #[test]
+    fn unknown_and_ill_typed_fields_are_named() {
+        let e = from("[task]\ntype = \"crop\"\nwindoww = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml") && e.contains("windoww"), "{e}");
+        let e = from("seed = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("seed") || e.contains("integer"), "{e}");
+        let e = from("[task]\ntype = \"crop\"\nratio_min = 0.9\nratio_max = 0.1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ratio_min"), "{e}");
+        let e = from("[corpus]\nshard = \"3/2\"\n").unwrap_err().to_string();
+        assert!(e.contains("shard"), "{e}");
+    }
+
+    #[test]
+    fn overrides_and_task_choice() {
+        let mut b = ConfigBuilder::new(None).unwrap();
+        b.task("spans").unwrap();
+        b.set_pair("task.max_pairs_per_doc=2").unwrap();
+        b.set_pair("corpus.path=some/where").unwrap();
+        b.set_pair("augment.ops=[{type = \"delete\", p = 0.1}]")
+            .unwrap();
+        let c = b.build().unwrap();
+        match c.task {
+            TaskSpec::Spans(s) => assert_eq!(s.max_pairs_per_doc, 2),
+            t => panic!("wrong task {t:?}"),
+        }
+        assert_eq!(c.corpus.path, PathBuf::from("some/where"));
+        assert_eq!(c.augment.ops.len(), 1);
+        assert!(b.task("nope").is_err());
+        assert!(b.set_pair("novalue").is_err());
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                ConfigBuilder::new(Some(&p))
+                    .unwrap()
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! # pretext
+//!
+//! Self-supervised pretraining of dense text retrievers. The data half
+//! (corpus readers, pretext tasks, pair formats) lives in the
+//! [`pretext_tasks`] crate; this crate adds the configuration shared by the
+//! subcommands of the `pretext` binary.
+
+pub mod config;
+pub mod memory;
+
+pub use pretext_tasks;
