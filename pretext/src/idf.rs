@@ -1,9 +1,20 @@
 //! Document frequencies of lower-cased words over a corpus: what makes a word
 //! salient (AugTriever's salient spans) rather than merely frequent.
 
-use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::segment::{words, WordUnit};
+
+/// Lower-cases without allocating when the word already is (most are).
+pub fn lower(word: &str) -> Cow<'_, str> {
+    if word.chars().any(char::is_uppercase) {
+        Cow::Owned(word.to_lowercase())
+    } else {
+        Cow::Borrowed(word)
+    }
+}
 
 /// How many documents hold each lower-cased word.
 #[derive(Debug, Clone, Default)]
@@ -15,10 +26,11 @@ pub struct DocFreq {
 impl DocFreq {
     /// Counts the words of one document.
     pub fn from_text(text: &str) -> DocFreq {
-        let mut df = FxHashMap::default();
-        for w in words(text, WordUnit::Unicode) {
-            df.entry(w.of(text).to_lowercase()).or_insert(1);
-        }
+        let unique: FxHashSet<Cow<str>> = words(text, WordUnit::Unicode)
+            .iter()
+            .map(|w| lower(w.of(text)))
+            .collect();
+        let df = unique.into_iter().map(|w| (w.into_owned(), 1)).collect();
         DocFreq { docs: 1, df }
     }
 
@@ -31,7 +43,12 @@ impl DocFreq {
         };
         big.docs += small.docs;
         for (w, n) in small.df {
-            *big.df.entry(w).or_insert(0) += n;
+            match big.df.get_mut(&w) {
+                Some(c) => *c += n,
+                None => {
+                    big.df.insert(w, n);
+                }
+            }
         }
         big
     }

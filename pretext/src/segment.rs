@@ -91,13 +91,16 @@ fn whitespace_words(text: &str) -> Vec<Span> {
 
 /// The sentences of `text` (UAX #29), trimmed, empty ones dropped.
 pub fn sentences(text: &str) -> Vec<Span> {
-    text.split_sentence_bound_indices()
-        .filter_map(|(i, s)| {
-            let lead = s.len() - s.trim_start().len();
-            let trimmed = s.trim();
-            (!trimmed.is_empty()).then(|| Span::new(i + lead, i + lead + trimmed.len()))
-        })
-        .collect()
+    sentence_iter(text).collect()
+}
+
+/// The same, lazily: a task that needs the first sentence only stops early.
+pub fn sentence_iter(text: &str) -> impl Iterator<Item = Span> + '_ {
+    text.split_sentence_bound_indices().filter_map(|(i, s)| {
+        let lead = s.len() - s.trim_start().len();
+        let trimmed = s.trim();
+        (!trimmed.is_empty()).then(|| Span::new(i + lead, i + lead + trimmed.len()))
+    })
 }
 
 /// A passage: consecutive words of one document (DPR-style).

@@ -3,6 +3,7 @@
 //! for the document, the first sentence for the rest, and the most salient
 //! 16-word chunk (by BM25 weight against the document) for the passage around it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rand::Rng;
@@ -11,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_range, Pair, PretextTask, Text};
 use crate::corpus::Document;
-use crate::idf::DocFreq;
-use crate::segment::{sentences, words, Span, WordUnit};
+use crate::idf::{lower, DocFreq};
+use crate::segment::{sentence_iter, words, Span, WordUnit};
 use crate::stopwords::is_stopword;
 
 /// Which pseudo-queries to make.
@@ -104,19 +105,26 @@ impl PseudoQuery {
     /// Start index of the chunk of `salient_words` words with the highest
     /// sum of per-word salience (idf × saturated document frequency).
     fn salient_chunk(&self, text: &str, ws: &[Span]) -> usize {
-        let lower: Vec<String> = ws.iter().map(|w| w.of(text).to_lowercase()).collect();
-        let mut tf: FxHashMap<&str, f64> = FxHashMap::default();
-        for w in &lower {
-            *tf.entry(w.as_str()).or_insert(0.0) += 1.0;
+        let lowered: Vec<Cow<str>> = ws.iter().map(|w| lower(w.of(text))).collect();
+        // Per distinct word: (frequency in the document, idf).
+        let mut stats: FxHashMap<&str, (f64, f64)> = FxHashMap::default();
+        for w in &lowered {
+            stats
+                .entry(w)
+                .or_insert_with(|| {
+                    let idf = match &self.doc_freq {
+                        _ if is_stopword(w) => 0.0,
+                        Some(df) => df.idf(w),
+                        None => 1.0,
+                    };
+                    (0.0, idf)
+                })
+                .0 += 1.0;
         }
-        let weight: Vec<f64> = lower
+        let weight: Vec<f64> = lowered
             .iter()
             .map(|w| {
-                if is_stopword(w) {
-                    return 0.0;
-                }
-                let idf = self.doc_freq.as_ref().map_or(1.0, |df| df.idf(w));
-                let f = tf[w.as_str()];
+                let (f, idf) = stats[&**w];
                 idf * f * (self.k1 + 1.0) / (f + self.k1)
             })
             .collect();
@@ -167,11 +175,11 @@ impl PretextTask for PseudoQuery {
                     out.push(pair(query, Text::slice(text, body), kind));
                 }
                 PseudoKind::FirstSentence => {
-                    let sents = sentences(text);
-                    let Some(first) = sents.first() else { continue };
-                    if sents.len() < 2
-                        || words(first.of(text), WordUnit::Unicode).len() < self.min_sentence_words
-                    {
+                    let mut sents = sentence_iter(text);
+                    let (Some(first), Some(_)) = (sents.next(), sents.next()) else {
+                        continue;
+                    };
+                    if words(first.of(text), WordUnit::Unicode).len() < self.min_sentence_words {
                         continue;
                     }
                     let rest: Vec<Span> = ws
@@ -184,7 +192,7 @@ impl PretextTask for PseudoQuery {
                         continue;
                     };
                     let positive = Text::slice(text, body).with_title(doc, true);
-                    out.push(pair(Text::slice(text, *first), positive, kind));
+                    out.push(pair(Text::slice(text, first), positive, kind));
                 }
                 PseudoKind::Salient => {
                     if ws.len() < self.salient_words * 2 {

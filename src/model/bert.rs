@@ -1,0 +1,168 @@
+//! A BERT encoder with Hugging Face tensor names, so `model.safetensors`
+//! checkpoints load and save as they are, and every weight is trainable.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use super::config::BertConfig;
+use super::layers::{attention_bias, embedding, linear, softmax_last_dim, LayerNorm, Mode};
+
+/// Word, position and (type-0) segment embeddings, then layer norm.
+#[derive(Debug, Clone)]
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+    dropout: f64,
+}
+
+impl Embeddings {
+    fn new(c: &BertConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Embeddings {
+            word: embedding(c.vocab_size, c.hidden_size, vb.pp("word_embeddings"))?,
+            position: embedding(c.max_position_embeddings, c.hidden_size, vb.pp("position_embeddings"))?,
+            token_type: embedding(c.type_vocab_size, c.hidden_size, vb.pp("token_type_embeddings"))?,
+            norm: LayerNorm::new(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+            dropout: c.hidden_dropout_prob,
+        })
+    }
+
+    /// `(batch, seq)` ids → `(batch, seq, hidden)`.
+    fn forward(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (_, seq) = ids.dims2()?;
+        let positions = Tensor::arange(0u32, seq as u32, ids.device())?;
+        let types = positions.zeros_like()?;
+        let x = self
+            .word
+            .forward(ids)?
+            .broadcast_add(&self.position.forward(&positions)?)?
+            .broadcast_add(&self.token_type.forward(&types)?)?;
+        mode.dropout(&self.norm.forward(&x)?, self.dropout)
+    }
+}
+
+/// Multi-head self-attention with its output projection and residual norm.
+#[derive(Debug, Clone)]
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+    attn_dropout: f64,
+    dropout: f64,
+}
+
+impl Attention {
+    fn new(c: &BertConfig, vb: VarBuilder) -> Result<Self> {
+        let h = c.hidden_size;
+        let sa = vb.pp("self");
+        Ok(Attention {
+            query: linear(h, h, sa.pp("query"))?,
+            key: linear(h, h, sa.pp("key"))?,
+            value: linear(h, h, sa.pp("value"))?,
+            output: linear(h, h, vb.pp("output").pp("dense"))?,
+            norm: LayerNorm::new(h, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            heads: c.num_attention_heads,
+            head_dim: h / c.num_attention_heads,
+            attn_dropout: c.attention_probs_dropout_prob,
+            dropout: c.hidden_dropout_prob,
+        })
+    }
+
+    /// `(batch, seq, hidden)` → `(batch, heads, seq, head_dim)`.
+    fn split(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        x.reshape((b, s, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let q = (self.split(&self.query.forward(x)?)? * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let k = self.split(&self.key.forward(x)?)?;
+        let v = self.split(&self.value.forward(x)?)?;
+        // (batch, heads, seq, seq)
+        let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?;
+        let probs = mode.dropout(&softmax_last_dim(&scores)?, self.attn_dropout)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
+        let out = mode.dropout(&self.output.forward(&ctx)?, self.dropout)?;
+        self.norm.forward(&(out + x)?)
+    }
+}
+
+/// One transformer layer: attention, then the feed-forward block.
+#[derive(Debug, Clone)]
+struct Layer {
+    attention: Attention,
+    intermediate: Linear,
+    output: Linear,
+    norm: LayerNorm,
+    dropout: f64,
+}
+
+impl Layer {
+    fn new(c: &BertConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Layer {
+            attention: Attention::new(c, vb.pp("attention"))?,
+            intermediate: linear(c.hidden_size, c.intermediate_size, vb.pp("intermediate").pp("dense"))?,
+            output: linear(c.intermediate_size, c.hidden_size, vb.pp("output").pp("dense"))?,
+            norm: LayerNorm::new(c.hidden_size, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            dropout: c.hidden_dropout_prob,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
+        let a = self.attention.forward(x, bias, mode)?;
+        let ff = self.intermediate.forward(&a)?.gelu_erf()?;
+        let ff = mode.dropout(&self.output.forward(&ff)?, self.dropout)?;
+        self.norm.forward(&(ff + a)?)
+    }
+}
+
+/// The BERT encoder (no pooler: retrievers pool themselves).
+#[derive(Debug, Clone)]
+pub struct Bert {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    config: BertConfig,
+}
+
+impl Bert {
+    /// Builds the encoder from `vb` (HF names: `embeddings.*`, `encoder.layer.N.*`).
+    pub fn new(config: &BertConfig, vb: VarBuilder) -> Result<Bert> {
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::new(config, vb.pp("encoder").pp("layer").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Bert {
+            embeddings: Embeddings::new(config, vb.pp("embeddings"))?,
+            layers,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// `(batch, seq)` ids and 0/1 mask → `(batch, seq, hidden)` states.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let bias = attention_bias(mask, candle_core::DType::F32)?;
+        let mut x = self.embeddings.forward(ids, mode)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, mode)?;
+        }
+        Ok(x)
+    }
+}
+
+/// Mean of the states of real (unmasked) tokens: `(batch, hidden)`.
+pub fn mean_pool(states: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let m = mask.to_dtype(states.dtype())?.unsqueeze(D::Minus1)?;
+    let sum = states.broadcast_mul(&m)?.sum(1)?;
+    let count = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+    sum.broadcast_div(&count)
+}

@@ -1,0 +1,132 @@
+//! The layers BERT needs, written so that every parameter gets a gradient.
+//!
+//! candle-nn's fused `ops::layer_norm` and `softmax_last_dim` have no
+//! backward pass and silently drop gradients (candle issues #2168, #3011);
+//! here layer norm and softmax are composed from differentiable tensor ops.
+//! Dropout masks come from the run's seeded generator, so a training run is
+//! reproducible and resumable on CPU (candle's CPU `rand` cannot be seeded).
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+use rand::{Rng, RngExt, SeedableRng};
+
+/// Layer normalisation over the last dimension, HF names `weight`/`bias`.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads or creates `weight` (ones) and `bias` (zeros) of width `size`.
+    pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+        let weight = vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
+        let bias = vb.get_with_hints(size, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(LayerNorm { weight, bias, eps })
+    }
+}
+
+impl Module for LayerNorm {
+    /// `(…, hidden) -> (…, hidden)`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax over the last dimension from primitive ops (differentiable).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax(x, D::Minus1)
+}
+
+/// Where dropout masks come from.
+///
+/// On CPU a seeded generator on the host draws the mask (a byte per
+/// element, uploaded once); other devices use their own seeded generator
+/// (`Device::set_seed`) so no host round trip slows them down.
+#[derive(Debug)]
+pub struct DropoutRng {
+    rng: std::sync::Mutex<rand::rngs::Xoshiro256PlusPlus>,
+}
+
+impl DropoutRng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> DropoutRng {
+        DropoutRng {
+            rng: std::sync::Mutex::new(rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed)),
+        }
+    }
+
+    /// The generator's state, for checkpoints: re-seeding with it resumes
+    /// the stream.
+    pub fn next_seed(&self) -> u64 {
+        self.rng.lock().expect("dropout rng").next_u64()
+    }
+
+    /// Scales kept elements by `1/(1-p)` and zeroes the rest.
+    pub fn dropout(&self, x: &Tensor, p: f64) -> Result<Tensor> {
+        if p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let mask = match x.device() {
+            Device::Cpu => {
+                let n = x.elem_count();
+                let threshold = (p * u32::MAX as f64) as u32;
+                let mut rng = self.rng.lock().expect("dropout rng");
+                let keep: Vec<u8> = (0..n).map(|_| (rng.random::<u32>() >= threshold) as u8).collect();
+                Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?
+            }
+            dev => Tensor::rand(0f32, 1f32, x.shape(), dev)?
+                .ge(p)?
+                .to_dtype(x.dtype())?,
+        };
+        x.mul(&(mask * (1.0 / (1.0 - p)))?)
+    }
+}
+
+/// Whether a forward pass trains (dropout on) or evaluates.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'r> {
+    /// Dropout on, masks from this generator.
+    Train(&'r DropoutRng),
+    /// No dropout.
+    Eval,
+}
+
+impl Mode<'_> {
+    /// Dropout in training mode, identity otherwise.
+    pub fn dropout(&self, x: &Tensor, p: f64) -> Result<Tensor> {
+        match self {
+            Mode::Train(rng) => rng.dropout(x, p),
+            Mode::Eval => Ok(x.clone()),
+        }
+    }
+}
+
+/// A linear layer with HF names (`weight` `(out, in)`, `bias`), BERT's
+/// N(0, 0.02) init when created.
+pub fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<candle_nn::Linear> {
+    let init = candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+    let weight = vb.get_with_hints((output, input), "weight", init)?;
+    let bias = vb.get_with_hints(output, "bias", candle_nn::Init::Const(0.0))?;
+    Ok(candle_nn::Linear::new(weight, Some(bias)))
+}
+
+/// An embedding table with BERT's N(0, 0.02) init when created.
+pub fn embedding(rows: usize, dim: usize, vb: VarBuilder) -> Result<candle_nn::Embedding> {
+    let init = candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+    let table = vb.get_with_hints((rows, dim), "weight", init)?;
+    Ok(candle_nn::Embedding::new(table, dim))
+}
+
+/// Additive attention bias from a `(batch, seq)` 0/1 mask: 0 where a token
+/// may be attended to, a large negative number on padding. `(batch, 1, 1, seq)`.
+pub fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
+    let (b, s) = mask.dims2()?;
+    let mask = mask.to_dtype(dtype)?;
+    ((mask - 1.0)? * 1e9)?.reshape((b, 1, 1, s))
+}

@@ -1,0 +1,129 @@
+//! The dual encoder: BERT towers (shared or separate), pooling, an optional
+//! projection head and L2 normalisation, built from a `VarBuilder` so the
+//! same code trains from a `VarMap` or serves a memory-mapped checkpoint.
+
+pub mod bert;
+pub mod config;
+pub mod layers;
+pub mod weights;
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+pub use bert::{mean_pool, Bert};
+pub use config::BertConfig;
+pub use layers::{DropoutRng, Mode};
+
+/// How token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean over real tokens (Contriever, sentence-transformers).
+    #[default]
+    Mean,
+    /// The first token's state (`[CLS]`, DPR).
+    Cls,
+}
+
+/// How two vectors are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Similarity {
+    /// Dot product (Contriever).
+    #[default]
+    Dot,
+    /// Cosine: dot product of L2-normalised vectors.
+    Cosine,
+}
+
+/// What sits on top of BERT in one tower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Pooling.
+    pub pooling: Pooling,
+    /// Output width of a projection head (none if `None`).
+    pub projection: Option<usize>,
+    /// L2-normalise the output.
+    pub normalize: bool,
+}
+
+/// One tower: BERT, pooling, projection, normalisation.
+#[derive(Debug, Clone)]
+pub struct Tower {
+    bert: Bert,
+    projection: Option<Linear>,
+    head: Head,
+}
+
+impl Tower {
+    /// Builds a tower; the projection head's weights are `head.dense.*`.
+    pub fn new(config: &BertConfig, head: Head, vb: VarBuilder) -> Result<Tower> {
+        let projection = head
+            .projection
+            .map(|out| layers::linear(config.hidden_size, out, vb.pp("head").pp("dense")))
+            .transpose()?;
+        Ok(Tower { bert: Bert::new(config, vb)?, projection, head })
+    }
+
+    /// The BERT inside.
+    pub fn bert(&self) -> &Bert {
+        &self.bert
+    }
+
+    /// The head settings.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// `(batch, seq)` ids and mask → `(batch, dim)` embeddings.
+    pub fn encode(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let states = self.bert.forward(ids, mask, mode)?;
+        let pooled = match self.head.pooling {
+            Pooling::Mean => mean_pool(&states, mask)?,
+            Pooling::Cls => states.narrow(1, 0, 1)?.squeeze(1)?,
+        };
+        let out = match &self.projection {
+            Some(p) => p.forward(&pooled)?,
+            None => pooled,
+        };
+        if self.head.normalize {
+            l2_normalize(&out)
+        } else {
+            Ok(out)
+        }
+    }
+}
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    x.broadcast_div(&norm)
+}
+
+/// Query and document towers: one shared, or two with the document tower's
+/// weights under `doc.`.
+#[derive(Debug, Clone)]
+pub struct DualEncoder {
+    query: Tower,
+    doc: Option<Tower>,
+}
+
+impl DualEncoder {
+    /// Builds one tower (`shared`) or two.
+    pub fn new(config: &BertConfig, head: Head, shared: bool, vb: VarBuilder) -> Result<DualEncoder> {
+        let query = Tower::new(config, head, vb.clone())?;
+        let doc = (!shared).then(|| Tower::new(config, head, vb.pp("doc"))).transpose()?;
+        Ok(DualEncoder { query, doc })
+    }
+
+    /// The query tower.
+    pub fn query(&self) -> &Tower {
+        &self.query
+    }
+
+    /// The document tower (the query tower when shared).
+    pub fn doc(&self) -> &Tower {
+        self.doc.as_ref().unwrap_or(&self.query)
+    }
+}
