@@ -7,5 +7,6 @@
 
 pub mod config;
 pub mod memory;
+pub mod model;
 
 pub use pretext_tasks;

@@ -39,9 +39,16 @@ pub struct BertConfig {
     /// Padding token id.
     #[serde(default)]
     pub pad_token_id: u32,
+    /// Standard deviation of the initial weights.
+    #[serde(default = "init_range")]
+    pub initializer_range: f64,
     /// Always `bert`.
     #[serde(default = "bert")]
     pub model_type: String,
+}
+
+fn init_range() -> f64 {
+    0.02
 }
 
 fn gelu() -> String {
@@ -84,6 +91,7 @@ impl BertConfig {
             type_vocab_size: 2,
             layer_norm_eps: 1e-12,
             pad_token_id: 0,
+            initializer_range: init_range(),
             model_type: bert(),
         })
     }

@@ -127,3 +127,6 @@ impl DualEncoder {
         self.doc.as_ref().unwrap_or(&self.query)
     }
 }
+
+#[cfg(test)]
+mod tests;
