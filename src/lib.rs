@@ -8,5 +8,8 @@
 pub mod config;
 pub mod memory;
 pub mod model;
+pub mod objective;
+pub mod queue;
+pub mod tokenize;
 
 pub use pretext_tasks;

@@ -1,0 +1,236 @@
+//! Training objectives: InfoNCE against in-batch, per-query hard and queued
+//! negatives, and the triplet margin loss.
+
+use candle_core::{DType, Result, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use crate::model::l2_normalize;
+use crate::model::Similarity;
+
+/// The loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Loss {
+    /// InfoNCE (contrastive cross-entropy).
+    Infonce {
+        /// Temperature τ of the logits (Contriever: 0.05).
+        #[serde(default = "temperature")]
+        temperature: f64,
+        /// Also score positives against queries (in-batch only).
+        #[serde(default)]
+        symmetric: bool,
+        /// Use the other positives of the batch as negatives.
+        #[serde(default = "yes")]
+        in_batch: bool,
+    },
+    /// Triplet margin loss on distances.
+    Triplet {
+        /// The margin.
+        #[serde(default = "margin")]
+        margin: f64,
+        /// `l2` (Euclidean) or `cosine` (1 − cos) distance.
+        #[serde(default)]
+        distance: Distance,
+    },
+}
+
+fn temperature() -> f64 {
+    0.05
+}
+fn yes() -> bool {
+    true
+}
+fn margin() -> f64 {
+    0.2
+}
+
+impl Default for Loss {
+    fn default() -> Self {
+        Loss::Infonce { temperature: temperature(), symmetric: false, in_batch: true }
+    }
+}
+
+/// Distance of the triplet loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distance {
+    /// Euclidean.
+    #[default]
+    L2,
+    /// One minus cosine similarity.
+    Cosine,
+}
+
+/// The embeddings of one step.
+pub struct StepEmbeddings<'t> {
+    /// Queries, `(batch, dim)`.
+    pub queries: &'t Tensor,
+    /// Their positives, `(batch, dim)`.
+    pub positives: &'t Tensor,
+    /// Per-query hard negatives, `(batch, n, dim)`, and a `(batch, n)` 0/1
+    /// mask of which exist.
+    pub hard: Option<(&'t Tensor, &'t Tensor)>,
+    /// Queued keys (MoCo queue or memory bank), `(k, dim)`.
+    pub queue: Option<&'t Tensor>,
+}
+
+/// What a step's loss computed.
+pub struct LossOutput {
+    /// The scalar loss.
+    pub loss: Tensor,
+    /// Share of queries whose positive scores above every negative.
+    pub accuracy: f32,
+}
+
+impl Loss {
+    /// Computes the loss and pretext accuracy.
+    pub fn compute(&self, e: &StepEmbeddings, similarity: Similarity) -> Result<LossOutput> {
+        let (q, p) = match similarity {
+            Similarity::Dot => (e.queries.clone(), e.positives.clone()),
+            Similarity::Cosine => (l2_normalize(e.queries)?, l2_normalize(e.positives)?),
+        };
+        let hard = match (similarity, e.hard) {
+            (Similarity::Cosine, Some((h, m))) => Some((l2_normalize(h)?, m.clone())),
+            (_, h) => h.map(|(h, m)| (h.clone(), m.clone())),
+        };
+        let queue = match (similarity, e.queue) {
+            (Similarity::Cosine, Some(k)) => Some(l2_normalize(k)?),
+            (_, k) => k.cloned(),
+        };
+        match *self {
+            Loss::Infonce { temperature, symmetric, in_batch } => {
+                infonce(&q, &p, hard.as_ref(), queue.as_ref(), temperature, symmetric, in_batch)
+            }
+            Loss::Triplet { margin, distance } => triplet(&q, &p, hard.as_ref(), margin, distance),
+        }
+    }
+}
+
+/// Scores of each query against its own hard negatives: `(batch, n)`,
+/// masked-out slots at −1e9.
+fn hard_scores(q: &Tensor, hard: &(Tensor, Tensor)) -> Result<Tensor> {
+    let (h, mask) = hard;
+    let s = h.broadcast_mul(&q.unsqueeze(1)?)?.sum(D::Minus1)?;
+    let penalty = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?;
+    s + penalty
+}
+
+fn infonce(
+    q: &Tensor,
+    p: &Tensor,
+    hard: Option<&(Tensor, Tensor)>,
+    queue: Option<&Tensor>,
+    temperature: f64,
+    symmetric: bool,
+    in_batch: bool,
+) -> Result<LossOutput> {
+    let b = q.dim(0)?;
+    let device = q.device();
+    // Columns: the positives (all of the batch, or only each query's own),
+    // then hard negatives, then the queue. The label is the positive's column.
+    let (mut parts, labels) = if in_batch {
+        (vec![q.matmul(&p.t()?)?], Tensor::arange(0u32, b as u32, device)?)
+    } else {
+        (vec![q.mul(p)?.sum_keepdim(1)?], Tensor::zeros(b, DType::U32, device)?)
+    };
+    if let Some(h) = hard {
+        parts.push(hard_scores(q, h)?);
+    }
+    if let Some(k) = queue {
+        if k.dim(0)? > 0 {
+            parts.push(q.matmul(&k.t()?)?);
+        }
+    }
+    let logits = (Tensor::cat(&parts, 1)? / temperature)?;
+    let mut loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+    let predicted = logits.argmax(D::Minus1)?;
+    let accuracy = predicted.eq(&labels)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()?;
+    if symmetric {
+        let back = (p.matmul(&q.t()?)? / temperature)?;
+        let labels = Tensor::arange(0u32, b as u32, device)?;
+        loss = ((loss + candle_nn::loss::cross_entropy(&back, &labels)?)? * 0.5)?;
+    }
+    Ok(LossOutput { loss, accuracy })
+}
+
+fn distance(a: &Tensor, b: &Tensor, kind: Distance) -> Result<Tensor> {
+    match kind {
+        Distance::L2 => (a - b)?.sqr()?.sum(D::Minus1)?.clamp(1e-12, f64::MAX)?.sqrt(),
+        Distance::Cosine => {
+            let cos = l2_normalize(a)?.mul(&l2_normalize(b)?)?.sum(D::Minus1)?;
+            cos.affine(-1.0, 1.0)
+        }
+    }
+}
+
+/// The negative of each query is its first hard negative when it has one,
+/// else the next query's positive in the batch (a rolled batch).
+fn triplet(q: &Tensor, p: &Tensor, hard: Option<&(Tensor, Tensor)>, margin: f64, kind: Distance) -> Result<LossOutput> {
+    let b = q.dim(0)?;
+    let rolled = Tensor::cat(&[p.narrow(0, 1, b - 1)?, p.narrow(0, 0, 1)?], 0)?;
+    let negative = match hard {
+        Some((h, mask)) => {
+            let first = h.narrow(1, 0, 1)?.squeeze(1)?;
+            let has = mask.narrow(1, 0, 1)?.to_dtype(DType::F32)?;
+            (first.broadcast_mul(&has)? + rolled.broadcast_mul(&(has.affine(-1.0, 1.0))?)?)?
+        }
+        None => rolled,
+    };
+    let dp = distance(q, p, kind)?;
+    let dn = distance(q, &negative, kind)?;
+    let loss = ((&dp - &dn)? + margin)?.relu()?.mean_all()?;
+    let accuracy = dp.lt(&dn)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()?;
+    Ok(LossOutput { loss, accuracy })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn t(v: &[[f32; 2]]) -> Tensor {
+        let flat: Vec<f32> = v.iter().flatten().copied().collect();
+        Tensor::from_vec(flat, (v.len(), 2), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn infonce_matches_a_hand_computation() {
+        let q = t(&[[1.0, 0.0], [0.0, 1.0]]);
+        let p = t(&[[1.0, 0.0], [0.0, 1.0]]);
+        let queue = t(&[[1.0, 1.0]]);
+        let e = StepEmbeddings { queries: &q, positives: &p, hard: None, queue: Some(&queue) };
+        let loss = Loss::Infonce { temperature: 1.0, symmetric: false, in_batch: true };
+        let out = loss.compute(&e, Similarity::Dot).unwrap();
+        // Row 0 logits [1, 0, 1], label 0: log(e + 1 + e) - 1.
+        let expected = ((2.0 * 1f64.exp() + 1.0).ln() - 1.0) as f32;
+        let got = out.loss.to_scalar::<f32>().unwrap();
+        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+        assert_eq!(out.accuracy, 1.0, "each positive is (tied) first");
+    }
+
+    #[test]
+    fn hard_negatives_stay_with_their_query_and_masks_work() {
+        let q = t(&[[1.0, 0.0], [0.0, 1.0]]);
+        let p = t(&[[1.0, 0.0], [0.0, 1.0]]);
+        let h = Tensor::new(&[[[5.0f32, 0.0]], [[5.0, 0.0]]], &Device::Cpu).unwrap();
+        let none = Tensor::new(&[[1u32], [0]], &Device::Cpu).unwrap();
+        let e = StepEmbeddings { queries: &q, positives: &p, hard: Some((&h, &none)), queue: None };
+        let loss = Loss::Infonce { temperature: 1.0, symmetric: false, in_batch: false };
+        let out = loss.compute(&e, Similarity::Dot).unwrap();
+        // Query 0: logits [1, 5] → loss ln(e + e^5) - 1; query 1: its negative is masked → loss 0.
+        let expected = (((1f64.exp() + 5f64.exp()).ln() - 1.0) / 2.0) as f32;
+        assert!((out.loss.to_scalar::<f32>().unwrap() - expected).abs() < 1e-4);
+        assert_eq!(out.accuracy, 0.5);
+    }
+
+    #[test]
+    fn triplet_margin() {
+        let q = t(&[[0.0, 0.0], [0.0, 0.0]]);
+        let p = t(&[[1.0, 0.0], [3.0, 0.0]]);
+        let e = StepEmbeddings { queries: &q, positives: &p, hard: None, queue: None };
+        let out = Loss::Triplet { margin: 0.5, distance: Distance::L2 }.compute(&e, Similarity::Dot).unwrap();
+        // Row 0: d+ = 1, d- = 3 → 0; row 1: d+ = 3, d- = 1 → 2.5. Mean 1.25.
+        assert!((out.loss.to_scalar::<f32>().unwrap() - 1.25).abs() < 1e-5);
+        assert_eq!(out.accuracy, 0.5);
+    }
+}

@@ -1,0 +1,159 @@
+//! Tokenization: any Hugging Face `tokenizer.json`, batches padded to their
+//! longest member (never to a fixed length: short batches stay cheap), and
+//! WordPiece training on a corpus for runs from scratch.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainerBuilder};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PaddingParams, PaddingStrategy,
+    PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TruncationParams,
+};
+
+/// Token ids of a batch, row-major `(batch, seq)`, with the 0/1 mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBatch {
+    /// Ids, `rows × seq`.
+    pub ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding.
+    pub mask: Vec<u32>,
+    /// Rows.
+    pub rows: usize,
+    /// Columns (the longest row, at most the maximum length).
+    pub seq: usize,
+}
+
+impl TokenBatch {
+    /// Real (unpadded) tokens in the batch.
+    pub fn tokens(&self) -> usize {
+        self.mask.iter().filter(|&&m| m == 1).count()
+    }
+}
+
+/// A tokenizer that pads to the longest text and truncates at `max_len`.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json`.
+    pub fn from_file(path: &Path, max_len: usize) -> Result<TextTokenizer> {
+        let inner = Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("loading tokenizer {}", path.display()))?;
+        Self::new(inner, max_len)
+    }
+
+    /// Wraps a tokenizer, setting padding and truncation.
+    pub fn new(mut inner: Tokenizer, max_len: usize) -> Result<TextTokenizer> {
+        let pad_id = ["[PAD]", "<pad>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t))
+            .unwrap_or(0);
+        let pad_token = inner.id_to_token(pad_id).unwrap_or_else(|| "[PAD]".into());
+        inner.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id,
+            pad_token,
+            ..PaddingParams::default()
+        }));
+        inner
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..TruncationParams::default() }))
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(TextTokenizer { inner })
+    }
+
+    /// The vocabulary size (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The wrapped tokenizer.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    /// Encodes texts with special tokens into one padded batch.
+    pub fn encode(&self, texts: &[&str]) -> Result<TokenBatch> {
+        let encodings = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| anyhow!("{e}"))?;
+        let rows = encodings.len();
+        let seq = encodings.first().map_or(0, |e| e.len());
+        let mut ids = Vec::with_capacity(rows * seq);
+        let mut mask = Vec::with_capacity(rows * seq);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        Ok(TokenBatch { ids, mask, rows, seq })
+    }
+
+    /// Saves `tokenizer.json` (without the run's padding and truncation).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut plain = self.inner.clone();
+        plain.with_padding(None);
+        plain.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
+        plain.save(path, true).map_err(|e| anyhow!("{e}")).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Trains a BERT-style WordPiece tokenizer (lower-casing, accent
+/// stripping, `[CLS] … [SEP]`) of about `vocab_size` tokens on `texts`.
+pub fn train_wordpiece<I, S>(texts: I, vocab_size: usize) -> Result<Tokenizer>
+where
+    I: Iterator<Item = S> + Send,
+    S: AsRef<str> + Send,
+{
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let trainer = WordPieceTrainerBuilder::default()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(specials.iter().map(|t| AddedToken::from(*t, true)).collect())
+        .build();
+    let model = WordPiece::builder().unk_token("[UNK]".into()).build().map_err(|e| anyhow!("{e}"))?;
+    let mut tok = Tokenizer::new(ModelWrapper::WordPiece(model));
+    tok.with_normalizer(Some(NormalizerWrapper::BertNormalizer(BertNormalizer::default())));
+    tok.with_pre_tokenizer(Some(PreTokenizerWrapper::BertPreTokenizer(BertPreTokenizer)));
+    tok.with_decoder(Some(DecoderWrapper::WordPiece(tokenizers::decoders::wordpiece::WordPiece::default())));
+    let mut trainer = TrainerWrapper::WordPieceTrainer(trainer);
+    tok.train(&mut trainer, texts).map_err(|e| anyhow!("{e}"))?;
+    let id = |t: &str| tok.token_to_id(t).ok_or_else(|| anyhow!("trained vocabulary lacks {t}"));
+    let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+    tok.with_post_processor(Some(PostProcessorWrapper::Bert(BertProcessing::new(
+        ("[SEP]".into(), sep),
+        ("[CLS]".into(), cls),
+    ))));
+    Ok(tok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trains_pads_and_truncates() {
+        let texts: Vec<String> = (0..200)
+            .map(|i| format!("The quick brown fox number {i} jumps over the lazy dog again and again."))
+            .collect();
+        let tok = train_wordpiece(texts.iter(), 200).unwrap();
+        let tok = TextTokenizer::new(tok, 8).unwrap();
+        assert!(tok.vocab_size() <= 200 && tok.vocab_size() > 30);
+        let b = tok.encode(&["the quick brown fox", "lazy dog jumps over the fox again and again and again"]).unwrap();
+        assert_eq!((b.rows, b.seq), (2, 8), "padded to the longest, cut at max_len");
+        assert_eq!(b.ids[0], tok.inner().token_to_id("[CLS]").unwrap());
+        assert_eq!(b.mask[..8].iter().sum::<u32>() as usize, 6, "[CLS] 4 words [SEP]");
+        assert_eq!(b.mask[8..].iter().sum::<u32>(), 8);
+        assert_eq!(b.ids[6], tok.inner().token_to_id("[PAD]").unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tokenizer.json");
+        tok.save(&p).unwrap();
+        let again = TextTokenizer::from_file(&p, 8).unwrap();
+        assert_eq!(again.encode(&["the quick brown fox"]).unwrap().ids, b.ids[..6]);
+    }
+}
