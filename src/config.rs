@@ -14,6 +14,8 @@ use pretext_tasks::shard::Shard;
 use pretext_tasks::tasks::TaskSpec;
 use serde::{Deserialize, Serialize};
 
+use crate::train::config::{ModelSection, TrainSection};
+
 /// A whole run's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -30,6 +32,10 @@ pub struct Config {
     pub augment: Augmentations,
     /// `pretext pairs` output.
     pub pairs: PairsSection,
+    /// The encoder.
+    pub model: ModelSection,
+    /// Training.
+    pub train: TrainSection,
 }
 
 impl Default for Config {
@@ -41,6 +47,8 @@ impl Default for Config {
             task: TaskSpec::default(),
             augment: Augmentations::default(),
             pairs: PairsSection::default(),
+            model: ModelSection::default(),
+            train: TrainSection::default(),
         }
     }
 }
@@ -254,6 +262,7 @@ impl ConfigBuilder {
         };
         config.task.validate().map_err(invalid)?;
         config.augment.validate().map_err(invalid)?;
+        config.train.validate().map_err(invalid)?;
         Ok(config)
     }
 }

@@ -6,10 +6,13 @@
 //! subcommands of the `pretext` binary.
 
 pub mod config;
+pub mod export;
 pub mod memory;
 pub mod model;
 pub mod objective;
+pub mod optim;
 pub mod queue;
 pub mod tokenize;
+pub mod train;
 
 pub use pretext_tasks;

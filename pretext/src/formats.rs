@@ -171,3 +171,69 @@ impl Serialize for Row<'_, '_> {
 
 #[cfg(test)]
 mod tests;
+
+/// A pair read back from a dataset file, in any of the three layouts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OwnedPair {
+    /// The query.
+    pub query: String,
+    /// The positive.
+    pub positive: String,
+    /// Negatives, in file order.
+    pub negatives: Vec<String>,
+}
+
+/// Parses one JSON line of a pair dataset, recognising the layout by its
+/// keys: `anchor` (sentence-transformers), `query` + `pos` (FlagEmbedding;
+/// each positive gives one pair), `query` + `positive_passages` (Tevatron).
+pub fn parse_pair_line(line: &str) -> Result<Vec<OwnedPair>, String> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    let text = |v: &Value, what: &str| -> Result<String, String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Object(p) => {
+                let body = p.get("text").and_then(Value::as_str).ok_or(format!("{what}: passage without `text`"))?;
+                Ok(match p.get("title").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                    Some(t) => format!("{t} {body}"),
+                    None => body.to_string(),
+                })
+            }
+            _ => Err(format!("{what} is not a string")),
+        }
+    };
+    let list = |key: &str| -> Result<Vec<String>, String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => a.iter().map(|x| text(x, key)).collect(),
+            Some(_) => Err(format!("`{key}` is not a list")),
+        }
+    };
+    if let Some(anchor) = obj.get("anchor") {
+        let positive = text(obj.get("positive").ok_or("missing field `positive`")?, "positive")?;
+        let mut negatives = Vec::new();
+        for i in 1.. {
+            match obj.get(&format!("negative_{i}")).or(if i == 1 { obj.get("negative") } else { None }) {
+                Some(n) => negatives.push(text(n, "negative")?),
+                None => break,
+            }
+        }
+        return Ok(vec![OwnedPair { query: text(anchor, "anchor")?, positive, negatives }]);
+    }
+    let query = text(obj.get("query").ok_or("no `anchor` or `query` field: not a pair dataset line")?, "query")?;
+    let (positives, negatives) = if obj.contains_key("positive_passages") {
+        (list("positive_passages")?, list("negative_passages")?)
+    } else if obj.contains_key("pos") {
+        (list("pos")?, list("neg")?)
+    } else {
+        return Err("missing field `pos` or `positive_passages`".into());
+    };
+    if positives.is_empty() {
+        return Err("no positive".into());
+    }
+    Ok(positives
+        .into_iter()
+        .map(|positive| OwnedPair { query: query.clone(), positive, negatives: negatives.clone() })
+        .collect())
+}

@@ -3,6 +3,7 @@
 
 mod data;
 mod pairs;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -18,11 +19,20 @@ pub struct Cli {
 enum Command {
     /// Generate a positive-pair dataset from a corpus with a pretext task.
     Pairs(pairs::PairsArgs),
+    /// Train a dual encoder on a pretext task (or a pair dataset).
+    Train(train::TrainArgs),
+    /// Export a trained run for Hugging Face transformers and sentence-transformers.
+    Export(train::ExportArgs),
+    /// Train a WordPiece tokenizer on a corpus.
+    Tokenizer(train::TokenizerArgs),
 }
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Pairs(args) => pairs::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Export(args) => train::export(args),
+        Command::Tokenizer(args) => train::tokenizer(args),
     }
 }

@@ -5,6 +5,7 @@
 pub mod bert;
 pub mod config;
 pub mod layers;
+pub mod pretrained;
 pub mod weights;
 
 use candle_core::{Module, Result, Tensor, D};

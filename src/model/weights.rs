@@ -78,6 +78,12 @@ pub fn load_hf(varmap: &VarMap, path: &Path, prefix: &str) -> Result<usize> {
     Ok(loaded)
 }
 
+/// Every variable, by name.
+pub fn all_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
+    let data = varmap.data().lock().expect("varmap lock");
+    data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
 /// The variables whose names start with `prefix`, renamed without it.
 pub fn tensors_with_prefix(varmap: &VarMap, prefix: &str) -> HashMap<String, Tensor> {
     let data = varmap.data().lock().expect("varmap lock");

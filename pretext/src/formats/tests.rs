@@ -96,3 +96,27 @@ fn names_round_trip() {
     }
     assert!("csv".parse::<PairFormat>().is_err());
 }
+
+#[test]
+fn every_written_format_reads_back() {
+    let (doc, pair) = sample();
+    for format in [PairFormat::SentenceTransformers, PairFormat::Flag, PairFormat::Tevatron] {
+        let mut buf = Vec::new();
+        write_pair(&mut buf, format, &doc, 0, &pair, true);
+        let got = parse_pair_line(std::str::from_utf8(&buf).unwrap().trim()).unwrap();
+        assert_eq!(
+            got,
+            vec![OwnedPair {
+                query: "query text.".into(),
+                positive: "Title positive text.".into(),
+                negatives: vec!["negative \"text\".".into()],
+            }],
+            "{format}"
+        );
+    }
+    let two = parse_pair_line(r#"{"query": "q", "pos": ["a", "b"], "neg": []}"#).unwrap();
+    assert_eq!(two.len(), 2);
+    for bad in [r#"{"query": "q"}"#, r#"{"anchor": "a"}"#, r#"[1]"#, r#"{"query": "q", "pos": []}"#, "{"] {
+        assert!(parse_pair_line(bad).is_err(), "{bad}");
+    }
+}

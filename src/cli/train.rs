@@ -1,0 +1,168 @@
+//! `pretext train`, `pretext export` and `pretext tokenizer`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use pretext::pretext_tasks::corpus::Corpus;
+use pretext::pretext_tasks::pipeline::{for_each_batch, ReadOptions};
+use pretext::tokenize::{train_wordpiece, TextTokenizer};
+use pretext::train::{StepLog, TrainProgress, Trainer};
+
+use super::data::{finish, DataArgs};
+
+/// Flags of `pretext train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Run directory (checkpoints, metrics.jsonl, curves.svg).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long)]
+    device: Option<String>,
+    /// Optimizer steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Pairs per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Start from a Hugging Face model folder.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Train on a pair dataset (any of the three formats) instead of the task.
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Continue from the run directory's latest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+struct Bar {
+    bar: ProgressBar,
+    started: std::time::Instant,
+    tokens: usize,
+    steps: usize,
+}
+
+impl TrainProgress for Bar {
+    fn step(&mut self, log: &StepLog) {
+        self.tokens += log.tokens;
+        self.steps += 1;
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar.set_position(log.step as u64);
+        self.bar.set_message(format!(
+            "loss {:.3} acc {:.2} | {:.2} steps/s {:.0} tok/s | queue {:.0}%",
+            log.loss,
+            log.accuracy,
+            self.steps as f64 / secs,
+            self.tokens as f64 / secs,
+            log.queue_fill * 100.0
+        ));
+    }
+
+    fn checkpoint(&mut self, path: &std::path::Path) {
+        self.bar.println(format!("checkpoint {}", path.display()));
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let mut b = args.data.builder()?;
+    let strings = [
+        ("train.out", args.out.as_ref().map(|p| p.display().to_string())),
+        ("train.device", args.device.clone()),
+        ("model.init", args.init.as_ref().map(|p| p.display().to_string())),
+        ("train.pairs", args.pairs.as_ref().map(|p| p.display().to_string())),
+    ];
+    for (k, v) in strings {
+        if let Some(v) = v {
+            b.set_value(k, toml::Value::String(v));
+        }
+    }
+    for (k, v) in [("train.steps", args.steps), ("train.batch_size", args.batch_size)] {
+        if let Some(v) = v {
+            b.set_value(k, toml::Value::Integer(v as i64));
+        }
+    }
+    if let Some(lr) = args.lr {
+        b.set_value("train.lr", toml::Value::Float(lr));
+    }
+    let config = finish(&b)?;
+    let steps = config.train.steps;
+    let mut trainer = Trainer::new(config, args.resume)?;
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(steps as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:25} {pos}/{len} (ETA {eta}) {msg}")
+            .expect("static template"),
+    );
+    bar.set_position(trainer.step() as u64);
+    let mut progress = Bar { bar, started: std::time::Instant::now(), tokens: 0, steps: 0 };
+    let report = trainer.run(&mut progress)?;
+    progress.bar.finish_and_clear();
+    if !args.quiet {
+        if let Some(l) = &report.last {
+            eprintln!("step {}: loss {:.4}, pretext accuracy {:.3}", l.step, l.loss, l.accuracy);
+        }
+        eprintln!(
+            "checkpoint {}; metrics {}/metrics.jsonl, curves {}/curves.svg",
+            report.checkpoint.display(),
+            report.run.display(),
+            report.run.display()
+        );
+    }
+    Ok(())
+}
+
+/// Flags of `pretext export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A run directory (its latest checkpoint) or one checkpoint folder.
+    #[arg(long)]
+    run: PathBuf,
+    /// Output folder (Hugging Face + sentence-transformers layout).
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+pub fn export(args: ExportArgs) -> Result<()> {
+    pretext::export::export(&args.run, &args.out)?;
+    eprintln!("exported {} to {}", args.run.display(), args.out.display());
+    Ok(())
+}
+
+/// Flags of `pretext tokenizer`.
+#[derive(Debug, Args)]
+pub struct TokenizerArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = 8192)]
+    vocab: usize,
+    /// Output `tokenizer.json`.
+    #[arg(long, short, default_value = "tokenizer.json")]
+    out: PathBuf,
+}
+
+pub fn tokenizer(args: TokenizerArgs) -> Result<()> {
+    let config = finish(&args.data.builder()?)?;
+    let c = &config.corpus;
+    let corpus = Corpus::open(&c.path, c.reader()).with_context(|| format!("opening corpus {}", c.path.display()))?;
+    let mut texts = Vec::new();
+    let opts = ReadOptions { shard: c.shard, skip_bad: c.skip_bad, ..ReadOptions::default() };
+    for_each_batch(&corpus, opts, |d| d.text.to_string(), |batch, _| {
+        texts.extend(batch);
+        Ok(())
+    })?;
+    let tok = TextTokenizer::new(train_wordpiece(texts.iter(), args.vocab)?, 512)?;
+    tok.save(&args.out)?;
+    eprintln!("trained a WordPiece vocabulary of {} tokens on {} documents: {}", tok.vocab_size(), texts.len(), args.out.display());
+    Ok(())
+}

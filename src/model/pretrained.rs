@@ -1,0 +1,85 @@
+//! Loads a sentence-transformers / Hugging Face model folder for inference:
+//! `config.json`, `model.safetensors` (memory-mapped), `tokenizer.json`, and
+//! the pooling, dense and normalize modules named in `modules.json`.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde_json::Value;
+
+use super::{BertConfig, Head, Mode, Pooling, Tower};
+use crate::tokenize::TextTokenizer;
+
+/// An encoder ready to embed text.
+pub struct Pretrained {
+    /// The tower.
+    pub tower: Tower,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// The device.
+    pub device: Device,
+}
+
+fn read_json(p: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+}
+
+impl Pretrained {
+    /// Loads `dir`; `max_len` caps the input (default: the folder's
+    /// `sentence_bert_config.json`, else 512).
+    pub fn load(dir: &Path, device: &Device, max_len: Option<usize>) -> Result<Pretrained> {
+        let config: BertConfig = serde_json::from_value(read_json(&dir.join("config.json"))?)
+            .with_context(|| format!("{}: not a BERT config", dir.join("config.json").display()))?;
+        let mut head = Head { pooling: Pooling::Mean, projection: None, normalize: false };
+        let mut dense = None;
+        let modules = dir.join("modules.json");
+        if modules.exists() {
+            for m in read_json(&modules)?.as_array().ok_or_else(|| anyhow!("modules.json is not a list"))? {
+                let kind = m["type"].as_str().unwrap_or_default();
+                let path = dir.join(m["path"].as_str().unwrap_or_default());
+                if kind.ends_with("Pooling") {
+                    let p = read_json(&path.join("config.json"))?;
+                    head.pooling = if p["pooling_mode_cls_token"].as_bool() == Some(true) { Pooling::Cls } else { Pooling::Mean };
+                } else if kind.ends_with("Normalize") {
+                    head.normalize = true;
+                } else if kind.ends_with("Dense") {
+                    let c = read_json(&path.join("config.json"))?;
+                    head.projection = c["out_features"].as_u64().map(|n| n as usize);
+                    dense = Some(path.join("model.safetensors"));
+                }
+            }
+        }
+        let max_len = match max_len {
+            Some(n) => n,
+            None => {
+                let p = dir.join("sentence_bert_config.json");
+                if p.exists() { read_json(&p)?["max_seq_length"].as_u64().unwrap_or(512) as usize } else { 512 }
+            }
+        }
+        .min(config.max_position_embeddings);
+        let mut files = vec![dir.join("model.safetensors")];
+        files.extend(dense.clone());
+        // SAFETY: the checkpoint files are read-only inputs not modified while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+        let has_prefix = vb.contains_tensor("bert.embeddings.word_embeddings.weight");
+        let vb = if has_prefix { vb.pp("bert") } else { vb };
+        let vb = vb.rename_f(|name: &str| match name.strip_prefix("head.dense.") {
+            Some(rest) => format!("linear.{rest}"),
+            None => name.to_string(),
+        });
+        let tower = Tower::new(&config, head, vb).with_context(|| format!("loading weights from {}", dir.display()))?;
+        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len)?;
+        Ok(Pretrained { tower, tokenizer, device: device.clone() })
+    }
+
+    /// Embeds texts (no dropout), `(texts, dim)`.
+    pub fn embed(&self, texts: &[&str]) -> Result<Tensor> {
+        let b = self.tokenizer.encode(texts)?;
+        let ids = Tensor::from_slice(&b.ids, (b.rows, b.seq), &self.device)?;
+        let mask = Tensor::from_slice(&b.mask, (b.rows, b.seq), &self.device)?;
+        Ok(self.tower.encode(&ids, &mask, Mode::Eval)?)
+    }
+}

@@ -1,0 +1,155 @@
+//! The `[model]` and `[train]` sections of a run's configuration.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Pooling, Similarity};
+use crate::objective::Loss;
+
+/// The `[model]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Size preset for a model trained from scratch: tiny, mini, small, base.
+    pub preset: String,
+    /// A Hugging Face model folder (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`) to start from instead of random weights.
+    pub init: Option<PathBuf>,
+    /// A `tokenizer.json`; default: the init folder's, else one trained on
+    /// the corpus (saved in the run directory).
+    pub tokenizer: Option<PathBuf>,
+    /// Vocabulary size of a tokenizer trained on the corpus.
+    pub vocab_size: usize,
+    /// Longest input in tokens (longer texts are cut).
+    pub max_len: usize,
+    /// `mean` or `cls`.
+    pub pooling: Pooling,
+    /// Width of a projection head on top of pooling (0: none).
+    pub projection: usize,
+    /// L2-normalise embeddings.
+    pub normalize: bool,
+    /// `dot` or `cosine`.
+    pub similarity: Similarity,
+    /// One tower for queries and documents (true) or two.
+    pub shared_towers: bool,
+    /// Dropout override for both dropout rates of the preset or init model.
+    pub dropout: Option<f64>,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            preset: "mini".into(),
+            init: None,
+            tokenizer: None,
+            vocab_size: 8192,
+            max_len: 128,
+            pooling: Pooling::Mean,
+            projection: 0,
+            normalize: false,
+            similarity: Similarity::Dot,
+            shared_towers: true,
+            dropout: None,
+        }
+    }
+}
+
+/// Where keys beyond the batch come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Memory {
+    /// In-batch negatives only.
+    None,
+    /// MoCo: a momentum copy of the document tower encodes keys, queued.
+    #[default]
+    Moco,
+    /// Memory bank (Wu et al., 2018): the trained tower's own keys, queued.
+    MemoryBank,
+}
+
+/// The `[train]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Run directory: checkpoints, metrics, curves, tokenizer.
+    pub out: PathBuf,
+    /// `cpu`, `cuda`, `cuda:N` or `metal`.
+    pub device: String,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Pairs per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: usize,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub clip_norm: f64,
+    /// The loss (`type = "infonce"` or `"triplet"`).
+    pub loss: Loss,
+    /// `none`, `moco` or `memory-bank`.
+    pub memory: Memory,
+    /// Keys kept in the queue (Contriever: 131072); a multiple of batch_size.
+    pub queue_size: usize,
+    /// Momentum of the key encoder (Contriever: 0.9995).
+    pub momentum: f64,
+    /// Hard negatives per query taken from the pairs (0: none).
+    pub hard_negatives: usize,
+    /// Pairs held for shuffling.
+    pub shuffle_buffer: usize,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// A pair dataset to train on instead of the pretext task.
+    pub pairs: Option<PathBuf>,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            out: PathBuf::from("runs/run"),
+            device: "cpu".into(),
+            steps: 1000,
+            batch_size: 32,
+            lr: 1e-4,
+            warmup_steps: 100,
+            weight_decay: 0.01,
+            clip_norm: 1.0,
+            loss: Loss::default(),
+            memory: Memory::Moco,
+            queue_size: 131072,
+            momentum: 0.9995,
+            hard_negatives: 0,
+            shuffle_buffer: 8192,
+            checkpoint_every: 500,
+            keep_checkpoints: 2,
+            pairs: None,
+        }
+    }
+}
+
+impl TrainSection {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_size < 2 {
+            return Err("train.batch_size must be at least 2".into());
+        }
+        if self.memory != Memory::None && (self.queue_size == 0 || self.queue_size % self.batch_size != 0) {
+            return Err(format!(
+                "train.queue_size = {} must be a positive multiple of train.batch_size = {}",
+                self.queue_size, self.batch_size
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("train.momentum = {} is not in [0, 1)", self.momentum));
+        }
+        if self.steps == 0 || self.lr <= 0.0 {
+            return Err("train.steps and train.lr must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,248 @@
+//! The training data stream: a producer thread turns a pretext task over a
+//! corpus (or a pair dataset on disk) into tokenized batches while the
+//! device computes. The order is a function of the seed alone, so a resumed
+//! run skips the batches it has seen and continues with the same ones.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, Context, Result};
+use pretext_tasks::augment::Augmentations;
+use pretext_tasks::corpus::{Corpus, CorpusConfig, Format};
+use pretext_tasks::formats::{flat, parse_pair_line, OwnedPair};
+use pretext_tasks::pipeline::{doc_freq, doc_rng, for_each_batch, ReadOptions};
+use pretext_tasks::tasks::{PretextTask, TaskSpec};
+use pretext_tasks::Error as DataError;
+use rand::{RngExt, SeedableRng};
+
+use crate::tokenize::{TextTokenizer, TokenBatch};
+
+/// Where training pairs come from.
+pub enum PairSource {
+    /// A pretext task over a corpus.
+    Task {
+        /// The corpus.
+        corpus: Corpus,
+        /// The task.
+        task: TaskSpec,
+        /// Augmentations after the task.
+        augment: Augmentations,
+        /// Shard and bad-record handling.
+        read: ReadOptions,
+    },
+    /// A pair dataset (sentence-transformers, FlagEmbedding or Tevatron JSONL).
+    File {
+        /// The dataset, read as JSONL.
+        corpus: Corpus,
+        /// Skip bad lines instead of stopping.
+        skip_bad: bool,
+    },
+}
+
+impl PairSource {
+    /// Opens a pair dataset file or folder.
+    pub fn file(path: &std::path::Path, skip_bad: bool) -> Result<PairSource> {
+        // Lines are read whole, as plain-text documents, and parsed here: the
+        // reader still cuts, maps and locates them.
+        let config = CorpusConfig { format: Format::Text, ..CorpusConfig::default() };
+        let corpus = Corpus::open(path, config).with_context(|| format!("opening pairs {}", path.display()))?;
+        Ok(PairSource::File { corpus, skip_bad })
+    }
+}
+
+/// A tokenized training batch.
+pub struct Batch {
+    /// Queries.
+    pub queries: TokenBatch,
+    /// Positives.
+    pub positives: TokenBatch,
+    /// Hard negatives, `batch × n` rows, and which of them exist (0/1).
+    pub hard: Option<(TokenBatch, Vec<u32>)>,
+}
+
+/// Stream settings.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamConfig {
+    /// Seed of the task, the augmentations and the shuffle.
+    pub seed: u64,
+    /// Pairs per batch.
+    pub batch_size: usize,
+    /// Pairs held for shuffling (1: corpus order).
+    pub shuffle_buffer: usize,
+    /// Hard negatives per query taken from the pairs (0: none).
+    pub hard_negatives: usize,
+    /// Batches already consumed (resume): generated again and dropped.
+    pub skip_batches: usize,
+}
+
+/// Receives batches from the producer thread.
+pub struct BatchStream {
+    rx: Receiver<Result<Batch>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl BatchStream {
+    /// Starts the producer.
+    pub fn start(source: PairSource, tokenizer: TextTokenizer, config: StreamConfig) -> Result<BatchStream> {
+        let (tx, rx) = sync_channel(4);
+        let handle = std::thread::Builder::new()
+            .name("pretext-data".into())
+            .spawn(move || {
+                let err_tx = tx.clone();
+                if let Err(e) = produce(source, tokenizer, config, tx) {
+                    let _ = err_tx.send(Err(e));
+                }
+            })
+            .context("starting the data thread")?;
+        Ok(BatchStream { rx, handle: Some(handle) })
+    }
+
+    /// The next batch.
+    pub fn next_batch(&mut self) -> Result<Batch> {
+        self.rx.recv().map_err(|_| anyhow!("the data thread stopped"))?
+    }
+}
+
+impl Drop for BatchStream {
+    fn drop(&mut self) {
+        // Closing the channel stops the producer at its next send.
+        let (_, rx) = sync_channel(1);
+        drop(std::mem::replace(&mut self.rx, rx));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The consumer hung up: not an error, the run is over.
+fn stopped() -> DataError {
+    DataError::Write(std::io::Error::other("training finished"))
+}
+
+struct Batcher {
+    tokenizer: TextTokenizer,
+    config: StreamConfig,
+    tx: SyncSender<Result<Batch>>,
+    rng: rand::rngs::Xoshiro256PlusPlus,
+    buffer: Vec<OwnedPair>,
+    pending: Vec<OwnedPair>,
+    emitted: usize,
+}
+
+impl Batcher {
+    fn push(&mut self, pair: OwnedPair) -> Result<(), DataError> {
+        self.buffer.push(pair);
+        if self.buffer.len() >= self.config.shuffle_buffer.max(1) {
+            let i = self.rng.random_range(0..self.buffer.len());
+            let pair = self.buffer.swap_remove(i);
+            self.pending.push(pair);
+            if self.pending.len() == self.config.batch_size {
+                let pairs = std::mem::take(&mut self.pending);
+                self.emitted += 1;
+                if self.emitted > self.config.skip_batches {
+                    let batch = self.tokenize(&pairs);
+                    self.tx.send(batch).map_err(|_| stopped())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tokenize(&self, pairs: &[OwnedPair]) -> Result<Batch> {
+        let q: Vec<&str> = pairs.iter().map(|p| p.query.as_str()).collect();
+        let p: Vec<&str> = pairs.iter().map(|p| p.positive.as_str()).collect();
+        let n = self.config.hard_negatives;
+        let hard = if n > 0 {
+            let mut texts = Vec::with_capacity(pairs.len() * n);
+            let mut present = Vec::with_capacity(pairs.len() * n);
+            for pair in pairs {
+                for i in 0..n {
+                    let neg = pair.negatives.get(i);
+                    texts.push(neg.map_or("", String::as_str));
+                    present.push(neg.is_some() as u32);
+                }
+            }
+            Some((self.tokenizer.encode(&texts)?, present))
+        } else {
+            None
+        };
+        Ok(Batch { queries: self.tokenizer.encode(&q)?, positives: self.tokenizer.encode(&p)?, hard })
+    }
+}
+
+fn produce(source: PairSource, tokenizer: TextTokenizer, config: StreamConfig, tx: SyncSender<Result<Batch>>) -> Result<()> {
+    let mut batcher = Batcher {
+        tokenizer,
+        config,
+        tx,
+        rng: rand::rngs::Xoshiro256PlusPlus::seed_from_u64(config.seed ^ 0x5eed_da7a),
+        buffer: Vec::new(),
+        pending: Vec::new(),
+        emitted: 0,
+    };
+    let mut task_ready = None;
+    for epoch in 0u64.. {
+        let before = batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
+        let result = match &source {
+            PairSource::Task { corpus, task, augment, read } => {
+                let task = task_ready.get_or_insert_with(|| {
+                    let mut t = task.clone();
+                    if t.needs_doc_freq() {
+                        if let Ok(df) = doc_freq(corpus, read.skip_bad) {
+                            t.set_doc_freq(Arc::new(df));
+                        }
+                    }
+                    t
+                });
+                let seed = config.seed.wrapping_add(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let work = |doc: &pretext_tasks::corpus::Document<'_>| {
+                    let mut rng = doc_rng(seed, doc.ordinal);
+                    let mut pairs = task.pairs(doc, &mut rng);
+                    pairs
+                        .iter_mut()
+                        .map(|p| {
+                            augment.apply(p, &mut rng);
+                            OwnedPair {
+                                query: flat(&p.query).into_owned(),
+                                positive: flat(&p.positive).into_owned(),
+                                negatives: p.negatives.iter().map(|n| flat(n).into_owned()).collect(),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                };
+                for_each_batch(corpus, *read, work, |batch, _| {
+                    batch.into_iter().flatten().try_for_each(|p| batcher.push(p))
+                })
+                .map(|_| ())
+            }
+            PairSource::File { corpus, skip_bad } => {
+                let opts = ReadOptions { skip_bad: *skip_bad, ..ReadOptions::default() };
+                let parse = |doc: &pretext_tasks::corpus::Document<'_>| {
+                    parse_pair_line(&doc.text).map_err(|e| format!("{}: {e}", doc.id))
+                };
+                for_each_batch(corpus, opts, parse, |batch, _| {
+                    for pairs in batch {
+                        match pairs {
+                            Ok(pairs) => pairs.into_iter().try_for_each(|p| batcher.push(p))?,
+                            Err(e) if *skip_bad => drop(e),
+                            Err(e) => return Err(DataError::Config(format!("pair dataset: {e}"))),
+                        }
+                    }
+                    Ok(())
+                })
+                .map(|_| ())
+            }
+        };
+        match result {
+            Err(DataError::Write(e)) if e.to_string() == "training finished" => return Ok(()),
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
+        let after = batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
+        if after == before {
+            return Err(anyhow!("the training data gives no pairs"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! `pretext train`: a dual encoder trained on a pair stream with InfoNCE or
+//! triplet loss, in-batch negatives and a MoCo queue (or memory bank), AdamW
+//! with warm-up and linear decay, atomic resumable checkpoints.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+mod metrics;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use pretext_tasks::corpus::Corpus;
+use pretext_tasks::pipeline::{for_each_batch, ReadOptions};
+
+use crate::config::Config;
+use crate::model::{weights, BertConfig, DropoutRng, DualEncoder, Head, Mode, Tower};
+use crate::objective::StepEmbeddings;
+use crate::optim::{clip_scale, learning_rate, AdamW, AdamWConfig};
+use crate::queue::KeyQueue;
+use crate::tokenize::{train_wordpiece, TextTokenizer, TokenBatch};
+use config::Memory;
+use data::{Batch, BatchStream, PairSource, StreamConfig};
+pub use metrics::StepLog;
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `metal`.
+pub fn device(name: &str) -> Result<Device> {
+    let dev = match name {
+        "cpu" => Device::Cpu,
+        "metal" => Device::new_metal(0).context("metal device (build with --features metal)")?,
+        "cuda" => Device::new_cuda(0).context("cuda device (build with --features cuda)")?,
+        s => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Device::new_cuda(n).context("cuda device (build with --features cuda)")?,
+            None => bail!("unknown device `{s}`: expected cpu, cuda, cuda:N or metal"),
+        },
+    };
+    Ok(dev)
+}
+
+/// Tensors of a token batch on the device: ids and mask, `(rows, seq)`.
+fn to_device(b: &TokenBatch, dev: &Device) -> Result<(Tensor, Tensor)> {
+    Ok((
+        Tensor::from_slice(&b.ids, (b.rows, b.seq), dev)?,
+        Tensor::from_slice(&b.mask, (b.rows, b.seq), dev)?,
+    ))
+}
+
+/// Seeds of step `step`: dropout draws from a generator that depends on the
+/// run seed and the step only, so a resumed run repeats the same masks.
+fn step_seed(seed: u64, step: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// A momentum copy of the document tower (MoCo's key encoder).
+struct KeyEncoder {
+    tower: Tower,
+    varmap: VarMap,
+    /// (key variable, source variable) pairs, for the momentum update.
+    links: Vec<(Var, Var)>,
+}
+
+impl KeyEncoder {
+    fn new(model_vars: &VarMap, bert: &BertConfig, head: Head, shared: bool, dev: &Device) -> Result<KeyEncoder> {
+        let varmap = VarMap::new();
+        let tower = Tower::new(bert, head, VarBuilder::from_varmap(&varmap, DType::F32, dev))?;
+        let src = model_vars.data().lock().expect("varmap");
+        let mut links = Vec::new();
+        let keys = varmap.data().lock().expect("varmap");
+        let mut names: Vec<&String> = keys.keys().collect();
+        names.sort();
+        for name in names {
+            let source = if shared { name.clone() } else { format!("doc.{name}") };
+            let s = src.get(&source).ok_or_else(|| anyhow!("key encoder: no variable `{source}`"))?;
+            let k = &keys[name];
+            k.set(s.as_tensor())?;
+            links.push((k.clone(), s.clone()));
+        }
+        drop(keys);
+        Ok(KeyEncoder { tower, varmap, links })
+    }
+
+    /// `k = m·k + (1 − m)·q`, before the keys are encoded (MoCo).
+    fn update(&self, m: f64) -> Result<()> {
+        for (k, q) in &self.links {
+            k.set(&((k.as_tensor() * m)? + (q.as_tensor() * (1.0 - m))?)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything a run trains and keeps.
+pub struct Trainer {
+    config: Config,
+    device: Device,
+    tokenizer: TextTokenizer,
+    bert: BertConfig,
+    varmap: VarMap,
+    model: DualEncoder,
+    key: Option<KeyEncoder>,
+    optimizer: AdamW,
+    queue: Option<KeyQueue>,
+    step: usize,
+}
+
+/// Reports progress after each step.
+pub trait TrainProgress {
+    /// A step finished.
+    fn step(&mut self, log: &StepLog);
+    /// A checkpoint was written.
+    fn checkpoint(&mut self, _path: &Path) {}
+}
+
+impl<F: FnMut(&StepLog)> TrainProgress for F {
+    fn step(&mut self, log: &StepLog) {
+        self(log)
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct TrainReport {
+    /// The last step's log.
+    pub last: Option<StepLog>,
+    /// The final checkpoint.
+    pub checkpoint: PathBuf,
+    /// The run directory.
+    pub run: PathBuf,
+}
+
+impl Trainer {
+    /// Sets up tokenizer, model, optimizer and queue; resumes from the run's
+    /// latest checkpoint when `resume` is set and there is one.
+    pub fn new(config: Config, resume: bool) -> Result<Trainer> {
+        let device = device(&config.train.device)?;
+        let run = config.train.out.clone();
+        std::fs::create_dir_all(&run).with_context(|| format!("creating run directory {}", run.display()))?;
+        let m = &config.model;
+        let tokenizer = load_or_train_tokenizer(&config, &run)?;
+        let mut bert = match &m.init {
+            Some(dir) => {
+                let p = dir.join("config.json");
+                let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_str::<BertConfig>(&text).with_context(|| format!("parsing {}", p.display()))?
+            }
+            None => BertConfig::preset(&m.preset, tokenizer.vocab_size()).ok_or_else(|| {
+                anyhow!("unknown model preset `{}`; expected one of {}", m.preset, BertConfig::PRESETS.join(", "))
+            })?,
+        };
+        if let Some(p) = m.dropout {
+            bert.hidden_dropout_prob = p;
+            bert.attention_probs_dropout_prob = p;
+        }
+        bert.validate().map_err(|e| anyhow!("model config: {e}"))?;
+        if tokenizer.vocab_size() > bert.vocab_size {
+            bail!("the tokenizer has {} tokens, the model only {}", tokenizer.vocab_size(), bert.vocab_size);
+        }
+        // The run directory holds what export needs besides the weights.
+        std::fs::write(run.join("config.json"), serde_json::to_string_pretty(&bert.to_hf_json())?)?;
+        if !run.join("tokenizer.json").exists() {
+            tokenizer.save(&run.join("tokenizer.json"))?;
+        }
+        let head = Head {
+            pooling: m.pooling,
+            projection: (m.projection > 0).then_some(m.projection),
+            normalize: m.normalize,
+        };
+        let varmap = VarMap::new();
+        let model = DualEncoder::new(&bert, head, m.shared_towers, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        weights::seeded_init(&varmap, config.seed)?;
+        if let Some(dir) = &m.init {
+            let p = dir.join("model.safetensors");
+            weights::load_hf(&varmap, &p, "")?;
+            if !m.shared_towers {
+                weights::load_hf(&varmap, &p, "doc.")?;
+            }
+        }
+        let key = match config.train.memory {
+            Memory::Moco => Some(KeyEncoder::new(&varmap, &bert, head, m.shared_towers, &device)?),
+            _ => None,
+        };
+        let vars: Vec<(String, Var)> = varmap.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let optimizer = AdamW::new(vars, AdamWConfig { weight_decay: config.train.weight_decay, ..AdamWConfig::default() })?;
+        let dim = head.projection.unwrap_or(bert.hidden_size);
+        let queue = match config.train.memory {
+            Memory::None => None,
+            _ => Some(KeyQueue::new(config.train.queue_size, dim, &device)?),
+        };
+        let mut trainer = Trainer { config, device, tokenizer, bert, varmap, model, key, optimizer, queue, step: 0 };
+        if resume {
+            if let Some(dir) = checkpoint::latest(&run)? {
+                trainer.restore(&dir)?;
+            }
+        }
+        Ok(trainer)
+    }
+
+    /// Steps completed.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The model's BERT configuration.
+    pub fn bert_config(&self) -> &BertConfig {
+        &self.bert
+    }
+
+    fn restore(&mut self, dir: &Path) -> Result<()> {
+        let (state, t) = checkpoint::load(dir)?;
+        set_vars(&self.varmap, &t.model, &self.device).with_context(|| format!("restoring {}", dir.display()))?;
+        if let Some(k) = &self.key {
+            set_vars(&k.varmap, &t.key, &self.device)?;
+        }
+        self.optimizer.restore(&t.optimizer, state.step)?;
+        if let (Some(q), Some(keys)) = (&mut self.queue, t.queue.get("keys")) {
+            q.restore(keys, state.queue_next, state.queue_filled)?;
+        }
+        self.step = state.step;
+        Ok(())
+    }
+
+    fn save(&self) -> Result<PathBuf> {
+        let (keys, next, filled) = match &self.queue {
+            Some(q) => {
+                let (k, n, f) = q.state();
+                (Some(k.clone()), n, f)
+            }
+            None => (None, 0, 0),
+        };
+        let state = checkpoint::State {
+            step: self.step,
+            queue_next: next,
+            queue_filled: filled,
+            config: toml::to_string(&self.config).unwrap_or_default(),
+        };
+        let tensors = checkpoint::Tensors {
+            model: weights::all_tensors(&self.varmap),
+            key: self.key.as_ref().map(|k| weights::tensors_with_prefix(&k.varmap, "")).unwrap_or_default(),
+            optimizer: self.optimizer.state(),
+            queue: keys.map(|k| [("keys".to_string(), k)].into_iter().collect()).unwrap_or_default(),
+        };
+        checkpoint::save(&self.config.train.out, &state, &tensors, self.config.train.keep_checkpoints)
+    }
+
+    /// One optimisation step on a batch.
+    fn train_step(&mut self, batch: &Batch) -> Result<StepLog> {
+        let t = &self.config.train;
+        let started = Instant::now();
+        let dropout = DropoutRng::new(step_seed(self.config.seed, self.step));
+        let mode = Mode::Train(&dropout);
+        let (q_ids, q_mask) = to_device(&batch.queries, &self.device)?;
+        let (p_ids, p_mask) = to_device(&batch.positives, &self.device)?;
+        let queries = self.model.query().encode(&q_ids, &q_mask, mode)?;
+        let key_tower = match &self.key {
+            Some(k) => {
+                k.update(t.momentum)?;
+                Some(&k.tower)
+            }
+            None => None,
+        };
+        // Keys from the momentum encoder carry no gradient; otherwise the
+        // document tower is trained through them.
+        let encode_doc = |ids: &Tensor, mask: &Tensor| -> Result<Tensor> {
+            Ok(match key_tower {
+                Some(k) => k.encode(ids, mask, Mode::Eval)?.detach(),
+                None => self.model.doc().encode(ids, mask, mode)?,
+            })
+        };
+        let positives = encode_doc(&p_ids, &p_mask)?;
+        let hard = match &batch.hard {
+            Some((tb, present)) => {
+                let (ids, mask) = to_device(tb, &self.device)?;
+                let n = t.hard_negatives;
+                let h = encode_doc(&ids, &mask)?;
+                let dim = h.dim(1)?;
+                let h = h.reshape((batch.queries.rows, n, dim))?;
+                let present = Tensor::from_slice(present, (batch.queries.rows, n), &self.device)?;
+                Some((h, present))
+            }
+            None => None,
+        };
+        let queue_keys = self.queue.as_ref().map(|q| q.keys()).transpose()?;
+        let out = t.loss.compute(
+            &StepEmbeddings {
+                queries: &queries,
+                positives: &positives,
+                hard: hard.as_ref().map(|(h, m)| (h, m)),
+                queue: queue_keys.as_ref(),
+            },
+            self.config.model.similarity,
+        )?;
+        let loss = out.loss.to_scalar::<f32>()?;
+        if !loss.is_finite() {
+            let last = checkpoint::latest(&t.out)?;
+            bail!(
+                "the loss is {loss} at step {}; stopping. Last good checkpoint: {}",
+                self.step + 1,
+                last.map_or("none".into(), |p| p.display().to_string())
+            );
+        }
+        let grads = out.loss.backward()?;
+        let norm = self.optimizer.grad_norm(&grads)?;
+        let lr = learning_rate(self.step + 1, t.lr, t.warmup_steps, t.steps);
+        let clip = (t.clip_norm > 0.0).then_some(t.clip_norm);
+        self.optimizer.step(&grads, lr, clip_scale(norm, clip))?;
+        if let Some(q) = &mut self.queue {
+            q.enqueue(&positives.detach())?;
+        }
+        self.step += 1;
+        let (q_norm, q_std) = metrics::norm_and_std(&queries)?;
+        Ok(StepLog {
+            step: self.step,
+            loss,
+            accuracy: out.accuracy,
+            lr,
+            grad_norm: norm,
+            embedding_norm: q_norm,
+            embedding_std: q_std,
+            queue_fill: self.queue.as_ref().map_or(0.0, |q| q.fill_ratio()),
+            tokens: batch.queries.tokens() + batch.positives.tokens(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Trains until `train.steps`, checkpointing on the way and at the end.
+    pub fn run(&mut self, progress: &mut dyn TrainProgress) -> Result<TrainReport> {
+        let t = self.config.train.clone();
+        let run = t.out.clone();
+        let source = pair_source(&self.config)?;
+        let stream_config = StreamConfig {
+            seed: self.config.seed,
+            batch_size: t.batch_size,
+            shuffle_buffer: t.shuffle_buffer,
+            hard_negatives: t.hard_negatives,
+            skip_batches: self.step,
+        };
+        let mut stream = BatchStream::start(source, self.tokenizer.clone(), stream_config)?;
+        let mut log = metrics::MetricsFile::open(&run.join("metrics.jsonl"), self.step)?;
+        let abort_after = std::env::var("PRETEXT_ABORT_AFTER_STEP").ok().and_then(|s| s.parse::<usize>().ok());
+        let mut last = None;
+        let mut checkpoint_path = checkpoint::latest(&run)?;
+        while self.step < t.steps {
+            let batch = stream.next_batch()?;
+            let entry = self.train_step(&batch)?;
+            log.write(&entry)?;
+            progress.step(&entry);
+            last = Some(entry);
+            if t.checkpoint_every > 0 && self.step % t.checkpoint_every == 0 && self.step < t.steps {
+                let p = self.save()?;
+                progress.checkpoint(&p);
+                checkpoint_path = Some(p);
+            }
+            if abort_after == Some(self.step) {
+                // Test hook: die like a killed process, with no cleanup.
+                std::process::abort();
+            }
+        }
+        drop(stream);
+        let final_ckpt = match checkpoint_path.filter(|p| p == &checkpoint::dir(&run, self.step)) {
+            Some(p) => p,
+            None => self.save()?,
+        };
+        progress.checkpoint(&final_ckpt);
+        metrics::plot(&run.join("metrics.jsonl"), &run.join("curves.svg"))?;
+        Ok(TrainReport { last, checkpoint: final_ckpt, run })
+    }
+}
+
+/// Sets variables from named tensors; every variable must be present.
+fn set_vars(varmap: &VarMap, tensors: &std::collections::HashMap<String, Tensor>, dev: &Device) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap");
+    for (name, var) in data.iter() {
+        let t = tensors.get(name).ok_or_else(|| anyhow!("checkpoint lacks `{name}`"))?;
+        var.set(&t.to_device(dev)?)?;
+    }
+    Ok(())
+}
+
+/// The pair source the config asks for.
+fn pair_source(config: &Config) -> Result<PairSource> {
+    if let Some(p) = &config.train.pairs {
+        return PairSource::file(p, config.corpus.skip_bad);
+    }
+    let c = &config.corpus;
+    let corpus = Corpus::open(&c.path, c.reader()).with_context(|| format!("opening corpus {}", c.path.display()))?;
+    Ok(PairSource::Task {
+        corpus,
+        task: config.task.clone(),
+        augment: config.augment.clone(),
+        read: ReadOptions { shard: c.shard, skip_bad: c.skip_bad, ..ReadOptions::default() },
+    })
+}
+
+/// Documents used to train a tokenizer from scratch (the first ones).
+const TOKENIZER_DOCS: usize = 50_000;
+
+/// The configured tokenizer, the init model's, the run's own, or a new one
+/// trained on the corpus and saved in the run directory.
+fn load_or_train_tokenizer(config: &Config, run: &Path) -> Result<TextTokenizer> {
+    let m = &config.model;
+    let max_len = m.max_len;
+    if let Some(p) = &m.tokenizer {
+        return TextTokenizer::from_file(p, max_len);
+    }
+    if let Some(dir) = &m.init {
+        return TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len);
+    }
+    let own = run.join("tokenizer.json");
+    if own.exists() {
+        return TextTokenizer::from_file(&own, max_len);
+    }
+    let c = &config.corpus;
+    let corpus = Corpus::open(&c.path, c.reader()).with_context(|| format!("opening corpus {}", c.path.display()))?;
+    let mut texts = Vec::new();
+    let opts = ReadOptions { skip_bad: c.skip_bad, ..ReadOptions::default() };
+    let _ = for_each_batch(&corpus, opts, |d| d.text.to_string(), |batch, _| {
+        texts.extend(batch);
+        if texts.len() >= TOKENIZER_DOCS {
+            return Err(pretext_tasks::Error::Config("enough documents".into()));
+        }
+        Ok(())
+    });
+    if texts.is_empty() {
+        bail!("no documents to train a tokenizer on in {}", c.path.display());
+    }
+    let tok = TextTokenizer::new(train_wordpiece(texts.iter(), m.vocab_size)?, max_len)?;
+    tok.save(&own)?;
+    Ok(tok)
+}
