@@ -17,22 +17,38 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
     if path.join("state.json").exists() {
         return Ok(path.to_path_buf());
     }
-    checkpoint::latest(path)?.ok_or_else(|| anyhow!("{}: no checkpoint (not a run directory or checkpoint)", path.display()))
+    checkpoint::latest(path)?.ok_or_else(|| {
+        anyhow!(
+            "{}: no checkpoint (not a run directory or checkpoint)",
+            path.display()
+        )
+    })
 }
 
 /// Exports the checkpoint at `path` (a run directory or one checkpoint) to `out`.
 pub fn export(path: &Path, out: &Path) -> Result<()> {
     let ckpt = resolve_checkpoint(path)?;
-    let run = ckpt.parent().and_then(Path::parent).ok_or_else(|| anyhow!("{}: not inside a run", ckpt.display()))?;
+    let run = ckpt
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("{}: not inside a run", ckpt.display()))?;
     let (state, tensors) = checkpoint::load(&ckpt)?;
     let config: Config = toml::from_str(&state.config).context("the checkpoint's configuration")?;
     let bert: BertConfig = serde_json::from_str(
-        &std::fs::read_to_string(run.join("config.json")).with_context(|| format!("reading {}/config.json", run.display()))?,
+        &std::fs::read_to_string(run.join("config.json"))
+            .with_context(|| format!("reading {}/config.json", run.display()))?,
     )?;
     let tokenizer = run.join("tokenizer.json");
     write_tower(&tensors.model, "", &bert, &config, &tokenizer, out)?;
     if !config.model.shared_towers {
-        write_tower(&tensors.model, "doc.", &bert, &config, &tokenizer, &out.join("doc"))?;
+        write_tower(
+            &tensors.model,
+            "doc.",
+            &bert,
+            &config,
+            &tokenizer,
+            &out.join("doc"),
+        )?;
     }
     Ok(())
 }
@@ -41,7 +57,8 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(v)? + "\n").with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, serde_json::to_string_pretty(v)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_tower(
@@ -56,7 +73,9 @@ fn write_tower(
     let mut encoder = HashMap::new();
     let mut dense = HashMap::new();
     for (name, t) in all {
-        let Some(key) = name.strip_prefix(prefix) else { continue };
+        let Some(key) = name.strip_prefix(prefix) else {
+            continue;
+        };
         if prefix.is_empty() && name.starts_with("doc.") {
             continue;
         }
@@ -67,7 +86,8 @@ fn write_tower(
     }
     candle_core::safetensors::save(&encoder, out.join("model.safetensors"))?;
     write_json(&out.join("config.json"), &bert.to_hf_json())?;
-    std::fs::copy(tokenizer, out.join("tokenizer.json")).with_context(|| format!("copying {}", tokenizer.display()))?;
+    std::fs::copy(tokenizer, out.join("tokenizer.json"))
+        .with_context(|| format!("copying {}", tokenizer.display()))?;
     let m = &config.model;
     let dim = bert.hidden_size;
     let mut modules = vec![
@@ -97,11 +117,19 @@ fn write_tower(
     if m.normalize {
         let idx = modules.len();
         std::fs::create_dir_all(out.join(format!("{idx}_Normalize")))?;
-        modules.push(json!({"idx": idx, "name": idx.to_string(), "path": format!("{idx}_Normalize"),
-                            "type": "sentence_transformers.models.Normalize"}));
+        modules.push(
+            json!({"idx": idx, "name": idx.to_string(), "path": format!("{idx}_Normalize"),
+                            "type": "sentence_transformers.models.Normalize"}),
+        );
     }
-    write_json(&out.join("modules.json"), &serde_json::Value::Array(modules))?;
-    write_json(&out.join("sentence_bert_config.json"), &json!({"max_seq_length": m.max_len, "do_lower_case": false}))?;
+    write_json(
+        &out.join("modules.json"),
+        &serde_json::Value::Array(modules),
+    )?;
+    write_json(
+        &out.join("sentence_bert_config.json"),
+        &json!({"max_seq_length": m.max_len, "do_lower_case": false}),
+    )?;
     let similarity = match m.similarity {
         Similarity::Dot => "dot",
         Similarity::Cosine => "cosine",

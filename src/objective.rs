@@ -46,7 +46,11 @@ fn margin() -> f64 {
 
 impl Default for Loss {
     fn default() -> Self {
-        Loss::Infonce { temperature: temperature(), symmetric: false, in_batch: true }
+        Loss::Infonce {
+            temperature: temperature(),
+            symmetric: false,
+            in_batch: true,
+        }
     }
 }
 
@@ -98,9 +102,19 @@ impl Loss {
             (_, k) => k.cloned(),
         };
         match *self {
-            Loss::Infonce { temperature, symmetric, in_batch } => {
-                infonce(&q, &p, hard.as_ref(), queue.as_ref(), temperature, symmetric, in_batch)
-            }
+            Loss::Infonce {
+                temperature,
+                symmetric,
+                in_batch,
+            } => infonce(
+                &q,
+                &p,
+                hard.as_ref(),
+                queue.as_ref(),
+                temperature,
+                symmetric,
+                in_batch,
+            ),
             Loss::Triplet { margin, distance } => triplet(&q, &p, hard.as_ref(), margin, distance),
         }
     }
@@ -129,9 +143,15 @@ fn infonce(
     // Columns: the positives (all of the batch, or only each query's own),
     // then hard negatives, then the queue. The label is the positive's column.
     let (mut parts, labels) = if in_batch {
-        (vec![q.matmul(&p.t()?)?], Tensor::arange(0u32, b as u32, device)?)
+        (
+            vec![q.matmul(&p.t()?)?],
+            Tensor::arange(0u32, b as u32, device)?,
+        )
     } else {
-        (vec![q.mul(p)?.sum_keepdim(1)?], Tensor::zeros(b, DType::U32, device)?)
+        (
+            vec![q.mul(p)?.sum_keepdim(1)?],
+            Tensor::zeros(b, DType::U32, device)?,
+        )
     };
     if let Some(h) = hard {
         parts.push(hard_scores(q, h)?);
@@ -144,7 +164,11 @@ fn infonce(
     let logits = (Tensor::cat(&parts, 1)? / temperature)?;
     let mut loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
     let predicted = logits.argmax(D::Minus1)?;
-    let accuracy = predicted.eq(&labels)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()?;
+    let accuracy = predicted
+        .eq(&labels)?
+        .to_dtype(DType::F32)?
+        .mean_all()?
+        .to_scalar::<f32>()?;
     if symmetric {
         let back = (p.matmul(&q.t()?)? / temperature)?;
         let labels = Tensor::arange(0u32, b as u32, device)?;
@@ -155,7 +179,11 @@ fn infonce(
 
 fn distance(a: &Tensor, b: &Tensor, kind: Distance) -> Result<Tensor> {
     match kind {
-        Distance::L2 => (a - b)?.sqr()?.sum(D::Minus1)?.clamp(1e-12, f64::MAX)?.sqrt(),
+        Distance::L2 => (a - b)?
+            .sqr()?
+            .sum(D::Minus1)?
+            .clamp(1e-12, f64::MAX)?
+            .sqrt(),
         Distance::Cosine => {
             let cos = l2_normalize(a)?.mul(&l2_normalize(b)?)?.sum(D::Minus1)?;
             cos.affine(-1.0, 1.0)
@@ -165,7 +193,13 @@ fn distance(a: &Tensor, b: &Tensor, kind: Distance) -> Result<Tensor> {
 
 /// The negative of each query is its first hard negative when it has one,
 /// else the next query's positive in the batch (a rolled batch).
-fn triplet(q: &Tensor, p: &Tensor, hard: Option<&(Tensor, Tensor)>, margin: f64, kind: Distance) -> Result<LossOutput> {
+fn triplet(
+    q: &Tensor,
+    p: &Tensor,
+    hard: Option<&(Tensor, Tensor)>,
+    margin: f64,
+    kind: Distance,
+) -> Result<LossOutput> {
     let b = q.dim(0)?;
     let rolled = Tensor::cat(&[p.narrow(0, 1, b - 1)?, p.narrow(0, 0, 1)?], 0)?;
     let negative = match hard {
@@ -179,7 +213,11 @@ fn triplet(q: &Tensor, p: &Tensor, hard: Option<&(Tensor, Tensor)>, margin: f64,
     let dp = distance(q, p, kind)?;
     let dn = distance(q, &negative, kind)?;
     let loss = ((&dp - &dn)? + margin)?.relu()?.mean_all()?;
-    let accuracy = dp.lt(&dn)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()?;
+    let accuracy = dp
+        .lt(&dn)?
+        .to_dtype(DType::F32)?
+        .mean_all()?
+        .to_scalar::<f32>()?;
     Ok(LossOutput { loss, accuracy })
 }
 
@@ -198,8 +236,17 @@ mod tests {
         let q = t(&[[1.0, 0.0], [0.0, 1.0]]);
         let p = t(&[[1.0, 0.0], [0.0, 1.0]]);
         let queue = t(&[[1.0, 1.0]]);
-        let e = StepEmbeddings { queries: &q, positives: &p, hard: None, queue: Some(&queue) };
-        let loss = Loss::Infonce { temperature: 1.0, symmetric: false, in_batch: true };
+        let e = StepEmbeddings {
+            queries: &q,
+            positives: &p,
+            hard: None,
+            queue: Some(&queue),
+        };
+        let loss = Loss::Infonce {
+            temperature: 1.0,
+            symmetric: false,
+            in_batch: true,
+        };
         let out = loss.compute(&e, Similarity::Dot).unwrap();
         // Row 0 logits [1, 0, 1], label 0: log(e + 1 + e) - 1.
         let expected = ((2.0 * 1f64.exp() + 1.0).ln() - 1.0) as f32;
@@ -214,8 +261,17 @@ mod tests {
         let p = t(&[[1.0, 0.0], [0.0, 1.0]]);
         let h = Tensor::new(&[[[5.0f32, 0.0]], [[5.0, 0.0]]], &Device::Cpu).unwrap();
         let none = Tensor::new(&[[1u32], [0]], &Device::Cpu).unwrap();
-        let e = StepEmbeddings { queries: &q, positives: &p, hard: Some((&h, &none)), queue: None };
-        let loss = Loss::Infonce { temperature: 1.0, symmetric: false, in_batch: false };
+        let e = StepEmbeddings {
+            queries: &q,
+            positives: &p,
+            hard: Some((&h, &none)),
+            queue: None,
+        };
+        let loss = Loss::Infonce {
+            temperature: 1.0,
+            symmetric: false,
+            in_batch: false,
+        };
         let out = loss.compute(&e, Similarity::Dot).unwrap();
         // Query 0: logits [1, 5] → loss ln(e + e^5) - 1; query 1: its negative is masked → loss 0.
         let expected = (((1f64.exp() + 5f64.exp()).ln() - 1.0) / 2.0) as f32;
@@ -227,8 +283,18 @@ mod tests {
     fn triplet_margin() {
         let q = t(&[[0.0, 0.0], [0.0, 0.0]]);
         let p = t(&[[1.0, 0.0], [3.0, 0.0]]);
-        let e = StepEmbeddings { queries: &q, positives: &p, hard: None, queue: None };
-        let out = Loss::Triplet { margin: 0.5, distance: Distance::L2 }.compute(&e, Similarity::Dot).unwrap();
+        let e = StepEmbeddings {
+            queries: &q,
+            positives: &p,
+            hard: None,
+            queue: None,
+        };
+        let out = Loss::Triplet {
+            margin: 0.5,
+            distance: Distance::L2,
+        }
+        .compute(&e, Similarity::Dot)
+        .unwrap();
         // Row 0: d+ = 1, d- = 3 → 0; row 1: d+ = 3, d- = 1 → 2.5. Mean 1.25.
         assert!((out.loss.to_scalar::<f32>().unwrap() - 1.25).abs() < 1e-5);
         assert_eq!(out.accuracy, 0.5);

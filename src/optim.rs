@@ -23,7 +23,12 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
     }
 }
 
@@ -51,10 +56,20 @@ impl AdamW {
             .map(|(name, var)| {
                 let zeros = || Var::zeros(var.shape(), var.dtype(), var.device());
                 let decay = !(name.ends_with("bias") || name.contains("LayerNorm"));
-                Ok(Param { m: zeros()?, v: zeros()?, name, var, decay })
+                Ok(Param {
+                    m: zeros()?,
+                    v: zeros()?,
+                    name,
+                    var,
+                    decay,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(AdamW { params, step: 0, config })
+        Ok(AdamW {
+            params,
+            step: 0,
+            config,
+        })
     }
 
     /// Steps taken.
@@ -82,7 +97,9 @@ impl AdamW {
         let t = self.step as i32;
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
         for p in &self.params {
-            let Some(g) = grads.get(p.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(p.var.as_tensor()) else {
+                continue;
+            };
             let g = (g * scale)?;
             let m = ((p.m.as_tensor() * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             let v = ((p.v.as_tensor() * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
@@ -114,9 +131,9 @@ impl AdamW {
         for p in &self.params {
             for (prefix, var) in [("m", &p.m), ("v", &p.v)] {
                 let key = format!("{prefix}.{}", p.name);
-                let t = state
-                    .get(&key)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state lacks `{key}`")))?;
+                let t = state.get(&key).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("optimizer state lacks `{key}`"))
+                })?;
                 var.set(&t.to_device(var.device())?)?;
             }
         }
@@ -162,7 +179,14 @@ mod tests {
     #[test]
     fn adamw_minimises_a_quadratic() {
         let x = Var::new(&[3.0f32, -2.0], &Device::Cpu).unwrap();
-        let mut opt = AdamW::new(vec![("w.weight".into(), x.clone())], AdamWConfig { weight_decay: 0.0, ..Default::default() }).unwrap();
+        let mut opt = AdamW::new(
+            vec![("w.weight".into(), x.clone())],
+            AdamWConfig {
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for _ in 0..500 {
             let loss = x.as_tensor().sqr().unwrap().sum_all().unwrap();
             let grads = loss.backward().unwrap();
@@ -171,7 +195,8 @@ mod tests {
         let v: Vec<f32> = x.as_tensor().to_vec1().unwrap();
         assert!(v.iter().all(|x| x.abs() < 0.05), "{v:?}");
         let state = opt.state();
-        let mut other = AdamW::new(vec![("w.weight".into(), x.clone())], AdamWConfig::default()).unwrap();
+        let mut other =
+            AdamW::new(vec![("w.weight".into(), x.clone())], AdamWConfig::default()).unwrap();
         other.restore(&state, 500).unwrap();
         assert_eq!(other.steps(), 500);
     }

@@ -16,7 +16,12 @@ impl KeyQueue {
     /// An empty queue. `capacity` must be a multiple of the batch size so a
     /// batch never wraps around the end (checked by the caller's config).
     pub fn new(capacity: usize, dim: usize, device: &Device) -> Result<KeyQueue> {
-        Ok(KeyQueue { keys: Tensor::zeros((capacity, dim), DType::F32, device)?, capacity, next: 0, filled: 0 })
+        Ok(KeyQueue {
+            keys: Tensor::zeros((capacity, dim), DType::F32, device)?,
+            capacity,
+            next: 0,
+            filled: 0,
+        })
     }
 
     /// Keys currently held, `(filled, dim)` (a view, no copy).
@@ -43,9 +48,13 @@ impl KeyQueue {
     pub fn enqueue(&mut self, batch: &Tensor) -> Result<()> {
         let b = batch.dim(0)?;
         if b > self.capacity || self.capacity % b != 0 {
-            candle_core::bail!("queue size {} is not a multiple of the batch {b}", self.capacity);
+            candle_core::bail!(
+                "queue size {} is not a multiple of the batch {b}",
+                self.capacity
+            );
         }
-        self.keys.slice_set(&batch.detach().contiguous()?, 0, self.next)?;
+        self.keys
+            .slice_set(&batch.detach().contiguous()?, 0, self.next)?;
         self.next = (self.next + b) % self.capacity;
         self.filled = (self.filled + b).min(self.capacity);
         Ok(())
@@ -58,7 +67,8 @@ impl KeyQueue {
 
     /// Restores a checkpointed state.
     pub fn restore(&mut self, keys: &Tensor, next: usize, filled: usize) -> Result<()> {
-        self.keys.slice_set(&keys.to_device(self.keys.device())?, 0, 0)?;
+        self.keys
+            .slice_set(&keys.to_device(self.keys.device())?, 0, 0)?;
         self.next = next;
         self.filled = filled;
         Ok(())

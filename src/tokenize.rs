@@ -64,7 +64,10 @@ impl TextTokenizer {
             ..PaddingParams::default()
         }));
         inner
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..TruncationParams::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..TruncationParams::default()
+            }))
             .map_err(|e| anyhow!("{e}"))?;
         Ok(TextTokenizer { inner })
     }
@@ -81,7 +84,10 @@ impl TextTokenizer {
 
     /// Encodes texts with special tokens into one padded batch.
     pub fn encode(&self, texts: &[&str]) -> Result<TokenBatch> {
-        let encodings = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| anyhow!("{e}"))?;
+        let encodings = self
+            .inner
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| anyhow!("{e}"))?;
         let rows = encodings.len();
         let seq = encodings.first().map_or(0, |e| e.len());
         let mut ids = Vec::with_capacity(rows * seq);
@@ -90,7 +96,12 @@ impl TextTokenizer {
             ids.extend_from_slice(e.get_ids());
             mask.extend_from_slice(e.get_attention_mask());
         }
-        Ok(TokenBatch { ids, mask, rows, seq })
+        Ok(TokenBatch {
+            ids,
+            mask,
+            rows,
+            seq,
+        })
     }
 
     /// Saves `tokenizer.json` (without the run's padding and truncation).
@@ -98,7 +109,10 @@ impl TextTokenizer {
         let mut plain = self.inner.clone();
         plain.with_padding(None);
         plain.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
-        plain.save(path, true).map_err(|e| anyhow!("{e}")).with_context(|| format!("writing {}", path.display()))
+        plain
+            .save(path, true)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -114,16 +128,34 @@ where
         .vocab_size(vocab_size)
         .min_frequency(2)
         .show_progress(false)
-        .special_tokens(specials.iter().map(|t| AddedToken::from(*t, true)).collect())
+        .special_tokens(
+            specials
+                .iter()
+                .map(|t| AddedToken::from(*t, true))
+                .collect(),
+        )
         .build();
-    let model = WordPiece::builder().unk_token("[UNK]".into()).build().map_err(|e| anyhow!("{e}"))?;
+    let model = WordPiece::builder()
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| anyhow!("{e}"))?;
     let mut tok = Tokenizer::new(ModelWrapper::WordPiece(model));
-    tok.with_normalizer(Some(NormalizerWrapper::BertNormalizer(BertNormalizer::default())));
-    tok.with_pre_tokenizer(Some(PreTokenizerWrapper::BertPreTokenizer(BertPreTokenizer)));
-    tok.with_decoder(Some(DecoderWrapper::WordPiece(tokenizers::decoders::wordpiece::WordPiece::default())));
+    tok.with_normalizer(Some(NormalizerWrapper::BertNormalizer(
+        BertNormalizer::default(),
+    )))
+    .map_err(|e| anyhow!("{e}"))?;
+    tok.with_pre_tokenizer(Some(PreTokenizerWrapper::BertPreTokenizer(
+        BertPreTokenizer,
+    )));
+    tok.with_decoder(Some(DecoderWrapper::WordPiece(
+        tokenizers::decoders::wordpiece::WordPiece::default(),
+    )));
     let mut trainer = TrainerWrapper::WordPieceTrainer(trainer);
     tok.train(&mut trainer, texts).map_err(|e| anyhow!("{e}"))?;
-    let id = |t: &str| tok.token_to_id(t).ok_or_else(|| anyhow!("trained vocabulary lacks {t}"));
+    let id = |t: &str| {
+        tok.token_to_id(t)
+            .ok_or_else(|| anyhow!("trained vocabulary lacks {t}"))
+    };
     let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
     tok.with_post_processor(Some(PostProcessorWrapper::Bert(BertProcessing::new(
         ("[SEP]".into(), sep),
@@ -139,21 +171,39 @@ mod tests {
     #[test]
     fn trains_pads_and_truncates() {
         let texts: Vec<String> = (0..200)
-            .map(|i| format!("The quick brown fox number {i} jumps over the lazy dog again and again."))
+            .map(|i| {
+                format!("The quick brown fox number {i} jumps over the lazy dog again and again.")
+            })
             .collect();
         let tok = train_wordpiece(texts.iter(), 200).unwrap();
         let tok = TextTokenizer::new(tok, 8).unwrap();
         assert!(tok.vocab_size() <= 200 && tok.vocab_size() > 30);
-        let b = tok.encode(&["the quick brown fox", "lazy dog jumps over the fox again and again and again"]).unwrap();
-        assert_eq!((b.rows, b.seq), (2, 8), "padded to the longest, cut at max_len");
+        let b = tok
+            .encode(&[
+                "the quick brown fox",
+                "lazy dog jumps over the fox again and again and again",
+            ])
+            .unwrap();
+        assert_eq!(
+            (b.rows, b.seq),
+            (2, 8),
+            "padded to the longest, cut at max_len"
+        );
         assert_eq!(b.ids[0], tok.inner().token_to_id("[CLS]").unwrap());
-        assert_eq!(b.mask[..8].iter().sum::<u32>() as usize, 6, "[CLS] 4 words [SEP]");
+        assert_eq!(
+            b.mask[..8].iter().sum::<u32>() as usize,
+            6,
+            "[CLS] 4 words [SEP]"
+        );
         assert_eq!(b.mask[8..].iter().sum::<u32>(), 8);
         assert_eq!(b.ids[6], tok.inner().token_to_id("[PAD]").unwrap());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("tokenizer.json");
         tok.save(&p).unwrap();
         let again = TextTokenizer::from_file(&p, 8).unwrap();
-        assert_eq!(again.encode(&["the quick brown fox"]).unwrap().ids, b.ids[..6]);
+        assert_eq!(
+            again.encode(&["the quick brown fox"]).unwrap().ids,
+            b.ids[..6]
+        );
     }
 }

@@ -194,11 +194,20 @@ pub fn parse_pair_line(line: &str) -> Result<Vec<OwnedPair>, String> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Object(p) => {
-                let body = p.get("text").and_then(Value::as_str).ok_or(format!("{what}: passage without `text`"))?;
-                Ok(match p.get("title").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                    Some(t) => format!("{t} {body}"),
-                    None => body.to_string(),
-                })
+                let body = p
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .ok_or(format!("{what}: passage without `text`"))?;
+                Ok(
+                    match p
+                        .get("title")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty())
+                    {
+                        Some(t) => format!("{t} {body}"),
+                        None => body.to_string(),
+                    },
+                )
             }
             _ => Err(format!("{what} is not a string")),
         }
@@ -211,17 +220,32 @@ pub fn parse_pair_line(line: &str) -> Result<Vec<OwnedPair>, String> {
         }
     };
     if let Some(anchor) = obj.get("anchor") {
-        let positive = text(obj.get("positive").ok_or("missing field `positive`")?, "positive")?;
+        let positive = text(
+            obj.get("positive").ok_or("missing field `positive`")?,
+            "positive",
+        )?;
         let mut negatives = Vec::new();
         for i in 1.. {
-            match obj.get(&format!("negative_{i}")).or(if i == 1 { obj.get("negative") } else { None }) {
+            match obj.get(&format!("negative_{i}")).or(if i == 1 {
+                obj.get("negative")
+            } else {
+                None
+            }) {
                 Some(n) => negatives.push(text(n, "negative")?),
                 None => break,
             }
         }
-        return Ok(vec![OwnedPair { query: text(anchor, "anchor")?, positive, negatives }]);
+        return Ok(vec![OwnedPair {
+            query: text(anchor, "anchor")?,
+            positive,
+            negatives,
+        }]);
     }
-    let query = text(obj.get("query").ok_or("no `anchor` or `query` field: not a pair dataset line")?, "query")?;
+    let query = text(
+        obj.get("query")
+            .ok_or("no `anchor` or `query` field: not a pair dataset line")?,
+        "query",
+    )?;
     let (positives, negatives) = if obj.contains_key("positive_passages") {
         (list("positive_passages")?, list("negative_passages")?)
     } else if obj.contains_key("pos") {
@@ -234,6 +258,10 @@ pub fn parse_pair_line(line: &str) -> Result<Vec<OwnedPair>, String> {
     }
     Ok(positives
         .into_iter()
-        .map(|positive| OwnedPair { query: query.clone(), positive, negatives: negatives.clone() })
+        .map(|positive| OwnedPair {
+            query: query.clone(),
+            positive,
+            negatives: negatives.clone(),
+        })
         .collect())
 }

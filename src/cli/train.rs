@@ -77,17 +77,29 @@ impl TrainProgress for Bar {
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut b = args.data.builder()?;
     let strings = [
-        ("train.out", args.out.as_ref().map(|p| p.display().to_string())),
+        (
+            "train.out",
+            args.out.as_ref().map(|p| p.display().to_string()),
+        ),
         ("train.device", args.device.clone()),
-        ("model.init", args.init.as_ref().map(|p| p.display().to_string())),
-        ("train.pairs", args.pairs.as_ref().map(|p| p.display().to_string())),
+        (
+            "model.init",
+            args.init.as_ref().map(|p| p.display().to_string()),
+        ),
+        (
+            "train.pairs",
+            args.pairs.as_ref().map(|p| p.display().to_string()),
+        ),
     ];
     for (k, v) in strings {
         if let Some(v) = v {
             b.set_value(k, toml::Value::String(v));
         }
     }
-    for (k, v) in [("train.steps", args.steps), ("train.batch_size", args.batch_size)] {
+    for (k, v) in [
+        ("train.steps", args.steps),
+        ("train.batch_size", args.batch_size),
+    ] {
         if let Some(v) = v {
             b.set_value(k, toml::Value::Integer(v as i64));
         }
@@ -98,18 +110,32 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = finish(&b)?;
     let steps = config.train.steps;
     let mut trainer = Trainer::new(config, args.resume)?;
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(steps as u64) };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(steps as u64)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:25} {pos}/{len} (ETA {eta}) {msg}")
-            .expect("static template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:25} {pos}/{len} (ETA {eta}) {msg}",
+        )
+        .expect("static template"),
     );
     bar.set_position(trainer.step() as u64);
-    let mut progress = Bar { bar, started: std::time::Instant::now(), tokens: 0, steps: 0 };
+    let mut progress = Bar {
+        bar,
+        started: std::time::Instant::now(),
+        tokens: 0,
+        steps: 0,
+    };
     let report = trainer.run(&mut progress)?;
     progress.bar.finish_and_clear();
     if !args.quiet {
         if let Some(l) = &report.last {
-            eprintln!("step {}: loss {:.4}, pretext accuracy {:.3}", l.step, l.loss, l.accuracy);
+            eprintln!(
+                "step {}: loss {:.4}, pretext accuracy {:.3}",
+                l.step, l.loss, l.accuracy
+            );
         }
         eprintln!(
             "checkpoint {}; metrics {}/metrics.jsonl, curves {}/curves.svg",
@@ -154,15 +180,30 @@ pub struct TokenizerArgs {
 pub fn tokenizer(args: TokenizerArgs) -> Result<()> {
     let config = finish(&args.data.builder()?)?;
     let c = &config.corpus;
-    let corpus = Corpus::open(&c.path, c.reader()).with_context(|| format!("opening corpus {}", c.path.display()))?;
+    let corpus = Corpus::open(&c.path, c.reader())
+        .with_context(|| format!("opening corpus {}", c.path.display()))?;
     let mut texts = Vec::new();
-    let opts = ReadOptions { shard: c.shard, skip_bad: c.skip_bad, ..ReadOptions::default() };
-    for_each_batch(&corpus, opts, |d| d.text.to_string(), |batch, _| {
-        texts.extend(batch);
-        Ok(())
-    })?;
+    let opts = ReadOptions {
+        shard: c.shard,
+        skip_bad: c.skip_bad,
+        ..ReadOptions::default()
+    };
+    for_each_batch(
+        &corpus,
+        opts,
+        |d| d.text.to_string(),
+        |batch, _| {
+            texts.extend(batch);
+            Ok(())
+        },
+    )?;
     let tok = TextTokenizer::new(train_wordpiece(texts.iter(), args.vocab)?, 512)?;
     tok.save(&args.out)?;
-    eprintln!("trained a WordPiece vocabulary of {} tokens on {} documents: {}", tok.vocab_size(), texts.len(), args.out.display());
+    eprintln!(
+        "trained a WordPiece vocabulary of {} tokens on {} documents: {}",
+        tok.vocab_size(),
+        texts.len(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -21,8 +21,16 @@ impl Embeddings {
     fn new(c: &BertConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Embeddings {
             word: embedding(c.vocab_size, c.hidden_size, vb.pp("word_embeddings"))?,
-            position: embedding(c.max_position_embeddings, c.hidden_size, vb.pp("position_embeddings"))?,
-            token_type: embedding(c.type_vocab_size, c.hidden_size, vb.pp("token_type_embeddings"))?,
+            position: embedding(
+                c.max_position_embeddings,
+                c.hidden_size,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type: embedding(
+                c.type_vocab_size,
+                c.hidden_size,
+                vb.pp("token_type_embeddings"),
+            )?,
             norm: LayerNorm::new(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
             dropout: c.hidden_dropout_prob,
         })
@@ -76,7 +84,9 @@ impl Attention {
     /// `(batch, seq, hidden)` → `(batch, heads, seq, head_dim)`.
     fn split(&self, x: &Tensor) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
-        x.reshape((b, s, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+        x.reshape((b, s, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -107,9 +117,21 @@ impl Layer {
     fn new(c: &BertConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Layer {
             attention: Attention::new(c, vb.pp("attention"))?,
-            intermediate: linear(c.hidden_size, c.intermediate_size, vb.pp("intermediate").pp("dense"))?,
-            output: linear(c.intermediate_size, c.hidden_size, vb.pp("output").pp("dense"))?,
-            norm: LayerNorm::new(c.hidden_size, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            intermediate: linear(
+                c.hidden_size,
+                c.intermediate_size,
+                vb.pp("intermediate").pp("dense"),
+            )?,
+            output: linear(
+                c.intermediate_size,
+                c.hidden_size,
+                vb.pp("output").pp("dense"),
+            )?,
+            norm: LayerNorm::new(
+                c.hidden_size,
+                c.layer_norm_eps,
+                vb.pp("output").pp("LayerNorm"),
+            )?,
             dropout: c.hidden_dropout_prob,
         })
     }

@@ -107,12 +107,21 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_python") {
-            return Err(format!("hidden_act `{}` is not supported (gelu only)", self.hidden_act));
+        if !matches!(
+            self.hidden_act.as_str(),
+            "gelu" | "gelu_new" | "gelu_python"
+        ) {
+            return Err(format!(
+                "hidden_act `{}` is not supported (gelu only)",
+                self.hidden_act
+            ));
         }
         for (name, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return Err(format!("{name} = {p} is not in [0, 1)"));

@@ -34,7 +34,9 @@ impl Module for LayerNorm {
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
     }
 }
 
@@ -77,7 +79,9 @@ impl DropoutRng {
                 let n = x.elem_count();
                 let threshold = (p * u32::MAX as f64) as u32;
                 let mut rng = self.rng.lock().expect("dropout rng");
-                let keep: Vec<u8> = (0..n).map(|_| (rng.random::<u32>() >= threshold) as u8).collect();
+                let keep: Vec<u8> = (0..n)
+                    .map(|_| (rng.random::<u32>() >= threshold) as u8)
+                    .collect();
                 Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?
             }
             dev => Tensor::rand(0f32, 1f32, x.shape(), dev)?
@@ -110,7 +114,10 @@ impl Mode<'_> {
 /// A linear layer with HF names (`weight` `(out, in)`, `bias`), BERT's
 /// N(0, 0.02) init when created.
 pub fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<candle_nn::Linear> {
-    let init = candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+    let init = candle_nn::Init::Randn {
+        mean: 0.0,
+        stdev: 0.02,
+    };
     let weight = vb.get_with_hints((output, input), "weight", init)?;
     let bias = vb.get_with_hints(output, "bias", candle_nn::Init::Const(0.0))?;
     Ok(candle_nn::Linear::new(weight, Some(bias)))
@@ -118,7 +125,10 @@ pub fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<candle_nn::
 
 /// An embedding table with BERT's N(0, 0.02) init when created.
 pub fn embedding(rows: usize, dim: usize, vb: VarBuilder) -> Result<candle_nn::Embedding> {
-    let init = candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+    let init = candle_nn::Init::Randn {
+        mean: 0.0,
+        stdev: 0.02,
+    };
     let table = vb.get_with_hints((rows, dim), "weight", init)?;
     Ok(candle_nn::Embedding::new(table, dim))
 }

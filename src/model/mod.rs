@@ -64,7 +64,11 @@ impl Tower {
             .projection
             .map(|out| layers::linear(config.hidden_size, out, vb.pp("head").pp("dense")))
             .transpose()?;
-        Ok(Tower { bert: Bert::new(config, vb)?, projection, head })
+        Ok(Tower {
+            bert: Bert::new(config, vb)?,
+            projection,
+            head,
+        })
     }
 
     /// The BERT inside.
@@ -98,7 +102,11 @@ impl Tower {
 
 /// Rows scaled to unit L2 norm.
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
     x.broadcast_div(&norm)
 }
 
@@ -112,9 +120,16 @@ pub struct DualEncoder {
 
 impl DualEncoder {
     /// Builds one tower (`shared`) or two.
-    pub fn new(config: &BertConfig, head: Head, shared: bool, vb: VarBuilder) -> Result<DualEncoder> {
+    pub fn new(
+        config: &BertConfig,
+        head: Head,
+        shared: bool,
+        vb: VarBuilder,
+    ) -> Result<DualEncoder> {
         let query = Tower::new(config, head, vb.clone())?;
-        let doc = (!shared).then(|| Tower::new(config, head, vb.pp("doc"))).transpose()?;
+        let doc = (!shared)
+            .then(|| Tower::new(config, head, vb.pp("doc")))
+            .transpose()?;
         Ok(DualEncoder { query, doc })
     }
 

@@ -33,16 +33,27 @@ impl Pretrained {
     pub fn load(dir: &Path, device: &Device, max_len: Option<usize>) -> Result<Pretrained> {
         let config: BertConfig = serde_json::from_value(read_json(&dir.join("config.json"))?)
             .with_context(|| format!("{}: not a BERT config", dir.join("config.json").display()))?;
-        let mut head = Head { pooling: Pooling::Mean, projection: None, normalize: false };
+        let mut head = Head {
+            pooling: Pooling::Mean,
+            projection: None,
+            normalize: false,
+        };
         let mut dense = None;
         let modules = dir.join("modules.json");
         if modules.exists() {
-            for m in read_json(&modules)?.as_array().ok_or_else(|| anyhow!("modules.json is not a list"))? {
+            for m in read_json(&modules)?
+                .as_array()
+                .ok_or_else(|| anyhow!("modules.json is not a list"))?
+            {
                 let kind = m["type"].as_str().unwrap_or_default();
                 let path = dir.join(m["path"].as_str().unwrap_or_default());
                 if kind.ends_with("Pooling") {
                     let p = read_json(&path.join("config.json"))?;
-                    head.pooling = if p["pooling_mode_cls_token"].as_bool() == Some(true) { Pooling::Cls } else { Pooling::Mean };
+                    head.pooling = if p["pooling_mode_cls_token"].as_bool() == Some(true) {
+                        Pooling::Cls
+                    } else {
+                        Pooling::Mean
+                    };
                 } else if kind.ends_with("Normalize") {
                     head.normalize = true;
                 } else if kind.ends_with("Dense") {
@@ -56,7 +67,11 @@ impl Pretrained {
             Some(n) => n,
             None => {
                 let p = dir.join("sentence_bert_config.json");
-                if p.exists() { read_json(&p)?["max_seq_length"].as_u64().unwrap_or(512) as usize } else { 512 }
+                if p.exists() {
+                    read_json(&p)?["max_seq_length"].as_u64().unwrap_or(512) as usize
+                } else {
+                    512
+                }
             }
         }
         .min(config.max_position_embeddings);
@@ -70,9 +85,14 @@ impl Pretrained {
             Some(rest) => format!("linear.{rest}"),
             None => name.to_string(),
         });
-        let tower = Tower::new(&config, head, vb).with_context(|| format!("loading weights from {}", dir.display()))?;
+        let tower = Tower::new(&config, head, vb)
+            .with_context(|| format!("loading weights from {}", dir.display()))?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len)?;
-        Ok(Pretrained { tower, tokenizer, device: device.clone() })
+        Ok(Pretrained {
+            tower,
+            tokenizer,
+            device: device.clone(),
+        })
     }
 
     /// Embeds texts (no dropout), `(texts, dim)`.

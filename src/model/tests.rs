@@ -25,7 +25,11 @@ fn batch() -> (Tensor, Tensor) {
     (ids, mask)
 }
 
-const HEAD: Head = Head { pooling: Pooling::Mean, projection: Some(8), normalize: false };
+const HEAD: Head = Head {
+    pooling: Pooling::Mean,
+    projection: Some(8),
+    normalize: false,
+};
 
 #[test]
 fn every_variable_gets_a_gradient_with_dropout_on() {
@@ -33,15 +37,26 @@ fn every_variable_gets_a_gradient_with_dropout_on() {
         let (varmap, model) = build(&tiny(), HEAD, shared, 1);
         let (ids, mask) = batch();
         let rng = DropoutRng::new(3);
-        let q = model.query().encode(&ids, &mask, Mode::Train(&rng)).unwrap();
+        let q = model
+            .query()
+            .encode(&ids, &mask, Mode::Train(&rng))
+            .unwrap();
         let d = model.doc().encode(&ids, &mask, Mode::Train(&rng)).unwrap();
         let loss = q.mul(&d).unwrap().sum_all().unwrap().sqr().unwrap();
         let grads = loss.backward().unwrap();
         let data = varmap.data().lock().unwrap();
         assert!(data.len() > 20);
         for (name, var) in data.iter() {
-            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
-            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(norm.is_finite(), "{name}: gradient not finite");
             if !name.contains("token_type") && !name.contains("position") {
                 assert!(norm > 0.0, "{name}: zero gradient");
@@ -56,9 +71,19 @@ fn dropout_is_real_and_seeded() {
     let (ids, mask) = batch();
     let enc = |seed| {
         let rng = DropoutRng::new(seed);
-        model.query().encode(&ids, &mask, Mode::Train(&rng)).unwrap().to_vec2::<f32>().unwrap()
+        model
+            .query()
+            .encode(&ids, &mask, Mode::Train(&rng))
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
     };
-    let eval = model.query().encode(&ids, &mask, Mode::Eval).unwrap().to_vec2::<f32>().unwrap();
+    let eval = model
+        .query()
+        .encode(&ids, &mask, Mode::Eval)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     assert_eq!(enc(5), enc(5), "same seed, same masks");
     assert_ne!(enc(5), enc(6), "dropout did nothing");
     assert_ne!(enc(5), eval);
@@ -68,46 +93,106 @@ fn dropout_is_real_and_seeded() {
 fn check_grad(x0: &[f32], shape: (usize, usize), f: impl Fn(&Tensor) -> Tensor) {
     let var = Var::from_vec(x0.to_vec(), shape, &Device::Cpu).unwrap();
     let grads = f(var.as_tensor()).backward().unwrap();
-    let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let analytic = grads
+        .get(var.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let h = 1e-2f64;
     for i in 0..x0.len() {
         let mut plus = x0.to_vec();
         let mut minus = x0.to_vec();
         plus[i] += h as f32;
         minus[i] -= h as f32;
-        let fp = f(&Tensor::from_vec(plus, shape, &Device::Cpu).unwrap()).to_scalar::<f32>().unwrap() as f64;
-        let fm = f(&Tensor::from_vec(minus, shape, &Device::Cpu).unwrap()).to_scalar::<f32>().unwrap() as f64;
+        let fp = f(&Tensor::from_vec(plus, shape, &Device::Cpu).unwrap())
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        let fm = f(&Tensor::from_vec(minus, shape, &Device::Cpu).unwrap())
+            .to_scalar::<f32>()
+            .unwrap() as f64;
         let numeric = (fp - fm) / (2.0 * h);
         let err = (numeric - analytic[i] as f64).abs();
-        assert!(err < 2e-3 + 2e-2 * numeric.abs(), "grad[{i}]: numeric {numeric} vs analytic {}", analytic[i]);
+        assert!(
+            err < 2e-3 + 2e-2 * numeric.abs(),
+            "grad[{i}]: numeric {numeric} vs analytic {}",
+            analytic[i]
+        );
     }
 }
 
 #[test]
 fn layer_norm_and_softmax_gradients_match_finite_differences() {
-    let x: Vec<f32> = (0..12).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.7 + i as f32 * 0.05).collect();
-    let w = Tensor::new(&[[0.3f32, -1.2, 0.5, 2.0], [1.0, 0.1, -0.7, 0.4], [0.2, 0.9, -0.3, 1.1]], &Device::Cpu).unwrap();
+    let x: Vec<f32> = (0..12)
+        .map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.7 + i as f32 * 0.05)
+        .collect();
+    let w = Tensor::new(
+        &[
+            [0.3f32, -1.2, 0.5, 2.0],
+            [1.0, 0.1, -0.7, 0.4],
+            [0.2, 0.9, -0.3, 1.1],
+        ],
+        &Device::Cpu,
+    )
+    .unwrap();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let ln = layers::LayerNorm::new(4, 1e-5, vb).unwrap();
-    check_grad(&x, (3, 4), |t| ln.forward(t).unwrap().mul(&w).unwrap().sum_all().unwrap());
-    check_grad(&x, (3, 4), |t| layers::softmax_last_dim(t).unwrap().mul(&w).unwrap().sum_all().unwrap());
-    check_grad(&x, (3, 4), |t| l2_normalize(t).unwrap().mul(&w).unwrap().sum_all().unwrap());
-    check_grad(&x, (3, 4), |t| t.gelu_erf().unwrap().mul(&w).unwrap().sum_all().unwrap());
+    check_grad(&x, (3, 4), |t| {
+        ln.forward(t).unwrap().mul(&w).unwrap().sum_all().unwrap()
+    });
+    check_grad(&x, (3, 4), |t| {
+        layers::softmax_last_dim(t)
+            .unwrap()
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    });
+    check_grad(&x, (3, 4), |t| {
+        l2_normalize(t).unwrap().mul(&w).unwrap().sum_all().unwrap()
+    });
+    check_grad(&x, (3, 4), |t| {
+        t.gelu_erf().unwrap().mul(&w).unwrap().sum_all().unwrap()
+    });
 }
 
 #[test]
 fn forward_matches_candle_transformers_bert() {
     let config = tiny();
-    let (varmap, model) = build(&config, Head { pooling: Pooling::Mean, projection: None, normalize: false }, true, 9);
+    let (varmap, model) = build(
+        &config,
+        Head {
+            pooling: Pooling::Mean,
+            projection: None,
+            normalize: false,
+        },
+        true,
+        9,
+    );
     let ids = Tensor::new(&[[2u32, 7, 9, 4, 3, 8], [2, 11, 12, 3, 5, 1]], &Device::Cpu).unwrap();
     let mask = ids.ones_like().unwrap();
-    let ours = model.query().bert().forward(&ids, &mask, Mode::Eval).unwrap();
+    let ours = model
+        .query()
+        .bert()
+        .forward(&ids, &mask, Mode::Eval)
+        .unwrap();
     let json = serde_json::to_string(&config).unwrap();
-    let theirs_config: candle_transformers::models::bert::Config = serde_json::from_str(&json).unwrap();
+    let theirs_config: candle_transformers::models::bert::Config =
+        serde_json::from_str(&json).unwrap();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let theirs = candle_transformers::models::bert::BertModel::load(vb, &theirs_config).unwrap();
-    let theirs = theirs.forward(&ids, &ids.zeros_like().unwrap(), Some(&mask)).unwrap();
-    let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let theirs = theirs
+        .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
+        .unwrap();
+    let diff = (ours - theirs)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(diff <= 1e-5, "max abs difference {diff}");
 }

@@ -44,14 +44,19 @@ pub fn load_hf(varmap: &VarMap, path: &Path, prefix: &str) -> Result<usize> {
     let mut loaded = 0;
     let mut missing = Vec::new();
     for (name, var) in data.iter() {
-        let Some(key) = name.strip_prefix(prefix) else { continue };
+        let Some(key) = name.strip_prefix(prefix) else {
+            continue;
+        };
         if prefix.is_empty() && name.starts_with("doc.") {
             continue;
         }
         if key.starts_with("head.") {
             continue; // a projection head is ours: never in an HF encoder checkpoint
         }
-        let Some(t) = tensors.get(key).or_else(|| tensors.get(&format!("bert.{key}"))) else {
+        let Some(t) = tensors
+            .get(key)
+            .or_else(|| tensors.get(&format!("bert.{key}")))
+        else {
             missing.push(key.to_string());
             continue;
         };
@@ -81,7 +86,9 @@ pub fn load_hf(varmap: &VarMap, path: &Path, prefix: &str) -> Result<usize> {
 /// Every variable, by name.
 pub fn all_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
     let data = varmap.data().lock().expect("varmap lock");
-    data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    data.iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect()
 }
 
 /// The variables whose names start with `prefix`, renamed without it.
@@ -90,7 +97,8 @@ pub fn tensors_with_prefix(varmap: &VarMap, prefix: &str) -> HashMap<String, Ten
     data.iter()
         .filter_map(|(name, var)| {
             let key = name.strip_prefix(prefix)?;
-            (prefix != "" || !name.starts_with("doc.")).then(|| (key.to_string(), var.as_tensor().clone()))
+            (prefix != "" || !name.starts_with("doc."))
+                .then(|| (key.to_string(), var.as_tensor().clone()))
         })
         .collect()
 }
@@ -98,5 +106,7 @@ pub fn tensors_with_prefix(varmap: &VarMap, prefix: &str) -> HashMap<String, Ten
 /// FNV-1a of a name: a hash fixed by its definition, so initial weights do
 /// not change with the Rust version.
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -59,7 +59,8 @@ pub fn save(run: &Path, state: &State, tensors: &Tensors, keep: usize) -> Result
     }
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
     let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).with_context(|| format!("renaming into {}", final_dir.display()))?;
+    std::fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("renaming into {}", final_dir.display()))?;
     let mut all = list(run)?;
     while all.len() > keep.max(1) {
         let old = all.remove(0);
@@ -76,7 +77,11 @@ pub fn list(run: &Path) -> Result<Vec<PathBuf>> {
     }
     let mut out: Vec<PathBuf> = std::fs::read_dir(&root)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-"))
+        })
         .filter(|p| p.join("state.json").exists())
         .collect();
     out.sort();
@@ -91,17 +96,24 @@ pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
 /// Reads a checkpoint.
 pub fn load(dir: &Path) -> Result<(State, Tensors)> {
     let state: State = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("state.json")).with_context(|| format!("reading {}", dir.display()))?,
+        &std::fs::read_to_string(dir.join("state.json"))
+            .with_context(|| format!("reading {}", dir.display()))?,
     )
     .with_context(|| format!("parsing {}/state.json", dir.display()))?;
     let read = |name: &str| -> Result<HashMap<String, Tensor>> {
         let p = dir.join(format!("{name}.safetensors"));
         if p.exists() {
-            Ok(candle_core::safetensors::load(&p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?)
+            Ok(candle_core::safetensors::load(&p, &Device::Cpu)
+                .with_context(|| format!("reading {}", p.display()))?)
         } else {
             Ok(HashMap::new())
         }
     };
-    let tensors = Tensors { model: read("model")?, key: read("key")?, optimizer: read("optimizer")?, queue: read("queue")? };
+    let tensors = Tensors {
+        model: read("model")?,
+        key: read("key")?,
+        optimizer: read("optimizer")?,
+        queue: read("queue")?,
+    };
     Ok((state, tensors))
 }

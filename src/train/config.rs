@@ -138,14 +138,19 @@ impl TrainSection {
         if self.batch_size < 2 {
             return Err("train.batch_size must be at least 2".into());
         }
-        if self.memory != Memory::None && (self.queue_size == 0 || self.queue_size % self.batch_size != 0) {
+        if self.memory != Memory::None
+            && (self.queue_size == 0 || self.queue_size % self.batch_size != 0)
+        {
             return Err(format!(
                 "train.queue_size = {} must be a positive multiple of train.batch_size = {}",
                 self.queue_size, self.batch_size
             ));
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return Err(format!("train.momentum = {} is not in [0, 1)", self.momentum));
+            return Err(format!(
+                "train.momentum = {} is not in [0, 1)",
+                self.momentum
+            ));
         }
         if self.steps == 0 || self.lr <= 0.0 {
             return Err("train.steps and train.lr must be positive".into());

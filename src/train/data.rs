@@ -45,8 +45,12 @@ impl PairSource {
     pub fn file(path: &std::path::Path, skip_bad: bool) -> Result<PairSource> {
         // Lines are read whole, as plain-text documents, and parsed here: the
         // reader still cuts, maps and locates them.
-        let config = CorpusConfig { format: Format::Text, ..CorpusConfig::default() };
-        let corpus = Corpus::open(path, config).with_context(|| format!("opening pairs {}", path.display()))?;
+        let config = CorpusConfig {
+            format: Format::Text,
+            ..CorpusConfig::default()
+        };
+        let corpus = Corpus::open(path, config)
+            .with_context(|| format!("opening pairs {}", path.display()))?;
         Ok(PairSource::File { corpus, skip_bad })
     }
 }
@@ -84,7 +88,11 @@ pub struct BatchStream {
 
 impl BatchStream {
     /// Starts the producer.
-    pub fn start(source: PairSource, tokenizer: TextTokenizer, config: StreamConfig) -> Result<BatchStream> {
+    pub fn start(
+        source: PairSource,
+        tokenizer: TextTokenizer,
+        config: StreamConfig,
+    ) -> Result<BatchStream> {
         let (tx, rx) = sync_channel(4);
         let handle = std::thread::Builder::new()
             .name("pretext-data".into())
@@ -95,12 +103,17 @@ impl BatchStream {
                 }
             })
             .context("starting the data thread")?;
-        Ok(BatchStream { rx, handle: Some(handle) })
+        Ok(BatchStream {
+            rx,
+            handle: Some(handle),
+        })
     }
 
     /// The next batch.
     pub fn next_batch(&mut self) -> Result<Batch> {
-        self.rx.recv().map_err(|_| anyhow!("the data thread stopped"))?
+        self.rx
+            .recv()
+            .map_err(|_| anyhow!("the data thread stopped"))?
     }
 }
 
@@ -167,11 +180,20 @@ impl Batcher {
         } else {
             None
         };
-        Ok(Batch { queries: self.tokenizer.encode(&q)?, positives: self.tokenizer.encode(&p)?, hard })
+        Ok(Batch {
+            queries: self.tokenizer.encode(&q)?,
+            positives: self.tokenizer.encode(&p)?,
+            hard,
+        })
     }
 }
 
-fn produce(source: PairSource, tokenizer: TextTokenizer, config: StreamConfig, tx: SyncSender<Result<Batch>>) -> Result<()> {
+fn produce(
+    source: PairSource,
+    tokenizer: TextTokenizer,
+    config: StreamConfig,
+    tx: SyncSender<Result<Batch>>,
+) -> Result<()> {
     let mut batcher = Batcher {
         tokenizer,
         config,
@@ -183,9 +205,15 @@ fn produce(source: PairSource, tokenizer: TextTokenizer, config: StreamConfig, t
     };
     let mut task_ready = None;
     for epoch in 0u64.. {
-        let before = batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
+        let before =
+            batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
         let result = match &source {
-            PairSource::Task { corpus, task, augment, read } => {
+            PairSource::Task {
+                corpus,
+                task,
+                augment,
+                read,
+            } => {
                 let task = task_ready.get_or_insert_with(|| {
                     let mut t = task.clone();
                     if t.needs_doc_freq() {
@@ -195,7 +223,9 @@ fn produce(source: PairSource, tokenizer: TextTokenizer, config: StreamConfig, t
                     }
                     t
                 });
-                let seed = config.seed.wrapping_add(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let seed = config
+                    .seed
+                    .wrapping_add(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let work = |doc: &pretext_tasks::corpus::Document<'_>| {
                     let mut rng = doc_rng(seed, doc.ordinal);
                     let mut pairs = task.pairs(doc, &mut rng);
@@ -206,18 +236,28 @@ fn produce(source: PairSource, tokenizer: TextTokenizer, config: StreamConfig, t
                             OwnedPair {
                                 query: flat(&p.query).into_owned(),
                                 positive: flat(&p.positive).into_owned(),
-                                negatives: p.negatives.iter().map(|n| flat(n).into_owned()).collect(),
+                                negatives: p
+                                    .negatives
+                                    .iter()
+                                    .map(|n| flat(n).into_owned())
+                                    .collect(),
                             }
                         })
                         .collect::<Vec<_>>()
                 };
                 for_each_batch(corpus, *read, work, |batch, _| {
-                    batch.into_iter().flatten().try_for_each(|p| batcher.push(p))
+                    batch
+                        .into_iter()
+                        .flatten()
+                        .try_for_each(|p| batcher.push(p))
                 })
                 .map(|_| ())
             }
             PairSource::File { corpus, skip_bad } => {
-                let opts = ReadOptions { skip_bad: *skip_bad, ..ReadOptions::default() };
+                let opts = ReadOptions {
+                    skip_bad: *skip_bad,
+                    ..ReadOptions::default()
+                };
                 let parse = |doc: &pretext_tasks::corpus::Document<'_>| {
                     parse_pair_line(&doc.text).map_err(|e| format!("{}: {e}", doc.id))
                 };
@@ -239,7 +279,8 @@ fn produce(source: PairSource, tokenizer: TextTokenizer, config: StreamConfig, t
             Err(e) => return Err(e.into()),
             Ok(()) => {}
         }
-        let after = batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
+        let after =
+            batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
         if after == before {
             return Err(anyhow!("the training data gives no pairs"));
         }

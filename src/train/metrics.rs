@@ -36,9 +36,20 @@ pub struct StepLog {
 
 /// Mean row norm and mean per-dimension standard deviation of `(b, d)`.
 pub fn norm_and_std(x: &Tensor) -> Result<(f32, f32)> {
-    let norm = x.sqr()?.sum(D::Minus1)?.sqrt()?.mean_all()?.to_scalar::<f32>()?;
+    let norm = x
+        .sqr()?
+        .sum(D::Minus1)?
+        .sqrt()?
+        .mean_all()?
+        .to_scalar::<f32>()?;
     let mean = x.mean_keepdim(0)?;
-    let std = x.broadcast_sub(&mean)?.sqr()?.mean(0)?.sqrt()?.mean_all()?.to_scalar::<f32>()?;
+    let std = x
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean(0)?
+        .sqrt()?
+        .mean_all()?
+        .to_scalar::<f32>()?;
     Ok((norm, std))
 }
 
@@ -90,8 +101,16 @@ pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (left, right) = root.split_horizontally(450);
     let max_step = logs.last().map_or(1, |l| l.step).max(1) as f64;
-    let max_loss = logs.iter().map(|l| l.loss as f64).fold(0.0, f64::max).max(1e-3);
-    let draw = |area: &DrawingArea<SVGBackend, plotters::coord::Shift>, title: &str, top: f64, ys: Vec<(f64, f64)>| -> Result<()> {
+    let max_loss = logs
+        .iter()
+        .map(|l| l.loss as f64)
+        .fold(0.0, f64::max)
+        .max(1e-3);
+    let draw = |area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+                title: &str,
+                top: f64,
+                ys: Vec<(f64, f64)>|
+     -> Result<()> {
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 18))
             .margin(10)
@@ -99,12 +118,32 @@ pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
             .y_label_area_size(45)
             .build_cartesian_2d(0f64..max_step, 0f64..top)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        chart.configure_mesh().x_desc("step").draw().map_err(|e| anyhow::anyhow!("{e}"))?;
-        chart.draw_series(LineSeries::new(ys, &BLUE)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(LineSeries::new(ys, &BLUE))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     };
-    draw(&left, "loss", max_loss * 1.05, logs.iter().map(|l| (l.step as f64, l.loss as f64)).collect())?;
-    draw(&right, "pretext accuracy", 1.0, logs.iter().map(|l| (l.step as f64, l.accuracy as f64)).collect())?;
+    draw(
+        &left,
+        "loss",
+        max_loss * 1.05,
+        logs.iter()
+            .map(|l| (l.step as f64, l.loss as f64))
+            .collect(),
+    )?;
+    draw(
+        &right,
+        "pretext accuracy",
+        1.0,
+        logs.iter()
+            .map(|l| (l.step as f64, l.accuracy as f64))
+            .collect(),
+    )?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }

@@ -63,23 +63,43 @@ struct KeyEncoder {
 }
 
 impl KeyEncoder {
-    fn new(model_vars: &VarMap, bert: &BertConfig, head: Head, shared: bool, dev: &Device) -> Result<KeyEncoder> {
+    fn new(
+        model_vars: &VarMap,
+        bert: &BertConfig,
+        head: Head,
+        shared: bool,
+        dev: &Device,
+    ) -> Result<KeyEncoder> {
         let varmap = VarMap::new();
-        let tower = Tower::new(bert, head, VarBuilder::from_varmap(&varmap, DType::F32, dev))?;
+        let tower = Tower::new(
+            bert,
+            head,
+            VarBuilder::from_varmap(&varmap, DType::F32, dev),
+        )?;
         let src = model_vars.data().lock().expect("varmap");
         let mut links = Vec::new();
         let keys = varmap.data().lock().expect("varmap");
         let mut names: Vec<&String> = keys.keys().collect();
         names.sort();
         for name in names {
-            let source = if shared { name.clone() } else { format!("doc.{name}") };
-            let s = src.get(&source).ok_or_else(|| anyhow!("key encoder: no variable `{source}`"))?;
+            let source = if shared {
+                name.clone()
+            } else {
+                format!("doc.{name}")
+            };
+            let s = src
+                .get(&source)
+                .ok_or_else(|| anyhow!("key encoder: no variable `{source}`"))?;
             let k = &keys[name];
             k.set(s.as_tensor())?;
             links.push((k.clone(), s.clone()));
         }
         drop(keys);
-        Ok(KeyEncoder { tower, varmap, links })
+        Ok(KeyEncoder {
+            tower,
+            varmap,
+            links,
+        })
     }
 
     /// `k = m·k + (1 − m)·q`, before the keys are encoded (MoCo).
@@ -136,17 +156,24 @@ impl Trainer {
     pub fn new(config: Config, resume: bool) -> Result<Trainer> {
         let device = device(&config.train.device)?;
         let run = config.train.out.clone();
-        std::fs::create_dir_all(&run).with_context(|| format!("creating run directory {}", run.display()))?;
+        std::fs::create_dir_all(&run)
+            .with_context(|| format!("creating run directory {}", run.display()))?;
         let m = &config.model;
         let tokenizer = load_or_train_tokenizer(&config, &run)?;
         let mut bert = match &m.init {
             Some(dir) => {
                 let p = dir.join("config.json");
-                let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-                serde_json::from_str::<BertConfig>(&text).with_context(|| format!("parsing {}", p.display()))?
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_str::<BertConfig>(&text)
+                    .with_context(|| format!("parsing {}", p.display()))?
             }
             None => BertConfig::preset(&m.preset, tokenizer.vocab_size()).ok_or_else(|| {
-                anyhow!("unknown model preset `{}`; expected one of {}", m.preset, BertConfig::PRESETS.join(", "))
+                anyhow!(
+                    "unknown model preset `{}`; expected one of {}",
+                    m.preset,
+                    BertConfig::PRESETS.join(", ")
+                )
             })?,
         };
         if let Some(p) = m.dropout {
@@ -155,10 +182,17 @@ impl Trainer {
         }
         bert.validate().map_err(|e| anyhow!("model config: {e}"))?;
         if tokenizer.vocab_size() > bert.vocab_size {
-            bail!("the tokenizer has {} tokens, the model only {}", tokenizer.vocab_size(), bert.vocab_size);
+            bail!(
+                "the tokenizer has {} tokens, the model only {}",
+                tokenizer.vocab_size(),
+                bert.vocab_size
+            );
         }
         // The run directory holds what export needs besides the weights.
-        std::fs::write(run.join("config.json"), serde_json::to_string_pretty(&bert.to_hf_json())?)?;
+        std::fs::write(
+            run.join("config.json"),
+            serde_json::to_string_pretty(&bert.to_hf_json())?,
+        )?;
         if !run.join("tokenizer.json").exists() {
             tokenizer.save(&run.join("tokenizer.json"))?;
         }
@@ -168,7 +202,12 @@ impl Trainer {
             normalize: m.normalize,
         };
         let varmap = VarMap::new();
-        let model = DualEncoder::new(&bert, head, m.shared_towers, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        let model = DualEncoder::new(
+            &bert,
+            head,
+            m.shared_towers,
+            VarBuilder::from_varmap(&varmap, DType::F32, &device),
+        )?;
         weights::seeded_init(&varmap, config.seed)?;
         if let Some(dir) = &m.init {
             let p = dir.join("model.safetensors");
@@ -178,17 +217,46 @@ impl Trainer {
             }
         }
         let key = match config.train.memory {
-            Memory::Moco => Some(KeyEncoder::new(&varmap, &bert, head, m.shared_towers, &device)?),
+            Memory::Moco => Some(KeyEncoder::new(
+                &varmap,
+                &bert,
+                head,
+                m.shared_towers,
+                &device,
+            )?),
             _ => None,
         };
-        let vars: Vec<(String, Var)> = varmap.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let optimizer = AdamW::new(vars, AdamWConfig { weight_decay: config.train.weight_decay, ..AdamWConfig::default() })?;
+        let vars: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .expect("varmap")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let optimizer = AdamW::new(
+            vars,
+            AdamWConfig {
+                weight_decay: config.train.weight_decay,
+                ..AdamWConfig::default()
+            },
+        )?;
         let dim = head.projection.unwrap_or(bert.hidden_size);
         let queue = match config.train.memory {
             Memory::None => None,
             _ => Some(KeyQueue::new(config.train.queue_size, dim, &device)?),
         };
-        let mut trainer = Trainer { config, device, tokenizer, bert, varmap, model, key, optimizer, queue, step: 0 };
+        let mut trainer = Trainer {
+            config,
+            device,
+            tokenizer,
+            bert,
+            varmap,
+            model,
+            key,
+            optimizer,
+            queue,
+            step: 0,
+        };
         if resume {
             if let Some(dir) = checkpoint::latest(&run)? {
                 trainer.restore(&dir)?;
@@ -209,7 +277,8 @@ impl Trainer {
 
     fn restore(&mut self, dir: &Path) -> Result<()> {
         let (state, t) = checkpoint::load(dir)?;
-        set_vars(&self.varmap, &t.model, &self.device).with_context(|| format!("restoring {}", dir.display()))?;
+        set_vars(&self.varmap, &t.model, &self.device)
+            .with_context(|| format!("restoring {}", dir.display()))?;
         if let Some(k) = &self.key {
             set_vars(&k.varmap, &t.key, &self.device)?;
         }
@@ -237,11 +306,22 @@ impl Trainer {
         };
         let tensors = checkpoint::Tensors {
             model: weights::all_tensors(&self.varmap),
-            key: self.key.as_ref().map(|k| weights::tensors_with_prefix(&k.varmap, "")).unwrap_or_default(),
+            key: self
+                .key
+                .as_ref()
+                .map(|k| weights::tensors_with_prefix(&k.varmap, ""))
+                .unwrap_or_default(),
             optimizer: self.optimizer.state(),
-            queue: keys.map(|k| [("keys".to_string(), k)].into_iter().collect()).unwrap_or_default(),
+            queue: keys
+                .map(|k| [("keys".to_string(), k)].into_iter().collect())
+                .unwrap_or_default(),
         };
-        checkpoint::save(&self.config.train.out, &state, &tensors, self.config.train.keep_checkpoints)
+        checkpoint::save(
+            &self.config.train.out,
+            &state,
+            &tensors,
+            self.config.train.keep_checkpoints,
+        )
     }
 
     /// One optimisation step on a batch.
@@ -338,7 +418,9 @@ impl Trainer {
         };
         let mut stream = BatchStream::start(source, self.tokenizer.clone(), stream_config)?;
         let mut log = metrics::MetricsFile::open(&run.join("metrics.jsonl"), self.step)?;
-        let abort_after = std::env::var("PRETEXT_ABORT_AFTER_STEP").ok().and_then(|s| s.parse::<usize>().ok());
+        let abort_after = std::env::var("PRETEXT_ABORT_AFTER_STEP")
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok());
         let mut last = None;
         let mut checkpoint_path = checkpoint::latest(&run)?;
         while self.step < t.steps {
@@ -347,7 +429,8 @@ impl Trainer {
             log.write(&entry)?;
             progress.step(&entry);
             last = Some(entry);
-            if t.checkpoint_every > 0 && self.step % t.checkpoint_every == 0 && self.step < t.steps {
+            if t.checkpoint_every > 0 && self.step % t.checkpoint_every == 0 && self.step < t.steps
+            {
                 let p = self.save()?;
                 progress.checkpoint(&p);
                 checkpoint_path = Some(p);
@@ -364,15 +447,25 @@ impl Trainer {
         };
         progress.checkpoint(&final_ckpt);
         metrics::plot(&run.join("metrics.jsonl"), &run.join("curves.svg"))?;
-        Ok(TrainReport { last, checkpoint: final_ckpt, run })
+        Ok(TrainReport {
+            last,
+            checkpoint: final_ckpt,
+            run,
+        })
     }
 }
 
 /// Sets variables from named tensors; every variable must be present.
-fn set_vars(varmap: &VarMap, tensors: &std::collections::HashMap<String, Tensor>, dev: &Device) -> Result<()> {
+fn set_vars(
+    varmap: &VarMap,
+    tensors: &std::collections::HashMap<String, Tensor>,
+    dev: &Device,
+) -> Result<()> {
     let data = varmap.data().lock().expect("varmap");
     for (name, var) in data.iter() {
-        let t = tensors.get(name).ok_or_else(|| anyhow!("checkpoint lacks `{name}`"))?;
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| anyhow!("checkpoint lacks `{name}`"))?;
         var.set(&t.to_device(dev)?)?;
     }
     Ok(())
@@ -384,12 +477,17 @@ fn pair_source(config: &Config) -> Result<PairSource> {
         return PairSource::file(p, config.corpus.skip_bad);
     }
     let c = &config.corpus;
-    let corpus = Corpus::open(&c.path, c.reader()).with_context(|| format!("opening corpus {}", c.path.display()))?;
+    let corpus = Corpus::open(&c.path, c.reader())
+        .with_context(|| format!("opening corpus {}", c.path.display()))?;
     Ok(PairSource::Task {
         corpus,
         task: config.task.clone(),
         augment: config.augment.clone(),
-        read: ReadOptions { shard: c.shard, skip_bad: c.skip_bad, ..ReadOptions::default() },
+        read: ReadOptions {
+            shard: c.shard,
+            skip_bad: c.skip_bad,
+            ..ReadOptions::default()
+        },
     })
 }
 
@@ -412,18 +510,30 @@ fn load_or_train_tokenizer(config: &Config, run: &Path) -> Result<TextTokenizer>
         return TextTokenizer::from_file(&own, max_len);
     }
     let c = &config.corpus;
-    let corpus = Corpus::open(&c.path, c.reader()).with_context(|| format!("opening corpus {}", c.path.display()))?;
+    let corpus = Corpus::open(&c.path, c.reader())
+        .with_context(|| format!("opening corpus {}", c.path.display()))?;
     let mut texts = Vec::new();
-    let opts = ReadOptions { skip_bad: c.skip_bad, ..ReadOptions::default() };
-    let _ = for_each_batch(&corpus, opts, |d| d.text.to_string(), |batch, _| {
-        texts.extend(batch);
-        if texts.len() >= TOKENIZER_DOCS {
-            return Err(pretext_tasks::Error::Config("enough documents".into()));
-        }
-        Ok(())
-    });
+    let opts = ReadOptions {
+        skip_bad: c.skip_bad,
+        ..ReadOptions::default()
+    };
+    let _ = for_each_batch(
+        &corpus,
+        opts,
+        |d| d.text.to_string(),
+        |batch, _| {
+            texts.extend(batch);
+            if texts.len() >= TOKENIZER_DOCS {
+                return Err(pretext_tasks::Error::Config("enough documents".into()));
+            }
+            Ok(())
+        },
+    );
     if texts.is_empty() {
-        bail!("no documents to train a tokenizer on in {}", c.path.display());
+        bail!(
+            "no documents to train a tokenizer on in {}",
+            c.path.display()
+        );
     }
     let tok = TextTokenizer::new(train_wordpiece(texts.iter(), m.vocab_size)?, max_len)?;
     tok.save(&own)?;

@@ -100,7 +100,11 @@ fn names_round_trip() {
 #[test]
 fn every_written_format_reads_back() {
     let (doc, pair) = sample();
-    for format in [PairFormat::SentenceTransformers, PairFormat::Flag, PairFormat::Tevatron] {
+    for format in [
+        PairFormat::SentenceTransformers,
+        PairFormat::Flag,
+        PairFormat::Tevatron,
+    ] {
         let mut buf = Vec::new();
         write_pair(&mut buf, format, &doc, 0, &pair, true);
         let got = parse_pair_line(std::str::from_utf8(&buf).unwrap().trim()).unwrap();
@@ -116,7 +120,13 @@ fn every_written_format_reads_back() {
     }
     let two = parse_pair_line(r#"{"query": "q", "pos": ["a", "b"], "neg": []}"#).unwrap();
     assert_eq!(two.len(), 2);
-    for bad in [r#"{"query": "q"}"#, r#"{"anchor": "a"}"#, r#"[1]"#, r#"{"query": "q", "pos": []}"#, "{"] {
+    for bad in [
+        r#"{"query": "q"}"#,
+        r#"{"anchor": "a"}"#,
+        r#"[1]"#,
+        r#"{"query": "q", "pos": []}"#,
+        "{",
+    ] {
         assert!(parse_pair_line(bad).is_err(), "{bad}");
     }
 }

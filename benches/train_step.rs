@@ -1,0 +1,144 @@
+//! One training step of the reference setting, split into forward,
+//! backward and optimizer: 4-layer, 256-wide BERT (vocabulary 8192), batch
+//! 32 × 128 tokens, MoCo key encoder and a 4096-key queue, InfoNCE.
+//! `cargo bench --bench train_step` prints a table.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use pretext::model::{
+    weights, BertConfig, DropoutRng, DualEncoder, Head, Mode, Pooling, Similarity, Tower,
+};
+use pretext::objective::{Loss, StepEmbeddings};
+use pretext::optim::{AdamW, AdamWConfig};
+use pretext::queue::KeyQueue;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let (batch, seq, warmup, iters) = (32usize, 128usize, 2, 5);
+    let dev = Device::Cpu;
+    let config = BertConfig::preset("mini", 8192).unwrap();
+    let head = Head {
+        pooling: Pooling::Mean,
+        projection: None,
+        normalize: false,
+    };
+    let varmap = VarMap::new();
+    let model = DualEncoder::new(
+        &config,
+        head,
+        true,
+        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+    )
+    .unwrap();
+    weights::seeded_init(&varmap, 1).unwrap();
+    let key_vars = VarMap::new();
+    let key = Tower::new(
+        &config,
+        head,
+        VarBuilder::from_varmap(&key_vars, DType::F32, &dev),
+    )
+    .unwrap();
+    weights::seeded_init(&key_vars, 1).unwrap();
+    let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    let vars = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut opt = AdamW::new(vars, AdamWConfig::default()).unwrap();
+    let mut queue = KeyQueue::new(4096, config.hidden_size, &dev).unwrap();
+    let loss_fn = Loss::default();
+    let ids = |salt: u32| {
+        let v: Vec<u32> = (0..batch * seq)
+            .map(|i| (i as u32).wrapping_mul(2654435761).wrapping_add(salt) % 8192)
+            .collect();
+        Tensor::from_vec(v, (batch, seq), &dev).unwrap()
+    };
+    let mask = Tensor::ones((batch, seq), DType::U32, &dev).unwrap();
+    let key_links: Vec<_> = {
+        let k = key_vars.data().lock().unwrap();
+        let q = varmap.data().lock().unwrap();
+        k.iter().map(|(n, v)| (v.clone(), q[n].clone())).collect()
+    };
+    let (mut fwd, mut bwd, mut upd) = (0.0, 0.0, 0.0);
+    for i in 0..warmup + iters {
+        let t0 = Instant::now();
+        let rng = DropoutRng::new(i as u64);
+        for (k, q) in &key_links {
+            k.set(&((k.as_tensor() * 0.999).unwrap() + (q.as_tensor() * 0.001).unwrap()).unwrap())
+                .unwrap();
+        }
+        let q = model
+            .query()
+            .encode(&ids(1 + i as u32), &mask, Mode::Train(&rng))
+            .unwrap();
+        let k = key
+            .encode(&ids(7 + i as u32), &mask, Mode::Eval)
+            .unwrap()
+            .detach();
+        let keys = queue.keys().unwrap();
+        let out = loss_fn
+            .compute(
+                &StepEmbeddings {
+                    queries: &q,
+                    positives: &k,
+                    hard: None,
+                    queue: Some(&keys),
+                },
+                Similarity::Dot,
+            )
+            .unwrap();
+        let _ = out.loss.to_scalar::<f32>().unwrap();
+        let t1 = Instant::now();
+        let grads = out.loss.backward().unwrap();
+        let t2 = Instant::now();
+        let norm = opt.grad_norm(&grads).unwrap();
+        opt.step(&grads, 1e-4, pretext::optim::clip_scale(norm, Some(1.0)))
+            .unwrap();
+        queue.enqueue(&k).unwrap();
+        let t3 = Instant::now();
+        if i >= warmup {
+            fwd += (t1 - t0).as_secs_f64();
+            bwd += (t2 - t1).as_secs_f64();
+            upd += (t3 - t2).as_secs_f64();
+        }
+    }
+    let n = iters as f64;
+    let (fwd, bwd, upd) = (fwd / n, bwd / n, upd / n);
+    let step = fwd + bwd + upd;
+    // FLOPs: per token, 2 × (non-embedding weights) for the linear layers plus
+    // attention's two (seq × seq × hidden) products; forward of the query
+    // tower and the key tower, backward ≈ 2 × the query tower's forward.
+    let h = config.hidden_size as f64;
+    let layers = config.num_hidden_layers as f64;
+    let linear = layers * (4.0 * h * h + 2.0 * h * config.intermediate_size as f64);
+    let tokens = (batch * seq) as f64;
+    let per_tower = 2.0 * linear * tokens + layers * 4.0 * batch as f64 * (seq * seq) as f64 * h;
+    let flops = 4.0 * per_tower;
+    println!("| setting | value |\n|---|---:|");
+    println!("| parameters | {:.2} M |", params as f64 / 1e6);
+    println!("| batch × tokens | {batch} × {seq} |");
+    println!("| step | {:.3} s |", step);
+    println!(
+        "| forward (query + key towers + loss) | {:.3} s ({:.0} %) |",
+        fwd,
+        100.0 * fwd / step
+    );
+    println!("| backward | {:.3} s ({:.0} %) |", bwd, 100.0 * bwd / step);
+    println!(
+        "| optimizer + momentum + enqueue | {:.3} s ({:.0} %) |",
+        upd,
+        100.0 * upd / step
+    );
+    println!("| tokens/s (queries + keys) | {:.0} |", 2.0 * tokens / step);
+    println!("| achieved GFLOP/s | {:.1} |", flops / step / 1e9);
+    if let Some(kib) = pretext::memory::peak_rss_kib() {
+        println!("| peak RSS | {:.0} MiB |", kib as f64 / 1024.0);
+    }
+}

