@@ -47,7 +47,7 @@ impl KeyQueue {
     /// Writes `batch` (`(b, dim)`, detached) over the oldest keys.
     pub fn enqueue(&mut self, batch: &Tensor) -> Result<()> {
         let b = batch.dim(0)?;
-        if b > self.capacity || self.capacity % b != 0 {
+        if b > self.capacity || !self.capacity.is_multiple_of(b) {
             candle_core::bail!(
                 "queue size {} is not a multiple of the batch {b}",
                 self.capacity

@@ -97,7 +97,7 @@ pub fn tensors_with_prefix(varmap: &VarMap, prefix: &str) -> HashMap<String, Ten
     data.iter()
         .filter_map(|(name, var)| {
             let key = name.strip_prefix(prefix)?;
-            (prefix != "" || !name.starts_with("doc."))
+            (!prefix.is_empty() || !name.starts_with("doc."))
                 .then(|| (key.to_string(), var.as_tensor().clone()))
         })
         .collect()

@@ -139,7 +139,7 @@ impl TrainSection {
             return Err("train.batch_size must be at least 2".into());
         }
         if self.memory != Memory::None
-            && (self.queue_size == 0 || self.queue_size % self.batch_size != 0)
+            && (self.queue_size == 0 || !self.queue_size.is_multiple_of(self.batch_size))
         {
             return Err(format!(
                 "train.queue_size = {} must be a positive multiple of train.batch_size = {}",

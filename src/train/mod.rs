@@ -429,7 +429,9 @@ impl Trainer {
             log.write(&entry)?;
             progress.step(&entry);
             last = Some(entry);
-            if t.checkpoint_every > 0 && self.step % t.checkpoint_every == 0 && self.step < t.steps
+            if t.checkpoint_every > 0
+                && self.step.is_multiple_of(t.checkpoint_every)
+                && self.step < t.steps
             {
                 let p = self.save()?;
                 progress.checkpoint(&p);
