@@ -5,6 +5,9 @@
 
 use std::time::Instant;
 
+#[global_allocator]
+static GLOBAL: pretext::alloc::Allocator = mimalloc::MiMalloc;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use pretext::model::{
@@ -18,9 +21,14 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    pretext::alloc::keep_freed_memory();
     let (batch, seq, warmup, iters) = (32usize, 128usize, 2, 5);
     let dev = Device::Cpu;
-    let config = BertConfig::preset("mini", 8192).unwrap();
+    let mut config = BertConfig::preset("mini", 8192).unwrap();
+    if let Ok(p) = std::env::var("BENCH_DROPOUT") {
+        config.hidden_dropout_prob = p.parse().unwrap();
+        config.attention_probs_dropout_prob = p.parse().unwrap();
+    }
     let head = Head {
         pooling: Pooling::Mean,
         projection: None,

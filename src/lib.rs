@@ -5,6 +5,7 @@
 //! [`pretext_tasks`] crate; this crate adds the configuration shared by the
 //! subcommands of the `pretext` binary.
 
+pub mod alloc;
 pub mod config;
 pub mod export;
 pub mod memory;

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static GLOBAL: pretext::alloc::Allocator = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    pretext::alloc::keep_freed_memory();
     match cli::run(cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
