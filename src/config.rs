@@ -96,6 +96,7 @@ impl CorpusSection {
             doc_sep: self.doc_sep,
             fields: self.fields.clone(),
             extensions: self.extensions.clone(),
+            allow_empty: false,
         }
     }
 }

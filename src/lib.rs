@@ -7,6 +7,7 @@
 
 pub mod alloc;
 pub mod config;
+pub mod eval;
 pub mod export;
 pub mod memory;
 pub mod model;

