@@ -110,3 +110,57 @@ fn minilm_on_cranfield_reproduces_the_reference() {
     assert!((ndcg - 0.3817).abs() <= 0.002, "nDCG@10 {ndcg}");
     assert!((recall - 0.772).abs() <= 0.002, "R@100 {recall}");
 }
+
+#[test]
+fn bm25_indexes_searches_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("py.bm25");
+    pretext()
+        .args(["bm25", "index", "--corpus", "corpora/python-docs", "--out"])
+        .arg(&index)
+        .assert()
+        .success();
+    let out = pretext()
+        .args([
+            "bm25",
+            "search",
+            "--query",
+            "read a file line by line",
+            "-k",
+            "5",
+            "--index",
+        ])
+        .arg(&index)
+        .assert()
+        .success();
+    let run = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert_eq!(run.lines().count(), 5);
+    assert!(
+        run.lines().any(|l| l.contains("inputoutput")
+            || l.contains("fileinput")
+            || l.contains("library/io")),
+        "{run}"
+    );
+
+    let data = dir.path().join("beir");
+    small_beir(&data);
+    let out = pretext()
+        .args(["eval", "--retriever", "bm25", "--k", "5", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("eval"))
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(stdout.contains("(2 queries, 42 documents)"), "{stdout}");
+    let run = std::fs::read_to_string(dir.path().join("eval/run.trec")).unwrap();
+    assert!(
+        !run.lines().any(|l| l.starts_with("q1 Q0 q1 ")),
+        "self-hit kept"
+    );
+    // "a shade of red": the red documents score, d0 (judged 2) among them.
+    assert!(run
+        .lines()
+        .filter(|l| l.starts_with("q1 "))
+        .any(|l| l.contains(" d0 ") || l.contains(" d3 ")));
+}

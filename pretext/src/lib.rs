@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+pub mod bm25;
 pub mod corpus;
 pub mod error;
 pub mod formats;

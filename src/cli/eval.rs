@@ -7,16 +7,20 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pretext::eval::beir::{means_table, write_trec_run, Beir};
-use pretext::eval::metrics::{evaluate, Measure};
+use pretext::eval::metrics::{evaluate, Measure, Run};
 use pretext::eval::{embed_all, search};
 use pretext::model::pretrained::Pretrained;
+use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index};
 
 /// Flags of `pretext eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A model folder (Hugging Face / sentence-transformers layout, e.g. from `pretext export`).
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required_if_eq("retriever", "dense"))]
+    model: Option<PathBuf>,
+    /// `dense` (the model) or `bm25` (k1 0.9, b 0.4, stopwords, stemming).
+    #[arg(long, default_value = "dense", value_parser = ["dense", "bm25"])]
+    retriever: String,
     /// A BEIR data set folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).
     #[arg(long)]
     data: PathBuf,
@@ -56,20 +60,11 @@ fn bar(quiet: bool, len: usize, what: &str) -> ProgressBar {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let device = pretext::train::device(&args.device)?;
-    let model = Pretrained::load(&args.model, &device, args.max_len)?;
     let data = Beir::load(&args.data, &args.split)?;
-    let b = bar(args.quiet, data.corpus.len(), "encoding corpus");
-    let docs = embed_all(&model, &data.corpus, args.batch_size, &mut |n| {
-        b.set_position(n as u64)
-    })?;
-    b.finish_and_clear();
-    let b = bar(args.quiet, data.queries.len(), "encoding queries");
-    let queries = embed_all(&model, &data.queries, args.batch_size, &mut |n| {
-        b.set_position(n as u64)
-    })?;
-    b.finish_and_clear();
-    let run = search(&queries, &data.queries, &docs, &data.corpus, args.k, 256)?;
+    let run = match &args.model {
+        Some(model) if args.retriever == "dense" => dense(&args, model, &data)?,
+        _ => bm25(&args, &data),
+    };
     let (means, per_query) = evaluate(&data.qrels, &run, &Measure::DEFAULT);
     println!(
         "{}  ({} queries, {} documents)",
@@ -83,7 +78,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         write_trec_run(&run, "pretext", &mut f)?;
         f.flush()?;
         let json = serde_json::json!({
-            "model": args.model, "data": args.data, "split": args.split,
+            "model": args.model, "retriever": args.retriever, "data": args.data, "split": args.split,
             "metrics": means, "per_query": per_query,
         });
         std::fs::write(
@@ -92,4 +87,47 @@ pub fn run(args: EvalArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// BM25 over the data set's corpus, self-hits skipped as for dense runs.
+fn bm25(args: &EvalArgs, data: &Beir) -> Run {
+    let docs: Vec<(String, String)> = data
+        .corpus
+        .iter()
+        .map(|d| (d.id.clone(), d.text.clone()))
+        .collect();
+    let index = Bm25Index::build(&docs, Bm25Config::default());
+    let queries: Vec<(String, String)> = data
+        .queries
+        .iter()
+        .map(|q| (q.id.clone(), q.text.clone()))
+        .collect();
+    index
+        .search_all(&queries, args.k + 1)
+        .into_iter()
+        .map(|(q, hits)| {
+            let hits: Vec<(String, f32)> = hits
+                .into_iter()
+                .filter(|(d, _)| *d != q)
+                .take(args.k)
+                .collect();
+            (q, hits)
+        })
+        .collect()
+}
+
+fn dense(args: &EvalArgs, model: &std::path::Path, data: &Beir) -> Result<Run> {
+    let device = pretext::train::device(&args.device)?;
+    let model = Pretrained::load(model, &device, args.max_len)?;
+    let b = bar(args.quiet, data.corpus.len(), "encoding corpus");
+    let docs = embed_all(&model, &data.corpus, args.batch_size, &mut |n| {
+        b.set_position(n as u64)
+    })?;
+    b.finish_and_clear();
+    let b = bar(args.quiet, data.queries.len(), "encoding queries");
+    let queries = embed_all(&model, &data.queries, args.batch_size, &mut |n| {
+        b.set_position(n as u64)
+    })?;
+    b.finish_and_clear();
+    search(&queries, &data.queries, &docs, &data.corpus, args.k, 256)
 }

@@ -30,6 +30,11 @@ pub struct Beir {
     pub qrels: Qrels,
 }
 
+/// Reads a JSONL file of `_id`/`text` items (queries).
+pub fn read_items(path: &Path) -> Result<Vec<Item>> {
+    read_jsonl(path, false)
+}
+
 fn read_jsonl(path: &Path, with_title: bool) -> Result<Vec<Item>> {
     let config = CorpusConfig {
         format: Format::Jsonl,

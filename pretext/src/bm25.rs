@@ -1,0 +1,429 @@
+//! BM25 with Anserini's defaults (k1 = 0.9, b = 0.4, lower-casing, English
+//! stopwords, stemming): an inverted index built in parallel, saved as one
+//! little-endian file and memory-mapped back, and top-k search in parallel.
+//!
+//! Scores are Robertson's: `idf(t) · tf·(k1+1) / (tf + k1·(1 − b + b·dl/avgdl))`
+//! with Lucene's always-positive `idf = ln(1 + (N − df + 0.5)/(df + 0.5))`.
+//! Lucene ≥ 8 drops the constant `(k1+1)`, which changes no ranking.
+//! Stemming is Snowball English (Porter2, `rust-stemmers`); Anserini uses
+//! Lucene's Porter (v1) stemmer, so a few stems differ.
+
+use std::io::Write;
+use std::path::Path;
+
+use rayon::prelude::*;
+use rust_stemmers::{Algorithm, Stemmer};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::FileBytes;
+use crate::error::{Error, Result};
+use crate::segment::{words, WordUnit};
+use crate::stopwords::is_stopword;
+
+/// How text becomes terms, and the scoring constants.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bm25Config {
+    /// Term-frequency saturation (Anserini: 0.9).
+    pub k1: f32,
+    /// Length normalisation (Anserini: 0.4).
+    pub b: f32,
+    /// Lower-case terms.
+    pub lowercase: bool,
+    /// Drop English stopwords.
+    pub stopwords: bool,
+    /// Stem terms (Snowball English).
+    pub stem: bool,
+}
+
+impl Default for Bm25Config {
+    fn default() -> Self {
+        Bm25Config {
+            k1: 0.9,
+            b: 0.4,
+            lowercase: true,
+            stopwords: true,
+            stem: true,
+        }
+    }
+}
+
+/// Turns text into terms.
+pub struct Analyzer {
+    config: Bm25Config,
+    stemmer: Stemmer,
+}
+
+impl Analyzer {
+    /// An analyzer for `config`.
+    pub fn new(config: Bm25Config) -> Analyzer {
+        Analyzer {
+            config,
+            stemmer: Stemmer::create(Algorithm::English),
+        }
+    }
+
+    /// The terms of `text`, in order.
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        words(text, WordUnit::Unicode)
+            .iter()
+            .filter_map(|w| {
+                let w = w.of(text);
+                let w = if self.config.lowercase {
+                    w.to_lowercase()
+                } else {
+                    w.to_string()
+                };
+                if self.config.stopwords && is_stopword(&w) {
+                    return None;
+                }
+                Some(if self.config.stem {
+                    self.stemmer.stem(&w).into_owned()
+                } else {
+                    w
+                })
+            })
+            .collect()
+    }
+}
+
+/// An in-memory or memory-mapped BM25 index.
+pub struct Bm25Index {
+    config: Bm25Config,
+    /// Sorted vocabulary and, per term, its postings range.
+    terms: Vec<String>,
+    offsets: Vec<u64>,
+    /// Postings: document numbers and term frequencies, grouped by term.
+    docs: Vec<u32>,
+    tfs: Vec<u32>,
+    /// Length (in terms) of each document.
+    lengths: Vec<u32>,
+    /// Document ids, by document number.
+    ids: Vec<String>,
+}
+
+const MAGIC: &[u8; 8] = b"PRTXBM25";
+
+impl Bm25Index {
+    /// Indexes `(id, text)` documents in parallel.
+    pub fn build(docs: &[(String, String)], config: Bm25Config) -> Bm25Index {
+        let analyzer = Analyzer::new(config);
+        let per_doc: Vec<(u32, Vec<(String, u32)>)> = docs
+            .par_iter()
+            .map(|(_, text)| {
+                let terms = analyzer.terms(text);
+                let mut counts: FxHashMap<String, u32> = FxHashMap::default();
+                for t in &terms {
+                    *counts.entry(t.clone()).or_insert(0) += 1;
+                }
+                let mut counts: Vec<(String, u32)> = counts.into_iter().collect();
+                counts.sort_unstable();
+                (terms.len() as u32, counts)
+            })
+            .collect();
+        let mut vocab: Vec<String> = per_doc
+            .iter()
+            .flat_map(|(_, c)| c.iter().map(|(t, _)| t.clone()))
+            .collect();
+        vocab.par_sort_unstable();
+        vocab.dedup();
+        let id_of: FxHashMap<&str, usize> = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i))
+            .collect();
+        let mut df = vec![0u64; vocab.len()];
+        for (_, c) in &per_doc {
+            for (t, _) in c {
+                df[id_of[t.as_str()]] += 1;
+            }
+        }
+        let mut offsets = Vec::with_capacity(vocab.len() + 1);
+        offsets.push(0u64);
+        for d in &df {
+            offsets.push(offsets.last().unwrap() + d);
+        }
+        let total = *offsets.last().unwrap() as usize;
+        let (mut pdocs, mut ptfs) = (vec![0u32; total], vec![0u32; total]);
+        let mut fill: Vec<u64> = offsets[..vocab.len()].to_vec();
+        for (doc, (_, c)) in per_doc.iter().enumerate() {
+            for (t, tf) in c {
+                let i = id_of[t.as_str()];
+                let at = fill[i] as usize;
+                pdocs[at] = doc as u32;
+                ptfs[at] = *tf;
+                fill[i] += 1;
+            }
+        }
+        Bm25Index {
+            config,
+            offsets,
+            docs: pdocs,
+            tfs: ptfs,
+            lengths: per_doc.iter().map(|(n, _)| *n).collect(),
+            ids: docs.iter().map(|(id, _)| id.clone()).collect(),
+            terms: vocab,
+        }
+    }
+
+    /// Documents indexed.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Scoring settings.
+    pub fn config(&self) -> Bm25Config {
+        self.config
+    }
+
+    /// The top `k` documents for `query`: (document id, score), best first.
+    pub fn search(&self, analyzer: &Analyzer, query: &str, k: usize) -> Vec<(String, f32)> {
+        let n = self.ids.len() as f32;
+        if self.ids.is_empty() {
+            return Vec::new();
+        }
+        let avgdl = self.lengths.iter().map(|&l| l as f64).sum::<f64>() as f32 / n;
+        let Bm25Config { k1, b, .. } = self.config;
+        let mut scores = vec![0f32; self.ids.len()];
+        for term in analyzer.terms(query) {
+            let Ok(t) = self.terms.binary_search(&term) else {
+                continue;
+            };
+            let (lo, hi) = (self.offsets[t] as usize, self.offsets[t + 1] as usize);
+            let df = (hi - lo) as f32;
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            for p in lo..hi {
+                let d = self.docs[p] as usize;
+                let tf = self.tfs[p] as f32;
+                let norm = k1 * (1.0 - b + b * self.lengths[d] as f32 / avgdl);
+                scores[d] += idf * tf * (k1 + 1.0) / (tf + norm);
+            }
+        }
+        let mut idx: Vec<usize> = (0..scores.len()).filter(|&d| scores[d] > 0.0).collect();
+        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+        if idx.len() > k {
+            idx.select_nth_unstable_by(k, by_score);
+            idx.truncate(k);
+        }
+        idx.sort_unstable_by(by_score);
+        idx.into_iter()
+            .map(|d| (self.ids[d].clone(), scores[d]))
+            .collect()
+    }
+
+    /// Searches many queries in parallel.
+    pub fn search_all(
+        &self,
+        queries: &[(String, String)],
+        k: usize,
+    ) -> Vec<(String, Vec<(String, f32)>)> {
+        let analyzer = Analyzer::new(self.config);
+        queries
+            .par_iter()
+            .map(|(id, q)| (id.clone(), self.search(&analyzer, q, k)))
+            .collect()
+    }
+
+    /// Writes the index to one file (written to a temporary name, renamed).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = path.with_extension("tmp");
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        let mut w = |bytes: &[u8]| f.write_all(bytes).map_err(io);
+        w(MAGIC)?;
+        let config = serde_json::to_vec(&self.config).expect("plain struct");
+        w(&(config.len() as u64).to_le_bytes())?;
+        w(&config)?;
+        let strings = |w: &mut dyn FnMut(&[u8]) -> Result<()>, v: &[String]| -> Result<()> {
+            w(&(v.len() as u64).to_le_bytes())?;
+            for s in v {
+                w(&(s.len() as u32).to_le_bytes())?;
+                w(s.as_bytes())?;
+            }
+            Ok(())
+        };
+        strings(&mut w, &self.terms)?;
+        strings(&mut w, &self.ids)?;
+        for arr in [&self.docs, &self.tfs, &self.lengths] {
+            w(&(arr.len() as u64).to_le_bytes())?;
+            arr.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
+        }
+        w(&(self.offsets.len() as u64).to_le_bytes())?;
+        self.offsets.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
+        f.flush().map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Reads an index written by [`Bm25Index::save`] (memory-mapped, then
+    /// decoded; a truncated or foreign file is an error, not a panic).
+    pub fn load(path: &Path) -> Result<Bm25Index> {
+        let bytes = FileBytes::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |why: &str| {
+            Error::Config(format!(
+                "{}: not a pretext BM25 index ({why})",
+                path.display()
+            ))
+        };
+        let mut r = Reader {
+            bytes: &bytes,
+            at: 0,
+        };
+        if r.take(8).ok_or_else(|| bad("too short"))? != MAGIC {
+            return Err(bad("wrong magic"));
+        }
+        let n = r.u64().ok_or_else(|| bad("truncated"))? as usize;
+        let config: Bm25Config = serde_json::from_slice(r.take(n).ok_or_else(|| bad("truncated"))?)
+            .map_err(|_| bad("bad header"))?;
+        let terms = r.strings().ok_or_else(|| bad("truncated terms"))?;
+        let ids = r.strings().ok_or_else(|| bad("truncated ids"))?;
+        let docs = r.u32s().ok_or_else(|| bad("truncated postings"))?;
+        let tfs = r.u32s().ok_or_else(|| bad("truncated postings"))?;
+        let lengths = r.u32s().ok_or_else(|| bad("truncated lengths"))?;
+        let n = r.u64().ok_or_else(|| bad("truncated offsets"))? as usize;
+        let offsets = (0..n)
+            .map(|_| r.u64())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("truncated offsets"))?;
+        if offsets.len() != terms.len() + 1 || docs.len() != tfs.len() || lengths.len() != ids.len()
+        {
+            return Err(bad("inconsistent sizes"));
+        }
+        Ok(Bm25Index {
+            config,
+            terms,
+            offsets,
+            docs,
+            tfs,
+            lengths,
+            ids,
+        })
+    }
+}
+
+struct Reader<'b> {
+    bytes: &'b [u8],
+    at: usize,
+}
+
+impl<'b> Reader<'b> {
+    fn take(&mut self, n: usize) -> Option<&'b [u8]> {
+        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u32s(&mut self) -> Option<Vec<u32>> {
+        let n = self.u64()? as usize;
+        let raw = self.take(n.checked_mul(4)?)?;
+        Some(
+            raw.chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+        )
+    }
+    fn strings(&mut self) -> Option<Vec<String>> {
+        let n = self.u64()? as usize;
+        (0..n)
+            .map(|_| {
+                let len = self.u32()? as usize;
+                String::from_utf8(self.take(len)?.to_vec()).ok()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs() -> Vec<(String, String)> {
+        [
+            ("a", "The cat sat on the mat."),
+            (
+                "b",
+                "Dogs and cats are running in the park, cats everywhere!",
+            ),
+            ("c", "A treatise on quantum chromodynamics."),
+            ("d", "cat"),
+        ]
+        .iter()
+        .map(|(i, t)| (i.to_string(), t.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn analyzer_lowercases_drops_stopwords_and_stems() {
+        let a = Analyzer::new(Bm25Config::default());
+        assert_eq!(a.terms("The Cats are RUNNING"), ["cat", "run"]);
+        let raw = Analyzer::new(Bm25Config {
+            stopwords: false,
+            stem: false,
+            ..Default::default()
+        });
+        assert_eq!(raw.terms("The Cats"), ["the", "cats"]);
+    }
+
+    #[test]
+    fn scores_match_the_formula_and_rank() {
+        let idx = Bm25Index::build(&docs(), Bm25Config::default());
+        let a = Analyzer::new(idx.config());
+        let hits = idx.search(&a, "cats", 10);
+        let ids: Vec<&str> = hits.iter().map(|h| h.0.as_str()).collect();
+        assert_eq!(ids.len(), 3, "c has no cat");
+        // Hand computation for d ("cat", length 1): N = 4, df = 3.
+        let lengths = [3.0f32, 6.0, 3.0, 1.0]; // cat sat mat / dog cat run park cat everywher / treatis quantum chromodynam / cat
+        let avgdl = lengths.iter().sum::<f32>() / 4.0;
+        let idf = (1.0f32 + (4.0 - 3.0 + 0.5) / (3.0 + 0.5)).ln();
+        let want_d = idf * 1.0 * 1.9 / (1.0 + 0.9 * (0.6 + 0.4 * 1.0 / avgdl));
+        let got_d = hits.iter().find(|h| h.0 == "d").unwrap().1;
+        assert!((got_d - want_d).abs() < 1e-5, "{got_d} vs {want_d}");
+        assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert_eq!(idx.search(&a, "zebra", 10), vec![]);
+        assert_eq!(idx.search(&a, "cat", 1).len(), 1);
+    }
+
+    #[test]
+    fn save_load_round_trip_and_corrupt_files() {
+        let idx = Bm25Index::build(
+            &docs(),
+            Bm25Config {
+                k1: 1.2,
+                b: 0.75,
+                ..Default::default()
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.bm25");
+        idx.save(&p).unwrap();
+        let back = Bm25Index::load(&p).unwrap();
+        let a = Analyzer::new(back.config());
+        assert_eq!(back.config().k1, 1.2);
+        assert_eq!(
+            back.search(&a, "quantum cats", 4),
+            idx.search(&a, "quantum cats", 4)
+        );
+        let bytes = std::fs::read(&p).unwrap();
+        for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(&p, &bytes[..cut]).unwrap();
+            assert!(Bm25Index::load(&p).is_err(), "cut at {cut} loaded");
+        }
+    }
+}

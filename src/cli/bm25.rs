@@ -1,0 +1,141 @@
+//! `pretext bm25 index|search`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index};
+use pretext::pretext_tasks::corpus::Corpus;
+use pretext::pretext_tasks::pipeline::{for_each_batch, ReadOptions};
+
+use super::data::{finish, DataArgs};
+
+/// `pretext bm25` subcommands.
+#[derive(Debug, Args)]
+pub struct Bm25Args {
+    #[command(subcommand)]
+    command: Bm25Command,
+}
+
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Bm25Command {
+    /// Index a corpus (title + text per document) into one file.
+    Index {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Index file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Term-frequency saturation.
+        #[arg(long, default_value_t = 0.9)]
+        k1: f32,
+        /// Length normalisation.
+        #[arg(long, default_value_t = 0.4)]
+        b: f32,
+        /// Keep stopwords.
+        #[arg(long)]
+        keep_stopwords: bool,
+        /// Do not stem.
+        #[arg(long)]
+        no_stem: bool,
+    },
+    /// Search an index: one query, or a JSONL file of queries (`_id`, `text`) to a TREC run.
+    Search {
+        /// Index file.
+        #[arg(long)]
+        index: PathBuf,
+        /// One query.
+        #[arg(long, conflicts_with = "queries")]
+        query: Option<String>,
+        /// Queries (JSONL, `_id` and `text`).
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// Hits per query.
+        #[arg(long, short, default_value_t = 10)]
+        k: usize,
+    },
+}
+
+pub fn run(args: Bm25Args) -> Result<()> {
+    match args.command {
+        Bm25Command::Index {
+            data,
+            out,
+            k1,
+            b,
+            keep_stopwords,
+            no_stem,
+        } => {
+            let config = finish(&data.builder()?)?;
+            let c = &config.corpus;
+            let corpus = Corpus::open(&c.path, c.reader())
+                .with_context(|| format!("opening corpus {}", c.path.display()))?;
+            let mut docs = Vec::new();
+            let opts = ReadOptions {
+                shard: c.shard,
+                skip_bad: c.skip_bad,
+                ..ReadOptions::default()
+            };
+            let started = std::time::Instant::now();
+            for_each_batch(
+                &corpus,
+                opts,
+                |d| {
+                    let text = match &d.title {
+                        Some(t) => format!("{t} {}", d.text),
+                        None => d.text.to_string(),
+                    };
+                    (d.id.to_string(), text)
+                },
+                |batch, _| {
+                    docs.extend(batch);
+                    Ok(())
+                },
+            )?;
+            let bm = Bm25Config {
+                k1,
+                b,
+                stopwords: !keep_stopwords,
+                stem: !no_stem,
+                ..Bm25Config::default()
+            };
+            let index = Bm25Index::build(&docs, bm);
+            index.save(&out)?;
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            eprintln!(
+                "indexed {} documents in {:.2} s: {} ({:.1} MB)",
+                index.len(),
+                started.elapsed().as_secs_f64(),
+                out.display(),
+                size as f64 / 1e6
+            );
+        }
+        Bm25Command::Search {
+            index,
+            query,
+            queries,
+            k,
+        } => {
+            let index = Bm25Index::load(&index)?;
+            let qs: Vec<(String, String)> = match (query, queries) {
+                (Some(q), _) => vec![("query".into(), q)],
+                (None, Some(p)) => pretext::eval::beir::read_items(&p)?
+                    .into_iter()
+                    .map(|i| (i.id, i.text))
+                    .collect(),
+                (None, None) => anyhow::bail!("give --query TEXT or --queries FILE"),
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for (q, hits) in index.search_all(&qs, k) {
+                for (rank, (d, s)) in hits.iter().enumerate() {
+                    writeln!(out, "{q} Q0 {d} {} {s} bm25", rank + 1)?;
+                }
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
