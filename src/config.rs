@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use pretext_tasks::augment::Augmentations;
-use pretext_tasks::corpus::{CorpusConfig, DocSep, Format, JsonFields};
+use pretext_tasks::corpus::{Corpus, CorpusConfig, DocSep, Format, JsonFields};
 use pretext_tasks::formats::PairFormat;
+use pretext_tasks::pipeline::ReadOptions;
 use pretext_tasks::shard::Shard;
 use pretext_tasks::tasks::TaskSpec;
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,22 @@ impl Default for CorpusSection {
 }
 
 impl CorpusSection {
+    /// Opens the corpus, naming it in the error.
+    pub fn open(&self) -> anyhow::Result<Corpus> {
+        use anyhow::Context;
+        Corpus::open(&self.path, self.reader())
+            .with_context(|| format!("opening corpus {}", self.path.display()))
+    }
+
+    /// Shard and bad-record handling as the library's walk options.
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            shard: self.shard,
+            skip_bad: self.skip_bad,
+            ..ReadOptions::default()
+        }
+    }
+
     /// The reader settings of the library.
     pub fn reader(&self) -> CorpusConfig {
         CorpusConfig {

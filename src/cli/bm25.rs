@@ -3,11 +3,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index};
-use pretext::pretext_tasks::corpus::Corpus;
-use pretext::pretext_tasks::pipeline::{for_each_batch, ReadOptions};
+use pretext::pretext_tasks::pipeline::for_each_batch;
 
 use super::data::{finish, DataArgs};
 
@@ -71,14 +70,9 @@ pub fn run(args: Bm25Args) -> Result<()> {
         } => {
             let config = finish(&data.builder()?)?;
             let c = &config.corpus;
-            let corpus = Corpus::open(&c.path, c.reader())
-                .with_context(|| format!("opening corpus {}", c.path.display()))?;
+            let corpus = c.open()?;
             let mut docs = Vec::new();
-            let opts = ReadOptions {
-                shard: c.shard,
-                skip_bad: c.skip_bad,
-                ..ReadOptions::default()
-            };
+            let opts = c.read_options();
             let started = std::time::Instant::now();
             for_each_batch(
                 &corpus,

@@ -9,9 +9,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
 use pretext::memory::{peak_rss_kib, PeakSampler};
-use pretext::pretext_tasks::corpus::Corpus;
 use pretext::pretext_tasks::formats::PairFormat;
-use pretext::pretext_tasks::pipeline::{PairsJob, PairsSummary, ReadOptions};
+use pretext::pretext_tasks::pipeline::{PairsJob, PairsSummary};
 use serde::Serialize;
 
 use super::data::{finish, DataArgs};
@@ -86,19 +85,14 @@ pub fn run(args: PairsArgs) -> Result<()> {
         b.set_value("pairs.with_meta", toml::Value::Boolean(true));
     }
     let config = finish(&b)?;
-    let corpus = Corpus::open(&config.corpus.path, config.corpus.reader())
-        .with_context(|| format!("opening corpus {}", config.corpus.path.display()))?;
+    let corpus = config.corpus.open()?;
     let job = PairsJob {
         task: config.task.clone(),
         augment: config.augment.clone(),
         seed: config.seed,
         format: config.pairs.format,
         with_meta: config.pairs.with_meta,
-        read: ReadOptions {
-            shard: config.corpus.shard,
-            skip_bad: config.corpus.skip_bad,
-            ..ReadOptions::default()
-        },
+        read: config.corpus.read_options(),
     };
     let out_path = &config.pairs.out;
     let mut out: Box<dyn Write> = if out_path.as_os_str() == "-" {

@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pretext::pretext_tasks::corpus::Corpus;
-use pretext::pretext_tasks::pipeline::{for_each_batch, ReadOptions};
+use pretext::pretext_tasks::pipeline::for_each_batch;
 use pretext::tokenize::{train_wordpiece, TextTokenizer};
 use pretext::train::{StepLog, TrainProgress, Trainer};
 
@@ -180,14 +179,9 @@ pub struct TokenizerArgs {
 pub fn tokenizer(args: TokenizerArgs) -> Result<()> {
     let config = finish(&args.data.builder()?)?;
     let c = &config.corpus;
-    let corpus = Corpus::open(&c.path, c.reader())
-        .with_context(|| format!("opening corpus {}", c.path.display()))?;
+    let corpus = c.open()?;
     let mut texts = Vec::new();
-    let opts = ReadOptions {
-        shard: c.shard,
-        skip_bad: c.skip_bad,
-        ..ReadOptions::default()
-    };
+    let opts = c.read_options();
     for_each_batch(
         &corpus,
         opts,

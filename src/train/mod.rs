@@ -13,7 +13,6 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use pretext_tasks::corpus::Corpus;
 use pretext_tasks::pipeline::{for_each_batch, ReadOptions};
 
 use crate::config::Config;
@@ -479,17 +478,12 @@ fn pair_source(config: &Config) -> Result<PairSource> {
         return PairSource::file(p, config.corpus.skip_bad);
     }
     let c = &config.corpus;
-    let corpus = Corpus::open(&c.path, c.reader())
-        .with_context(|| format!("opening corpus {}", c.path.display()))?;
+    let corpus = c.open()?;
     Ok(PairSource::Task {
         corpus,
         task: config.task.clone(),
         augment: config.augment.clone(),
-        read: ReadOptions {
-            shard: c.shard,
-            skip_bad: c.skip_bad,
-            ..ReadOptions::default()
-        },
+        read: c.read_options(),
     })
 }
 
@@ -512,8 +506,7 @@ fn load_or_train_tokenizer(config: &Config, run: &Path) -> Result<TextTokenizer>
         return TextTokenizer::from_file(&own, max_len);
     }
     let c = &config.corpus;
-    let corpus = Corpus::open(&c.path, c.reader())
-        .with_context(|| format!("opening corpus {}", c.path.display()))?;
+    let corpus = c.open()?;
     let mut texts = Vec::new();
     let opts = ReadOptions {
         skip_bad: c.skip_bad,
