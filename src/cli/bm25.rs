@@ -74,7 +74,7 @@ pub fn run(args: Bm25Args) -> Result<()> {
             let mut docs = Vec::new();
             let opts = c.read_options();
             let started = std::time::Instant::now();
-            for_each_batch(
+            let report = for_each_batch(
                 &corpus,
                 opts,
                 |d| {
@@ -106,6 +106,13 @@ pub fn run(args: Bm25Args) -> Result<()> {
                 out.display(),
                 size as f64 / 1e6
             );
+            if report.skipped > 0 {
+                eprintln!("skipped {} bad records; the first:", report.skipped);
+                report
+                    .skipped_examples
+                    .iter()
+                    .for_each(|e| eprintln!("  {e}"));
+            }
         }
         Bm25Command::Search {
             index,
