@@ -66,9 +66,11 @@ def inline(text):
 
 
 def sections(path, rel):
-    """Yield (heading, paragraphs) for each section of one .rst source."""
+    """Yield (heading, paragraphs, labels, raw lines) for each section of one
+    .rst source; labels are the `.. _label:` targets naming the section."""
     lines = open(path, encoding="utf-8").read().splitlines()
     heading, paras, para = None, [], []
+    labels, pending, raw = [], [], []
     skip_indent = None  # drop lines indented deeper than this (code, dropped bodies)
     i = 0
 
@@ -81,7 +83,11 @@ def sections(path, rel):
 
     while i < len(lines):
         line = lines[i]
+        raw.append(line)
         stripped = line.strip()
+        label = re.match(r"^\.\.\s+_([^:]+):\s*$", stripped)
+        if label:
+            pending.append(label.group(1).strip().lower())
         indent = len(line) - len(line.lstrip())
         if skip_indent is not None:
             if stripped == "" or indent > skip_indent:
@@ -94,8 +100,9 @@ def sections(path, rel):
                 and len(lines[i + 1].strip()) >= len(stripped) and indent == 0):
             flush_para()
             if heading is not None or paras:
-                yield heading, paras
-            heading, paras = inline(stripped), []
+                yield heading, paras, labels, raw
+            heading, paras, labels, raw = inline(stripped), [], pending, []
+            pending = []
             i += 2
             continue
         if UNDERLINE.match(line):
@@ -148,7 +155,7 @@ def sections(path, rel):
         i += 1
     flush_para()
     if heading is not None or paras:
-        yield heading, paras
+        yield heading, paras, labels, raw
 
 
 def build(src, out):
@@ -165,7 +172,7 @@ def build(src, out):
         for path in files:
             rel = os.path.relpath(path, src)[: -len(".rst.txt")]
             page_title = None
-            for k, (heading, paras) in enumerate(sections(path, rel)):
+            for k, (heading, paras, _, _) in enumerate(sections(path, rel)):
                 if page_title is None:
                     page_title = heading
                 text = "\n\n".join(paras)
