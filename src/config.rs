@@ -37,6 +37,8 @@ pub struct Config {
     pub model: ModelSection,
     /// Training.
     pub train: TrainSection,
+    /// `pretext bench`.
+    pub bench: crate::bench::BenchSection,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             pairs: PairsSection::default(),
             model: ModelSection::default(),
             train: TrainSection::default(),
+            bench: crate::bench::BenchSection::default(),
         }
     }
 }

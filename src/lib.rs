@@ -6,6 +6,7 @@
 //! subcommands of the `pretext` binary.
 
 pub mod alloc;
+pub mod bench;
 pub mod config;
 pub mod eval;
 pub mod export;
@@ -18,3 +19,13 @@ pub mod tokenize;
 pub mod train;
 
 pub use pretext_tasks;
+
+/// The default task of a name, as an error naming the choices otherwise.
+pub fn tasks_by_name(name: &str) -> anyhow::Result<pretext_tasks::tasks::TaskSpec> {
+    pretext_tasks::tasks::TaskSpec::by_name(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown task `{name}`; expected one of {}",
+            pretext_tasks::tasks::TaskSpec::NAMES.join(", ")
+        )
+    })
+}

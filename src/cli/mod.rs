@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand; flags become
 //! configuration overrides so that flags and TOML files behave alike.
 
+mod bench;
 mod bm25;
 mod data;
 mod eval;
@@ -27,6 +28,8 @@ enum Command {
     Export(train::ExportArgs),
     /// Evaluate a model on a BEIR-format data set (nDCG@10, R@100, R@1000, RR@10, AP@100).
     Eval(eval::EvalArgs),
+    /// Train every pretext task the same way and evaluate them side by side.
+    Bench(bench::BenchArgs),
     /// Build or search a BM25 index (Anserini defaults: k1 0.9, b 0.4).
     Bm25(bm25::Bm25Args),
     /// Train a WordPiece tokenizer on a corpus.
@@ -42,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenizer(args) => train::tokenizer(args),
         Command::Eval(args) => eval::run(args),
         Command::Bm25(args) => bm25::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

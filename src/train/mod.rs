@@ -403,6 +403,17 @@ impl Trainer {
         })
     }
 
+    /// Writes the current (e.g. untrained) state as a checkpoint, for
+    /// evaluating the initialisation.
+    pub fn save_initial(&mut self) -> Result<TrainReport> {
+        let checkpoint = self.save()?;
+        Ok(TrainReport {
+            last: None,
+            checkpoint,
+            run: self.config.train.out.clone(),
+        })
+    }
+
     /// Trains until `train.steps`, checkpointing on the way and at the end.
     pub fn run(&mut self, progress: &mut dyn TrainProgress) -> Result<TrainReport> {
         let t = self.config.train.clone();
@@ -492,7 +503,7 @@ const TOKENIZER_DOCS: usize = 50_000;
 
 /// The configured tokenizer, the init model's, the run's own, or a new one
 /// trained on the corpus and saved in the run directory.
-fn load_or_train_tokenizer(config: &Config, run: &Path) -> Result<TextTokenizer> {
+pub(crate) fn load_or_train_tokenizer(config: &Config, run: &Path) -> Result<TextTokenizer> {
     let m = &config.model;
     let max_len = m.max_len;
     if let Some(p) = &m.tokenizer {

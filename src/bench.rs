@@ -1,0 +1,302 @@
+//! `pretext bench`: every pretext task trained the same way from the same
+//! initialisation on the eval set's own corpus (unsupervised domain
+//! adaptation, as in Contriever's BEIR runs), then evaluated on that set,
+//! next to the untrained initialisation and BM25. One table, a CSV and a
+//! chart.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::eval::beir::Beir;
+use crate::eval::metrics::{evaluate, Measure, Run};
+use crate::eval::{embed_all, search};
+use crate::model::pretrained::Pretrained;
+use crate::tasks_by_name;
+use crate::train::{TrainProgress, Trainer};
+
+/// The `[bench]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchSection {
+    /// Tasks to compare, by name (each with its default parameters; `mix`
+    /// is the even mixture).
+    pub tasks: Vec<String>,
+    /// The BEIR-format eval set; its corpus is also the training corpus.
+    pub data: PathBuf,
+    /// Judgements to use.
+    pub split: String,
+    /// Where runs, the table, the CSV and the chart go.
+    pub out: PathBuf,
+    /// Add the untrained initialisation as a row.
+    pub init_row: bool,
+    /// Add BM25 as a row.
+    pub bm25_row: bool,
+    /// Texts per encoding batch in evaluation.
+    pub eval_batch_size: usize,
+}
+
+impl Default for BenchSection {
+    fn default() -> Self {
+        BenchSection {
+            tasks: ["crop", "ict", "spans", "neighbors", "pseudo-query", "mix"]
+                .map(String::from)
+                .to_vec(),
+            data: PathBuf::from("corpora/python-faq"),
+            split: "test".into(),
+            out: PathBuf::from("runs/bench"),
+            init_row: true,
+            bm25_row: true,
+            eval_batch_size: 64,
+        }
+    }
+}
+
+/// One row of the results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Task, `init (untrained)` or `BM25`.
+    pub name: String,
+    /// Mean metrics by ir-measures name.
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Final training loss and pretext accuracy, for trained rows.
+    pub final_loss: Option<f32>,
+    /// Final pretext accuracy.
+    pub final_accuracy: Option<f32>,
+    /// Wall time of training and evaluation, seconds.
+    pub seconds: f64,
+}
+
+fn eval_model(dir: &Path, data: &Beir, batch: usize, device: &Device) -> Result<Run> {
+    let model = Pretrained::load(dir, device, None)?;
+    let docs = embed_all(&model, &data.corpus, batch, &mut |_| {})?;
+    let queries = embed_all(&model, &data.queries, batch, &mut |_| {})?;
+    search(&queries, &data.queries, &docs, &data.corpus, 1000, 256)
+}
+
+/// Runs the benchmark; `progress` hears about each row.
+pub fn run(
+    base: &Config,
+    bench: &BenchSection,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Row>> {
+    let data = Beir::load(&bench.data, &bench.split)?;
+    let device = crate::train::device(&base.train.device)?;
+    std::fs::create_dir_all(&bench.out)
+        .with_context(|| format!("creating {}", bench.out.display()))?;
+    // One tokenizer for every run, so every task starts from the same
+    // initialisation (WordPiece training is not bit-reproducible).
+    let mut base = base.clone();
+    base.corpus.path = bench.data.join("corpus.jsonl");
+    base.corpus.skip_bad = true;
+    if base.model.tokenizer.is_none() && base.model.init.is_none() {
+        crate::train::load_or_train_tokenizer(&base, &bench.out)?;
+        base.model.tokenizer = Some(bench.out.join("tokenizer.json"));
+    }
+    let base = &base;
+    let mut rows = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    if bench.init_row {
+        names.push("init".into());
+    }
+    names.extend(bench.tasks.iter().cloned());
+    for name in names {
+        let started = std::time::Instant::now();
+        progress(&format!("{name}: training"));
+        // Pretext tasks see the eval set's corpus only, never its queries.
+        let mut config = base.clone();
+        config.train.out = bench.out.join(&name);
+        config.train.pairs = None;
+        if name != "init" {
+            config.task = tasks_by_name(&name)?;
+        }
+        let mut trainer = Trainer::new(config.clone(), true)?;
+        let report = if name == "init" {
+            trainer.save_initial()?
+        } else {
+            trainer.run(&mut NoProgress)?
+        };
+        let model_dir = bench.out.join(&name).join("model");
+        crate::export::export(&report.checkpoint, &model_dir)?;
+        progress(&format!("{name}: evaluating"));
+        let run = eval_model(&model_dir, &data, bench.eval_batch_size, &device)?;
+        let (metrics, _) = evaluate(&data.qrels, &run, &Measure::DEFAULT);
+        rows.push(Row {
+            name: if name == "init" {
+                "init (untrained)".into()
+            } else {
+                name.clone()
+            },
+            metrics,
+            final_loss: report.last.as_ref().map(|l| l.loss),
+            final_accuracy: report.last.as_ref().map(|l| l.accuracy),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if bench.bm25_row {
+        let started = std::time::Instant::now();
+        progress("BM25");
+        let docs: Vec<(String, String)> = data
+            .corpus
+            .iter()
+            .map(|d| (d.id.clone(), d.text.clone()))
+            .collect();
+        let index = pretext_tasks::bm25::Bm25Index::build(&docs, Default::default());
+        let queries: Vec<(String, String)> = data
+            .queries
+            .iter()
+            .map(|q| (q.id.clone(), q.text.clone()))
+            .collect();
+        let run: Run = index
+            .search_all(&queries, 1001)
+            .into_iter()
+            .map(|(q, hits)| {
+                let hits = hits
+                    .into_iter()
+                    .filter(|(d, _)| *d != q)
+                    .take(1000)
+                    .collect();
+                (q, hits)
+            })
+            .collect();
+        let (metrics, _) = evaluate(&data.qrels, &run, &Measure::DEFAULT);
+        rows.push(Row {
+            name: "BM25".into(),
+            metrics,
+            final_loss: None,
+            final_accuracy: None,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    write_outputs(&rows, bench, base)?;
+    Ok(rows)
+}
+
+struct NoProgress;
+
+impl TrainProgress for NoProgress {
+    fn step(&mut self, _: &crate::train::StepLog) {}
+}
+
+const COLUMNS: [&str; 5] = ["nDCG@10", "R@100", "R@1000", "RR@10", "AP@100"];
+
+/// The Markdown table.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| run | nDCG@10 | R@100 | R@1000 | RR@10 | AP@100 | final loss | pretext acc. | time |\n",
+    );
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        let _ = write!(s, "| {} ", r.name);
+        for c in COLUMNS {
+            let _ = write!(s, "| {:.4} ", r.metrics.get(c).copied().unwrap_or(f64::NAN));
+        }
+        let opt = |v: Option<f32>| v.map_or("".to_string(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} s |",
+            opt(r.final_loss),
+            opt(r.final_accuracy),
+            r.seconds
+        );
+    }
+    s
+}
+
+fn write_outputs(rows: &[Row], bench: &BenchSection, base: &Config) -> Result<()> {
+    let out = &bench.out;
+    let header = format!(
+        "Eval set: {} ({} split). Model: preset {}, {} steps of batch {}, lr {}, memory {:?}, seed {}.\n\n",
+        bench.data.display(),
+        bench.split,
+        base.model.preset,
+        base.train.steps,
+        base.train.batch_size,
+        base.train.lr,
+        base.train.memory,
+        base.seed
+    );
+    std::fs::write(out.join("table.md"), header + &table(rows))?;
+    let mut csv =
+        String::from("run,nDCG@10,R@100,R@1000,RR@10,AP@100,final_loss,final_accuracy,seconds\n");
+    for r in rows {
+        let vals: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| format!("{:.6}", r.metrics.get(*c).copied().unwrap_or(f64::NAN)))
+            .collect();
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{:.1}",
+            r.name,
+            vals.join(","),
+            r.final_loss.map_or(String::new(), |v| v.to_string()),
+            r.final_accuracy.map_or(String::new(), |v| v.to_string()),
+            r.seconds
+        );
+    }
+    std::fs::write(out.join("results.csv"), csv)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(rows)?,
+    )?;
+    chart(rows, &out.join("chart.svg"))
+}
+
+/// Grouped bars of nDCG@10 and R@100 per run.
+fn chart(rows: &[Row], path: &Path) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+    let root = SVGBackend::new(path, (120 + 110 * rows.len() as u32, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let top = rows
+        .iter()
+        .flat_map(|r| ["nDCG@10", "R@100"].map(|m| r.metrics.get(m).copied().unwrap_or(0.0)))
+        .fold(0.05, f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("pretext tasks: nDCG@10 and R@100", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..rows.len() as f64, 0f64..top)
+        .map_err(|e| err(&e))?;
+    let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(rows.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                names[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (k, (metric, color)) in [("nDCG@10", BLUE), ("R@100", RED)].into_iter().enumerate() {
+        let bars = rows.iter().enumerate().map(|(i, r)| {
+            let x0 = i as f64 + 0.1 + 0.4 * k as f64;
+            let v = r.metrics.get(metric).copied().unwrap_or(0.0);
+            Rectangle::new([(x0, 0.0), (x0 + 0.38, v)], color.filled())
+        });
+        chart
+            .draw_series(bars)
+            .map_err(|e| err(&e))?
+            .label(metric)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
