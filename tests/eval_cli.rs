@@ -164,3 +164,48 @@ fn bm25_indexes_searches_and_evaluates() {
         .filter(|l| l.starts_with("q1 "))
         .any(|l| l.contains(" d0 ") || l.contains(" d3 ")));
 }
+
+#[test]
+fn bench_compares_tasks_on_a_beir_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "");
+    let data = dir.path().join("beir");
+    small_beir(&data);
+    let out = dir.path().join("bench");
+    let assert = pretext()
+        .args([
+            "bench",
+            "--tasks",
+            "crop,pseudo-query",
+            "--steps",
+            "2",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args(["--set", &format!("bench.data=\"{}\"", data.display())])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let table = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    for row in [
+        "| init (untrained) |",
+        "| crop |",
+        "| pseudo-query |",
+        "| BM25 |",
+    ] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(std::fs::read_to_string(out.join("chart.svg"))
+        .unwrap()
+        .contains("<svg"));
+    // Same init and tokenizer for every run: one tokenizer file, shared.
+    assert!(out.join("tokenizer.json").exists());
+    let init = std::fs::read(out.join("init/tokenizer.json")).unwrap();
+    assert_eq!(
+        init,
+        std::fs::read(out.join("crop/tokenizer.json")).unwrap()
+    );
+}
