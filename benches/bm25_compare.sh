@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# BM25 index time and queries/s of `pretext bm25` against bm25s, on the same
+# passages (100-word windows of the shipped corpus) and 1,000 queries, in one
+# run, at 10k and 100k passages. Prints a Markdown table.
+#
+#   bash benches/bm25_compare.sh [SIZES...]      # default: 10000 100000
+#
+# Needs pip (bm25s, PyStemmer) and cargo. pyserini is not compared here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
+python3 -c "import bm25s, Stemmer" 2>/dev/null || python3 -m pip install --quiet bm25s PyStemmer
+cargo build --release --quiet
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+echo "| passages | system | index s | queries/s (top 100) | index size |"
+echo "|---:|---|---:|---:|---:|"
+for n in "${sizes[@]}"; do
+  python3 benches/python/bm25_data.py "$n" "$tmp/$n"
+  t0=$(date +%s.%N)
+  ./target/release/pretext bm25 index --corpus "$tmp/$n/corpus.jsonl" --out "$tmp/$n/index.bm25" 2>/dev/null
+  t1=$(date +%s.%N)
+  ./target/release/pretext bm25 search --index "$tmp/$n/index.bm25" --queries "$tmp/$n/queries.jsonl" -k 100 > /dev/null
+  t2=$(date +%s.%N)
+  size=$(du -h "$tmp/$n/index.bm25" | cut -f1)
+  python3 - "$n" "$t0" "$t1" "$t2" "$size" <<'PY'
+import sys
+n, t0, t1, t2, size = sys.argv[1], *map(float, sys.argv[2:5]), sys.argv[5]
+print(f"| {int(n):,} | pretext | {t1 - t0:.2f} | {1000 / (t2 - t1):,.0f} | {size} |")
+PY
+  python3 benches/python/bm25s_baseline.py "$tmp/$n" 2 | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+print(f\"| {int('$n'):,} | bm25s 0.3 (n_threads=2) | {r['index_s']:.2f} | {r['qps']:,.0f} | in memory |\")"
+done
