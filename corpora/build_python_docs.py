@@ -187,17 +187,22 @@ def build(src, out):
     print(f"wrote {n_docs} documents from {len(files)} pages to {out}", file=sys.stderr)
 
 
-def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    out = os.path.join(here, "python-docs", "corpus.jsonl")
+def with_sources(build_from):
+    """Calls `build_from(sources_dir)` on the folder named on the command
+    line, or on the sources of a freshly downloaded python3.11-doc package."""
     if len(sys.argv) > 1:
-        build(sys.argv[1], out)
+        build_from(sys.argv[1])
         return
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["apt-get", "download", "python3.11-doc"], cwd=tmp, check=True)
         deb = glob.glob(os.path.join(tmp, "*.deb"))[0]
         subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True)
-        build(os.path.join(tmp, "x", "usr", "share", "doc", "python3.11", "html", "_sources"), out)
+        build_from(os.path.join(tmp, "x", "usr", "share", "doc", "python3.11", "html", "_sources"))
+
+
+def main():
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python-docs", "corpus.jsonl")
+    with_sources(lambda src: build(src, out))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ import glob
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import build_python_docs as docs  # noqa: E402
@@ -108,14 +106,7 @@ def build(src, out_dir):
 
 def main():
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python-faq")
-    if len(sys.argv) > 1:
-        build(sys.argv[1], out)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", "python3.11-doc"], cwd=tmp, check=True)
-        deb = glob.glob(os.path.join(tmp, "*.deb"))[0]
-        subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True)
-        build(os.path.join(tmp, "x", "usr", "share", "doc", "python3.11", "html", "_sources"), out)
+    docs.with_sources(lambda src: build(src, out))
 
 
 if __name__ == "__main__":
