@@ -324,3 +324,12 @@ fn writes_to_stdout_and_reads_plain_text_folders() {
         )
     );
 }
+
+/// The README's pairs command reads the shipped corpus folder: every file in
+/// it must be a corpus file.
+#[test]
+fn the_readme_command_runs_on_the_shipped_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pairs(dir.path(), "p.jsonl", &["--config", "configs/spans.toml"]);
+    assert!(lines(&out).len() > 1000);
+}

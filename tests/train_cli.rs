@@ -10,7 +10,7 @@ use std::path::Path;
 use assert_cmd::Command;
 use candle_core::{Device, Tensor};
 
-use common::{minilm, pretext, tiny_config};
+use common::{failure_stderr, minilm, pretext, tiny_config};
 
 fn weights(run: &Path, step: usize) -> HashMap<String, Tensor> {
     let p = run.join(format!("checkpoints/step-{step:08}/model.safetensors"));
@@ -137,30 +137,20 @@ fn a_nan_loss_stops_and_keeps_the_last_good_checkpoint() {
 #[test]
 fn config_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
+    let train = |cfg: &Path| {
+        let mut c = pretext();
+        c.args(["train", "--config"]).arg(cfg);
+        c
+    };
     let cfg = tiny_config(dir.path(), "stepz = 3");
-    let out = pretext()
-        .args(["train", "--config"])
-        .arg(&cfg)
-        .assert()
-        .failure();
-    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    let err = failure_stderr(&mut train(&cfg));
     assert!(err.contains("stepz") && err.contains("tiny.toml"), "{err}");
     let cfg = tiny_config(dir.path(), "queue_size = 30");
-    let out = pretext()
-        .args(["train", "--config"])
-        .arg(&cfg)
-        .assert()
-        .failure();
-    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    let err = failure_stderr(&mut train(&cfg));
     assert!(err.contains("queue_size"), "{err}");
-    let out = pretext()
-        .args(["train", "--device", "tpu", "--config"])
-        .arg(&cfg)
-        .assert()
-        .failure();
-    assert!(String::from_utf8(out.get_output().stderr.clone())
-        .unwrap()
-        .contains("queue_size"));
+    let cfg = tiny_config(dir.path(), "");
+    let err = failure_stderr(train(&cfg).args(["--device", "tpu"]));
+    assert!(err.contains("unknown device `tpu`"), "{err}");
 }
 
 #[test]
@@ -291,4 +281,27 @@ fn loads_all_minilm_l6_v2_and_matches_its_reference_cosine() {
         .arg(&cfg)
         .assert()
         .success();
+}
+
+/// The quickstart config as shipped (its tokenizer path included), cut short.
+#[test]
+fn the_quickstart_config_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    pretext()
+        .args([
+            "train",
+            "--quiet",
+            "--config",
+            "configs/quickstart.toml",
+            "--steps",
+            "2",
+        ])
+        .args(["--set", "train.checkpoint_every=0", "--out"])
+        .arg(dir.path().join("run"))
+        .assert()
+        .success();
+    assert!(dir
+        .path()
+        .join("run/checkpoints/step-00000002/model.safetensors")
+        .exists());
 }

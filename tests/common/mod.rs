@@ -75,3 +75,9 @@ pub fn minilm() -> Option<PathBuf> {
     let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()).join("model");
     dir.join("model.safetensors").exists().then_some(dir)
 }
+
+/// Runs a command that must fail and returns its standard error.
+pub fn failure_stderr(cmd: &mut Command) -> String {
+    let out = cmd.assert().failure();
+    String::from_utf8(out.get_output().stderr.clone()).unwrap()
+}
