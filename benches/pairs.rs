@@ -17,6 +17,7 @@ fn corpus() -> Corpus {
 
 fn job(task: &str) -> PairsJob {
     PairsJob {
+        negatives: None,
         task: TaskSpec::by_name(task).unwrap(),
         augment: Augmentations::default(),
         seed: 42,

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use pretext_tasks::augment::Augmentations;
 use pretext_tasks::corpus::{Corpus, CorpusConfig, DocSep, Format, JsonFields};
 use pretext_tasks::formats::PairFormat;
+use pretext_tasks::negatives::NegativesConfig;
 use pretext_tasks::pipeline::ReadOptions;
 use pretext_tasks::shard::Shard;
 use pretext_tasks::tasks::TaskSpec;
@@ -33,6 +34,8 @@ pub struct Config {
     pub augment: Augmentations,
     /// `pretext pairs` output.
     pub pairs: PairsSection,
+    /// Negatives added to pairs (`pairs`, `train`) or mined (`mine`).
+    pub negatives: NegativesConfig,
     /// The encoder.
     pub model: ModelSection,
     /// Training.
@@ -50,6 +53,7 @@ impl Default for Config {
             task: TaskSpec::default(),
             augment: Augmentations::default(),
             pairs: PairsSection::default(),
+            negatives: NegativesConfig::default(),
             model: ModelSection::default(),
             train: TrainSection::default(),
             bench: crate::bench::BenchSection::default(),
@@ -284,6 +288,7 @@ impl ConfigBuilder {
         config.task.validate().map_err(invalid)?;
         config.augment.validate().map_err(invalid)?;
         config.train.validate().map_err(invalid)?;
+        config.negatives.validate().map_err(invalid)?;
         Ok(config)
     }
 }

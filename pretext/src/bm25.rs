@@ -184,20 +184,25 @@ impl Bm25Index {
 
     /// The top `k` documents for `query`: (document id, score), best first.
     pub fn search(&self, analyzer: &Analyzer, query: &str, k: usize) -> Vec<(String, f32)> {
-        let n = self.ids.len() as f32;
+        self.search_docs(analyzer, query, k)
+            .into_iter()
+            .map(|(d, s)| (self.ids[d as usize].clone(), s))
+            .collect()
+    }
+
+    /// The top `k` documents for `query` by document number (the position
+    /// in the indexed list), best first; ties go to the lower number.
+    pub fn search_docs(&self, analyzer: &Analyzer, query: &str, k: usize) -> Vec<(u32, f32)> {
         if self.ids.is_empty() {
             return Vec::new();
         }
-        let avgdl = self.lengths.iter().map(|&l| l as f64).sum::<f64>() as f32 / n;
         let Bm25Config { k1, b, .. } = self.config;
+        let avgdl = self.avgdl();
         let mut scores = vec![0f32; self.ids.len()];
         for term in analyzer.terms(query) {
-            let Ok(t) = self.terms.binary_search(&term) else {
+            let Some((lo, hi, idf)) = self.postings(&term) else {
                 continue;
             };
-            let (lo, hi) = (self.offsets[t] as usize, self.offsets[t + 1] as usize);
-            let df = (hi - lo) as f32;
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
             for p in lo..hi {
                 let d = self.docs[p] as usize;
                 let tf = self.tfs[p] as f32;
@@ -212,9 +217,50 @@ impl Bm25Index {
             idx.truncate(k);
         }
         idx.sort_unstable_by(by_score);
-        idx.into_iter()
-            .map(|d| (self.ids[d].clone(), scores[d]))
-            .collect()
+        idx.into_iter().map(|d| (d as u32, scores[d])).collect()
+    }
+
+    /// The score `text` would get for `query` as a document of this index
+    /// (the index's statistics; the text need not be indexed). Mining uses
+    /// it for the positive, to apply score margins.
+    pub fn score_text(&self, analyzer: &Analyzer, query: &str, text: &str) -> f32 {
+        if self.ids.is_empty() {
+            return 0.0;
+        }
+        let Bm25Config { k1, b, .. } = self.config;
+        let terms = analyzer.terms(text);
+        let mut tf: FxHashMap<&str, u32> = FxHashMap::default();
+        for t in &terms {
+            *tf.entry(t.as_str()).or_insert(0) += 1;
+        }
+        let norm = k1 * (1.0 - b + b * terms.len() as f32 / self.avgdl());
+        analyzer
+            .terms(query)
+            .iter()
+            .filter_map(|q| {
+                let (_, _, idf) = self.postings(q)?;
+                let tf = *tf.get(q.as_str())? as f32;
+                Some(idf * tf * (k1 + 1.0) / (tf + norm))
+            })
+            .fold(0.0, |a, b| a + b)
+    }
+
+    /// The id of document number `doc`.
+    pub fn id(&self, doc: u32) -> &str {
+        &self.ids[doc as usize]
+    }
+
+    fn avgdl(&self) -> f32 {
+        let n = self.ids.len() as f32;
+        (self.lengths.iter().map(|&l| l as f64).sum::<f64>() as f32 / n).max(f32::MIN_POSITIVE)
+    }
+
+    /// Postings range and Lucene idf of `term`, if indexed.
+    fn postings(&self, term: &str) -> Option<(usize, usize, f32)> {
+        let t = self.terms.binary_search_by(|x| x.as_str().cmp(term)).ok()?;
+        let (lo, hi) = (self.offsets[t] as usize, self.offsets[t + 1] as usize);
+        let (n, df) = (self.ids.len() as f32, (hi - lo) as f32);
+        Some((lo, hi, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()))
     }
 
     /// Searches many queries in parallel.

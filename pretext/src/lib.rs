@@ -14,6 +14,7 @@ pub mod corpus;
 pub mod error;
 pub mod formats;
 pub mod idf;
+pub mod negatives;
 pub mod pipeline;
 pub mod segment;
 pub mod shard;

@@ -2,6 +2,7 @@
 //! hands the results back in corpus order, so output never depends on the
 //! number of threads, and memory is bounded by one batch, not the corpus.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use rayon::prelude::*;
 use crate::augment::Augmentations;
 use crate::corpus::{Corpus, Document, Record};
 use crate::error::{Error, Result};
-use crate::formats::{write_pair, PairFormat};
+use crate::formats::{flat, write_pair, PairFormat};
 use crate::idf::DocFreq;
+use crate::negatives::{MiningStats, PairNegatives};
 use crate::shard::Shard;
-use crate::tasks::{PretextTask, TaskSpec};
+use crate::tasks::{PretextTask, TaskSpec, Text};
 
 /// The random generator every task and augmentation draws from.
 pub type TaskRng = rand::rngs::Xoshiro256PlusPlus;
@@ -195,10 +197,16 @@ pub struct PairsJob {
     pub with_meta: bool,
     /// Corpus walk options.
     pub read: ReadOptions,
+    /// Negatives added to every pair (random, gold or BM25), if any.
+    pub negatives: Option<Arc<PairNegatives>>,
 }
 
+/// Salt of the generator negatives are drawn with, so adding negatives
+/// leaves the pairs themselves unchanged.
+const NEGATIVES_SALT: u64 = 0x0e9a_71e5_0e9a_71e5;
+
 /// What a `pairs` job did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PairsSummary {
     /// The corpus walk.
     pub read: ReadReport,
@@ -206,6 +214,8 @@ pub struct PairsSummary {
     pub pairs: u64,
     /// Pairs per task name.
     pub per_task: BTreeMap<&'static str, u64>,
+    /// What negative sampling saw (when the job adds negatives).
+    pub negatives: MiningStats,
 }
 
 /// Progress of a job, batch by batch: documents, bytes and pairs so far.
@@ -242,18 +252,35 @@ impl PairsJob {
         let mut summary = PairsSummary::default();
         let work = |doc: &Document<'_>| {
             let mut rng = doc_rng(self.seed, doc.ordinal);
+            let mut neg_rng = doc_rng(self.seed ^ NEGATIVES_SALT, doc.ordinal);
+            let mut stats = MiningStats::default();
             let mut pairs = task.pairs(doc, &mut rng);
             let mut buf = Vec::new();
             let mut names = Vec::with_capacity(pairs.len());
             for (i, pair) in pairs.iter_mut().enumerate() {
                 self.augment.apply(pair, &mut rng);
+                if let Some(n) = &self.negatives {
+                    let found = n.negatives(
+                        &flat(&pair.query),
+                        &flat(&pair.positive),
+                        Some(doc.ordinal),
+                        &mut neg_rng,
+                        &mut stats,
+                    );
+                    pair.negatives.extend(found.into_iter().map(|t| Text {
+                        text: Cow::Owned(t),
+                        title: None,
+                        span: None,
+                    }));
+                }
                 write_pair(&mut buf, self.format, doc, i, pair, self.with_meta);
                 names.push(pair.task);
             }
-            (buf, names)
+            (buf, names, stats)
         };
         let read = for_each_batch(corpus, self.read, work, |batch, delta| {
-            for (buf, names) in batch {
+            for (buf, names, stats) in batch {
+                summary.negatives.merge(stats);
                 out.write_all(&buf).map_err(Error::Write)?;
                 summary.pairs += names.len() as u64;
                 for n in names {

@@ -53,6 +53,13 @@ pub struct DataArgs {
     /// Side the augmentations rewrite: query, positive or both.
     #[arg(long, value_name = "SIDE")]
     pub augment_on: Option<String>,
+    /// Negatives added to each pair: none, random, gold, bm25 (or dense, in
+    /// `train`); `--set negatives.count=N` and the other `negatives.*` fields tune them.
+    #[arg(long, value_name = "SOURCE")]
+    pub negatives: Option<String>,
+    /// Negatives per pair (negatives.count).
+    #[arg(long, value_name = "N")]
+    pub num_negatives: Option<usize>,
     /// Set any config field, repeatable: --set task.window=128.
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -77,6 +84,7 @@ impl DataArgs {
             ("corpus.fields.text", self.text_field.clone()),
             ("corpus.shard", self.shard.clone()),
             ("augment.apply_to", self.augment_on.clone()),
+            ("negatives.source", self.negatives.clone()),
         ];
         for (key, value) in strings {
             if let Some(v) = value {
@@ -88,6 +96,9 @@ impl DataArgs {
         }
         if let Some(s) = self.seed {
             b.set_value("seed", toml::Value::Integer(s as i64));
+        }
+        if let Some(n) = self.num_negatives {
+            b.set_value("negatives.count", toml::Value::Integer(n as i64));
         }
         if let Some(t) = self.threads {
             b.set_value("threads", toml::Value::Integer(t as i64));

@@ -10,7 +10,8 @@ use clap::Args;
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
 use pretext::memory::{peak_rss_kib, PeakSampler};
 use pretext::pretext_tasks::formats::PairFormat;
-use pretext::pretext_tasks::pipeline::{PairsJob, PairsSummary};
+use pretext::pretext_tasks::negatives::{CorpusTexts, PairNegatives};
+use pretext::pretext_tasks::pipeline::{doc_freq, PairsJob, PairsSummary, ReadOptions};
 use serde::Serialize;
 
 use super::data::{finish, DataArgs};
@@ -51,6 +52,8 @@ struct Stats {
     pairs_per_s: f64,
     peak_rss_anon_kib: Option<u64>,
     peak_rss_kib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    negatives: Option<serde_json::Value>,
 }
 
 impl Stats {
@@ -68,6 +71,7 @@ impl Stats {
             pairs_per_s: s.pairs as f64 / secs,
             peak_rss_anon_kib: anon.peak_kib(),
             peak_rss_kib: peak_rss_kib(),
+            negatives: (s.negatives.queries > 0).then(|| s.negatives.to_json()),
         }
     }
 }
@@ -86,6 +90,7 @@ pub fn run(args: PairsArgs) -> Result<()> {
     }
     let config = finish(&b)?;
     let corpus = config.corpus.open()?;
+    let negatives = stream_negatives(&config, &corpus)?;
     let job = PairsJob {
         task: config.task.clone(),
         augment: config.augment.clone(),
@@ -93,6 +98,7 @@ pub fn run(args: PairsArgs) -> Result<()> {
         format: config.pairs.format,
         with_meta: config.pairs.with_meta,
         read: config.corpus.read_options(),
+        negatives,
     };
     let out_path = &config.pairs.out;
     let mut out: Box<dyn Write> = if out_path.as_os_str() == "-" {
@@ -169,10 +175,41 @@ fn print_summary(stats: &Stats, summary: &PairsSummary, out: &std::path::Path, f
             eprintln!("  {e}");
         }
     }
+    if summary.negatives.queries > 0 {
+        eprint!("negatives: {}", summary.negatives);
+    }
     if let Some(kib) = stats.peak_rss_anon_kib {
         eprintln!(
             "peak anonymous memory (sampled per batch): {:.1} MiB",
             kib as f64 / 1024.0
         );
     }
+}
+
+/// The `[negatives]` sampler of a pair stream over `corpus` (whole corpus,
+/// whatever the shard: a negative may come from any document), or `None`.
+pub fn stream_negatives(
+    config: &pretext::config::Config,
+    corpus: &pretext::pretext_tasks::corpus::Corpus,
+) -> Result<Option<std::sync::Arc<PairNegatives>>> {
+    use pretext::pretext_tasks::negatives::Source;
+    if config.negatives.source == Source::None {
+        return Ok(None);
+    }
+    let read = ReadOptions {
+        skip_bad: config.corpus.skip_bad,
+        ..ReadOptions::default()
+    };
+    let texts = CorpusTexts::load(corpus, read)?;
+    let mut task = config.task.clone();
+    if task.needs_doc_freq() {
+        task.set_doc_freq(std::sync::Arc::new(doc_freq(corpus, read.skip_bad)?));
+    }
+    let n = PairNegatives::new(
+        config.negatives.clone(),
+        std::sync::Arc::new(texts),
+        Some(task),
+        config.seed,
+    )?;
+    Ok(Some(std::sync::Arc::new(n)))
 }

@@ -1,0 +1,192 @@
+//! Negatives for training pairs: where candidates come from (random
+//! passages, gold positives of other queries, BM25, a dense model), which
+//! ranks are eligible, how hard and easy ones mix, and which candidates are
+//! dropped as likely false negatives.
+//!
+//! Ranking is a retriever's job (BM25 here, dense search in the `pretext`
+//! crate); this module owns the rules both share, so a BM25 run and a dense
+//! run of `pretext mine` differ only in their candidate lists.
+
+pub mod pool;
+pub mod select;
+pub mod stats;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bm25::Bm25Config;
+
+pub use pool::{CorpusTexts, PairNegatives};
+pub use select::{Candidate, Kind, Mined, Miner, Picked, Query, Rule, TextPool};
+pub use stats::{MiningStats, Summary};
+
+/// Where negatives come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// No mined negatives (in-batch and queue only).
+    #[default]
+    None,
+    /// Random passages of the corpus.
+    Random,
+    /// Positives of other queries.
+    Gold,
+    /// BM25's top candidates that are not the positive.
+    Bm25,
+    /// A dense model's top candidates by exact search (in training: an
+    /// ANCE-style index refreshed every `refresh_every` steps).
+    Dense,
+}
+
+impl Source {
+    /// Names accepted in configs and on the command line.
+    pub const NAMES: [&'static str; 5] = ["none", "random", "gold", "bm25", "dense"];
+
+    /// Whether candidates come from a ranking (and the window applies).
+    pub fn ranked(self) -> bool {
+        matches!(self, Source::Bm25 | Source::Dense)
+    }
+}
+
+impl std::str::FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Source::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| {
+                [
+                    Source::None,
+                    Source::Random,
+                    Source::Gold,
+                    Source::Bm25,
+                    Source::Dense,
+                ][i]
+            })
+            .ok_or_else(|| {
+                format!(
+                    "negative source `{s}`: expected one of {}",
+                    Source::NAMES.join(", ")
+                )
+            })
+    }
+}
+
+/// How hard negatives are drawn from the eligible candidates of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampling {
+    /// The best-ranked eligible candidates.
+    #[default]
+    Top,
+    /// Uniformly among the eligible candidates (kept in rank order).
+    Random,
+}
+
+/// Which encoder re-encodes the corpus at an ANCE refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshEncoder {
+    /// The trained document tower.
+    #[default]
+    Model,
+    /// The MoCo momentum (key) encoder, when the run has one.
+    Momentum,
+}
+
+/// The `[negatives]` section shared by `pairs`, `mine` and `train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NegativesConfig {
+    /// `none`, `random`, `gold`, `bm25` or `dense`.
+    pub source: Source,
+    /// Negatives per query.
+    pub count: usize,
+    /// Ranked sources: skip this many best candidates (EBR: 100).
+    pub range_min: usize,
+    /// Ranked sources: consider candidates up to this rank (EBR: 500).
+    pub range_max: usize,
+    /// `top` or `random` within the window.
+    pub sampling: Sampling,
+    /// Easy (random) negatives per hard one, blended in (EBR: up to 100).
+    pub easy_ratio: f64,
+    /// At most this many hard negatives per positive (EBR: 2; 0: no cap).
+    pub max_hard: usize,
+    /// Drop a candidate scoring above the positive's score minus this.
+    pub absolute_margin: Option<f32>,
+    /// Drop a candidate scoring above the positive's score times
+    /// `1 − relative_margin` (as sentence-transformers' miner).
+    pub relative_margin: Option<f32>,
+    /// Drop a candidate whose text contains the positive's text.
+    pub drop_positive_text: bool,
+    /// Drop a candidate that contains one of the query's answer strings.
+    pub drop_answers: bool,
+    /// A second encoder that rates candidates (RocketQA's denoising).
+    pub rescore: Option<PathBuf>,
+    /// Drop a candidate the rescorer rates above this (cosine similarity).
+    pub rescore_threshold: f32,
+    /// Training with `dense`: re-encode the corpus every this many steps.
+    pub refresh_every: usize,
+    /// Training with `dense`: `model` or `momentum` encodes the corpus.
+    pub refresh_encoder: RefreshEncoder,
+    /// BM25 settings of the `bm25` source.
+    pub bm25: Bm25Config,
+}
+
+impl Default for NegativesConfig {
+    fn default() -> Self {
+        NegativesConfig {
+            source: Source::None,
+            count: 1,
+            range_min: 0,
+            range_max: 100,
+            sampling: Sampling::Top,
+            easy_ratio: 0.0,
+            max_hard: 0,
+            absolute_margin: None,
+            relative_margin: None,
+            drop_positive_text: true,
+            drop_answers: true,
+            rescore: None,
+            rescore_threshold: 0.9,
+            refresh_every: 100,
+            refresh_encoder: RefreshEncoder::Model,
+            bm25: Bm25Config::default(),
+        }
+    }
+}
+
+impl NegativesConfig {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.source == Source::None {
+            return Ok(());
+        }
+        if self.count == 0 {
+            return Err("negatives.count must be at least 1".into());
+        }
+        if self.source.ranked() && self.range_max <= self.range_min {
+            return Err(format!(
+                "negatives.range_max = {} must be above negatives.range_min = {}",
+                self.range_max, self.range_min
+            ));
+        }
+        if !(self.easy_ratio >= 0.0 && self.easy_ratio.is_finite()) {
+            return Err(format!(
+                "negatives.easy_ratio = {} must be a finite number >= 0",
+                self.easy_ratio
+            ));
+        }
+        if let Some(m) = self.absolute_margin.filter(|m| !(*m >= 0.0)) {
+            return Err(format!("negatives.absolute_margin = {m} must be >= 0"));
+        }
+        if let Some(m) = self.relative_margin.filter(|m| !(0.0..1.0).contains(m)) {
+            return Err(format!("negatives.relative_margin = {m} must be in [0, 1)"));
+        }
+        if self.source == Source::Dense && self.refresh_every == 0 {
+            return Err("negatives.refresh_every must be at least 1".into());
+        }
+        Ok(())
+    }
+}
