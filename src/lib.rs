@@ -12,6 +12,7 @@ pub mod eval;
 pub mod export;
 pub mod memory;
 pub mod model;
+pub mod negatives;
 pub mod objective;
 pub mod optim;
 pub mod queue;

@@ -5,6 +5,7 @@ mod bench;
 mod bm25;
 mod data;
 mod eval;
+mod mine;
 mod pairs;
 mod train;
 
@@ -30,6 +31,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Train every pretext task the same way and evaluate them side by side.
     Bench(bench::BenchArgs),
+    /// Mine negatives for a pair dataset (BM25, dense, random or gold), with
+    /// rank windows, easy:hard mixing and false-negative filters.
+    Mine(mine::MineArgs),
     /// Build or search a BM25 index (Anserini defaults: k1 0.9, b 0.4).
     Bm25(bm25::Bm25Args),
     /// Train a WordPiece tokenizer on a corpus.
@@ -45,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenizer(args) => train::tokenizer(args),
         Command::Eval(args) => eval::run(args),
         Command::Bm25(args) => bm25::run(args),
+        Command::Mine(args) => mine::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -11,7 +11,7 @@ use crate::model::pretrained::Pretrained;
 use beir::Item;
 use metrics::Run;
 
-/// Embeds texts in batches of `batch` (sorted by length so each batch pads
+/// Embeds items in batches of `batch` (sorted by length so each batch pads
 /// to similar lengths), returning `(n, dim)` in the input order, on the
 /// model's device. `progress` is told how many texts are done.
 pub fn embed_all(
@@ -20,23 +20,37 @@ pub fn embed_all(
     batch: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Tensor> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(items[i].text.len()));
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    embed_texts(model, &texts, batch, progress)
+}
+
+/// [`embed_all`] on plain texts.
+pub fn embed_texts(
+    model: &Pretrained,
+    texts: &[&str],
+    batch: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Tensor> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
     let mut chunks = Vec::new();
     let mut done = 0;
     for ids in order.chunks(batch.max(1)) {
-        let texts: Vec<&str> = ids.iter().map(|&i| items[i].text.as_str()).collect();
-        chunks.push(model.embed(&texts)?);
+        let chunk: Vec<&str> = ids.iter().map(|&i| texts[i]).collect();
+        chunks.push(model.embed(&chunk)?);
         done += ids.len();
         progress(done);
     }
+    if chunks.is_empty() {
+        anyhow::bail!("nothing to embed");
+    }
     let sorted = Tensor::cat(&chunks, 0)?;
     // Back to input order: position of each input in the sorted list.
-    let mut inverse = vec![0u32; items.len()];
+    let mut inverse = vec![0u32; texts.len()];
     for (pos, &i) in order.iter().enumerate() {
         inverse[i] = pos as u32;
     }
-    let index = Tensor::from_vec(inverse, items.len(), sorted.device())?;
+    let index = Tensor::from_vec(inverse, texts.len(), sorted.device())?;
     Ok(sorted.index_select(&index, 0)?)
 }
 

@@ -178,7 +178,7 @@ impl NegativesConfig {
                 self.easy_ratio
             ));
         }
-        if let Some(m) = self.absolute_margin.filter(|m| !(*m >= 0.0)) {
+        if let Some(m) = self.absolute_margin.filter(|m| m.is_nan() || *m < 0.0) {
             return Err(format!("negatives.absolute_margin = {m} must be >= 0"));
         }
         if let Some(m) = self.relative_margin.filter(|m| !(0.0..1.0).contains(m)) {

@@ -1,0 +1,406 @@
+//! `pretext mine`: negatives for every pair of a dataset, from BM25, a
+//! dense model, random passages or other queries' positives, through the
+//! window, mix and false-negative rules, with a statistics report.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use pretext_tasks::bm25::{Analyzer, Bm25Index};
+use pretext_tasks::formats::{parse_pair_line, PairFormat};
+use pretext_tasks::negatives::{
+    Candidate, CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Picked, Query, Source,
+    TextPool,
+};
+use pretext_tasks::pipeline::doc_rng;
+use rayon::prelude::*;
+
+use super::cache::EmbeddingCache;
+use super::dense::{top_k, Blocks, Embeddings};
+use crate::eval::embed_texts;
+use crate::model::pretrained::Pretrained;
+
+/// One query of the input: a pair (one per positive for multi-positive
+/// lines) and its answer strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryLine {
+    /// 1-based line of the input file.
+    pub line: usize,
+    /// The query.
+    pub query: String,
+    /// Its positive.
+    pub positive: String,
+    /// Strings a negative must not contain (the line's `answers` field).
+    pub answers: Vec<String>,
+}
+
+/// Reads a pair dataset in any of the three layouts; an `answers` list of
+/// strings on a line is kept for the answer rule. Errors name file and line.
+pub fn read_queries(path: &Path) -> Result<Vec<QueryLine>> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let line = std::str::from_utf8(line).with_context(|| format!("{}: invalid UTF-8", at()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let pairs = parse_pair_line(line).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+        let answers = match serde_json::from_str::<serde_json::Value>(line)?.get("answers") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .with_context(|| format!("{}: `answers` holds a non-string", at()))
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => bail!("{}: `answers` is not a list of strings", at()),
+        };
+        out.extend(pairs.into_iter().map(|p| QueryLine {
+            line: i + 1,
+            query: p.query,
+            positive: p.positive,
+            answers: answers.clone(),
+        }));
+    }
+    if out.is_empty() {
+        bail!("{}: no pairs", path.display());
+    }
+    Ok(out)
+}
+
+/// The distinct positives of `queries` as a corpus (ids `pos-N`), the pool
+/// sentence-transformers' miner uses when no corpus is given.
+pub fn positives_as_corpus(queries: &[QueryLine]) -> CorpusTexts {
+    let mut seen = HashMap::new();
+    let mut c = CorpusTexts::default();
+    for q in queries {
+        if seen.insert(q.positive.as_str(), ()).is_none() {
+            c.ids.push(format!("pos-{}", c.ids.len()));
+            c.titles.push(String::new());
+            c.bodies.push(q.positive.clone());
+            c.texts.push(q.positive.clone());
+            c.ordinals.push(c.ordinals.len() as u64);
+        }
+    }
+    c
+}
+
+/// How a mining run is set up besides the `[negatives]` rules.
+pub struct MineSettings {
+    /// The rules and the source.
+    pub negatives: NegativesConfig,
+    /// The dense retriever's model folder (source `dense`).
+    pub model: Option<PathBuf>,
+    /// Seed of every draw.
+    pub seed: u64,
+    /// Where models run.
+    pub device: Device,
+    /// Texts per encoding batch.
+    pub batch_size: usize,
+    /// Input length cap of the encoders.
+    pub max_len: Option<usize>,
+    /// Corpus embedding cache.
+    pub cache: Option<EmbeddingCache>,
+    /// Search block sizes.
+    pub blocks: Blocks,
+}
+
+/// Hears about the stages of a run.
+pub trait MineProgress {
+    /// A stage of `total` units starts.
+    fn stage(&mut self, name: &str, total: usize);
+    /// `done` units of the stage are done.
+    fn advance(&mut self, done: usize);
+}
+
+/// Ignores progress.
+pub struct Quiet;
+
+impl MineProgress for Quiet {
+    fn stage(&mut self, _: &str, _: usize) {}
+    fn advance(&mut self, _: usize) {}
+}
+
+/// What a run produced.
+pub struct Mined {
+    /// Negatives per query, in input order.
+    pub picks: Vec<Vec<Picked>>,
+    /// The report.
+    pub stats: MiningStats,
+    /// Whether the corpus embeddings came from the cache (dense runs).
+    pub cache_hit: Option<bool>,
+}
+
+/// Encoded corpus of a model, through the cache when there is one.
+fn corpus_embeddings(
+    model_dir: &Path,
+    model: &Pretrained,
+    texts: &[String],
+    s: &MineSettings,
+    progress: &mut dyn MineProgress,
+) -> Result<(Embeddings, bool)> {
+    let key = match &s.cache {
+        Some(_) => Some(EmbeddingCache::key(model_dir, s.max_len, texts)?),
+        None => None,
+    };
+    if let (Some(c), Some(k)) = (&s.cache, &key) {
+        if let Some(e) = c.load(k)? {
+            return Ok((e, true));
+        }
+    }
+    progress.stage("encoding corpus", texts.len());
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let t = embed_texts(model, &refs, s.batch_size, &mut |n| progress.advance(n))?;
+    let e = Embeddings::from_tensor(&t)?;
+    Ok(match (&s.cache, &key) {
+        (Some(c), Some(k)) => (c.store(k, &e)?, false),
+        _ => (e, false),
+    })
+}
+
+fn embed(model: &Pretrained, texts: &[&str], s: &MineSettings) -> Result<Tensor> {
+    embed_texts(model, texts, s.batch_size, &mut |_| {})
+}
+
+fn normalized_rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(crate::model::l2_normalize(t)?
+        .to_device(&Device::Cpu)?
+        .to_vec2::<f32>()?)
+}
+
+/// Mines negatives for `queries` from `corpus`.
+pub fn mine(
+    queries: &[QueryLine],
+    corpus: &CorpusTexts,
+    s: &MineSettings,
+    progress: &mut dyn MineProgress,
+) -> Result<Mined> {
+    let c = &s.negatives;
+    c.validate().map_err(anyhow::Error::msg)?;
+    if corpus.is_empty() {
+        bail!("the corpus has no documents");
+    }
+    let qtexts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
+    let ptexts: Vec<&str> = queries.iter().map(|q| q.positive.as_str()).collect();
+    // Candidates and the positive's score, per query.
+    let mut cache_hit = None;
+    let (ranked, positive_scores): (Vec<Vec<Candidate>>, Vec<Option<f32>>) = match c.source {
+        Source::Bm25 => {
+            progress.stage("indexing (BM25)", corpus.len());
+            let docs: Vec<(String, String)> = corpus
+                .ids
+                .iter()
+                .cloned()
+                .zip(corpus.texts.iter().cloned())
+                .collect();
+            let index = Bm25Index::build(&docs, c.bm25);
+            progress.advance(corpus.len());
+            let analyzer = Analyzer::new(c.bm25);
+            progress.stage("searching (BM25)", queries.len());
+            queries
+                .par_iter()
+                .map(|q| {
+                    let hits = index
+                        .search_docs(&analyzer, &q.query, c.range_max)
+                        .into_iter()
+                        .map(|(item, score)| Candidate { item, score })
+                        .collect();
+                    (
+                        hits,
+                        Some(index.score_text(&analyzer, &q.query, &q.positive)),
+                    )
+                })
+                .unzip()
+        }
+        Source::Dense => {
+            let dir = s
+                .model
+                .as_ref()
+                .context("the dense retriever needs a model folder (--model)")?;
+            let model = Pretrained::load(dir, &s.device, s.max_len)?;
+            let (docs, hit) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
+            cache_hit = Some(hit);
+            progress.stage("searching (dense)", queries.len());
+            let q = embed(&model, &qtexts, s)?;
+            let p = embed(&model, &ptexts, s)?;
+            let pos: Vec<f32> = q
+                .mul(&p)?
+                .sum(1)?
+                .to_device(&Device::Cpu)?
+                .to_vec1::<f32>()?;
+            let hits = top_k(&q, &docs, c.range_max, s.blocks, &s.device)?;
+            (hits, pos.into_iter().map(Some).collect())
+        }
+        Source::Random | Source::Gold => {
+            (vec![Vec::new(); queries.len()], vec![None; queries.len()])
+        }
+        Source::None => bail!("no negative source: choose bm25, dense, random or gold"),
+    };
+    // RocketQA-style denoising: the second encoder's cosine similarity.
+    let rescore: Option<(Vec<Vec<f32>>, Embeddings)> = match &c.rescore {
+        Some(dir) => {
+            let model = Pretrained::load(dir, &s.device, s.max_len)?;
+            let (docs, _) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
+            let d = crate::model::l2_normalize(&docs.block(0, docs.rows(), &Device::Cpu)?)?;
+            let docs = Embeddings::from_tensor(&d)?;
+            Some((normalized_rows(&embed(&model, &qtexts, s)?)?, docs))
+        }
+        None => None,
+    };
+    let item_of: HashMap<&str, u32> = corpus
+        .texts
+        .iter()
+        .chain(&corpus.bodies)
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), (i % corpus.len()) as u32))
+        .collect();
+    let gold: Vec<String> = queries.iter().map(|q| q.positive.clone()).collect();
+    progress.stage("mining", queries.len());
+    let miner = Miner::new(c);
+    let results: Vec<(Vec<Picked>, MiningStats)> = queries
+        .par_iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let mut rng = doc_rng(s.seed, i as u64);
+            let mut stats = MiningStats::default();
+            let (easy, kind, exclude): (&dyn TextPool, Kind, Option<u32>) = match c.source {
+                Source::Gold => (&gold, Kind::Gold, Some(i as u32)),
+                _ => (
+                    corpus,
+                    Kind::Random,
+                    item_of.get(q.positive.as_str()).copied(),
+                ),
+            };
+            let query = Query {
+                positive: &q.positive,
+                positive_score: positive_scores[i],
+                answers: &q.answers,
+                exclude,
+            };
+            let rate = rescore.as_ref().map(|(qs, docs)| {
+                let qv = &qs[i];
+                move |item: u32| -> f32 {
+                    docs.row(item as usize)
+                        .iter()
+                        .zip(qv)
+                        .map(|(a, b)| a * b)
+                        .sum()
+                }
+            });
+            let picks = miner.mine(
+                &query,
+                &ranked[i],
+                corpus,
+                (easy, kind),
+                rate.as_ref().map(|f| f as &dyn Fn(u32) -> f32),
+                &mut rng,
+                &mut stats,
+            );
+            (picks, stats)
+        })
+        .collect();
+    let mut stats = MiningStats::default();
+    let mut picks = Vec::with_capacity(results.len());
+    for (p, st) in results {
+        picks.push(p);
+        stats.merge(st);
+    }
+    progress.advance(queries.len());
+    Ok(Mined {
+        picks,
+        stats,
+        cache_hit,
+    })
+}
+
+/// Output layouts of `pretext mine`: the three pair formats, or ids with
+/// ranks and scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MineFormat {
+    /// A pair dataset layout.
+    Pairs(PairFormat),
+    /// `{"line", "query", "positive_id", "negatives": [{"id", "rank", "score", "kind"}]}`.
+    Ids,
+}
+
+impl std::str::FromStr for MineFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "ids" {
+            return Ok(MineFormat::Ids);
+        }
+        Ok(MineFormat::Pairs(s.parse().map_err(|e| {
+            anyhow::anyhow!("{e} (or `ids` for ids with ranks and scores)")
+        })?))
+    }
+}
+
+/// Writes the mined dataset, one line per query.
+pub fn write_mined(
+    out: &mut dyn Write,
+    format: MineFormat,
+    queries: &[QueryLine],
+    corpus: &CorpusTexts,
+    mined: &Mined,
+) -> Result<()> {
+    use serde_json::{json, Map, Value};
+    let text = |p: &Picked| -> &str {
+        match p.kind {
+            Kind::Gold => &queries[p.item as usize].positive,
+            _ => &corpus.texts[p.item as usize],
+        }
+    };
+    let id = |p: &Picked| -> String {
+        match p.kind {
+            Kind::Gold => format!("positive-of-line-{}", queries[p.item as usize].line),
+            _ => corpus.ids[p.item as usize].clone(),
+        }
+    };
+    let passage = |p: &Picked| -> Value {
+        match p.kind {
+            Kind::Gold => json!({"docid": id(p), "title": "", "text": text(p)}),
+            _ => {
+                let i = p.item as usize;
+                json!({"docid": corpus.ids[i], "title": corpus.titles[i], "text": corpus.bodies[i]})
+            }
+        }
+    };
+    for (i, (q, picks)) in queries.iter().zip(&mined.picks).enumerate() {
+        let row = match format {
+            MineFormat::Pairs(PairFormat::SentenceTransformers) => {
+                let mut m = Map::new();
+                m.insert("anchor".into(), json!(q.query));
+                m.insert("positive".into(), json!(q.positive));
+                for (j, p) in picks.iter().enumerate() {
+                    m.insert(format!("negative_{}", j + 1), json!(text(p)));
+                }
+                Value::Object(m)
+            }
+            MineFormat::Pairs(PairFormat::Flag) => json!({
+                "query": q.query, "pos": [q.positive],
+                "neg": picks.iter().map(text).collect::<Vec<_>>(),
+            }),
+            MineFormat::Pairs(PairFormat::Tevatron) => json!({
+                "query_id": format!("{}", i + 1),
+                "query": q.query,
+                "positive_passages": [{"docid": "", "title": "", "text": q.positive}],
+                "negative_passages": picks.iter().map(passage).collect::<Vec<_>>(),
+            }),
+            MineFormat::Ids => json!({
+                "line": q.line,
+                "query": q.query,
+                "negatives": picks.iter().map(|p| json!({
+                    "id": id(p), "rank": p.rank, "score": p.score, "kind": p.kind,
+                })).collect::<Vec<_>>(),
+            }),
+        };
+        serde_json::to_writer(&mut *out, &row)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Negatives that need a model: exact dense search over cached corpus
+//! embeddings, rescoring by a second encoder, and the `pretext mine` job
+//! (BM25, dense, random or gold candidates through the shared rules of
+//! `pretext_tasks::negatives`).
+
+pub mod cache;
+pub mod dense;
+pub mod mine;
+
+pub use cache::EmbeddingCache;
+pub use dense::{top_k, Blocks, Embeddings};

@@ -1,0 +1,320 @@
+//! `pretext mine` and `pretext pairs --negatives` end to end.
+
+mod common;
+
+use std::path::Path;
+
+use common::{failure_stderr, pretext, tiny_config};
+use serde_json::Value;
+
+const SHADES: [&str; 4] = ["red", "green", "blue", "yellow"];
+
+/// 60 documents about colours; 12 queries whose positive is document `d{5i}`.
+fn corpus_and_queries(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let text = |i: usize| {
+        format!(
+            "colour number {i} is a shade of {} seen in painting {}",
+            SHADES[i % 4],
+            i % 7
+        )
+    };
+    let docs: Vec<String> = (0..60)
+        .map(|i| format!(r#"{{"_id": "d{i}", "title": "", "text": "{}"}}"#, text(i)))
+        .collect();
+    let corpus = dir.join("corpus.jsonl");
+    std::fs::write(&corpus, docs.join("\n") + "\n").unwrap();
+    let mut lines: Vec<String> = (0..12)
+        .map(|i| {
+            let d = 5 * i;
+            format!(
+                r#"{{"anchor": "which shade of {} is in painting {}", "positive": "{}"}}"#,
+                SHADES[d % 4],
+                d % 7,
+                text(d)
+            )
+        })
+        .collect();
+    // One line in FlagEmbedding form with answers: no negative may mention blue.
+    lines.push(format!(
+        r#"{{"query": "a blue colour", "pos": ["{}"], "answers": ["Shade of BLUE"]}}"#,
+        text(2)
+    ));
+    let queries = dir.join("queries.jsonl");
+    std::fs::write(&queries, lines.join("\n") + "\n").unwrap();
+    (corpus, queries)
+}
+
+fn jsonl(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn bm25_mining_keeps_the_window_drops_false_negatives_and_is_seeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = corpus_and_queries(dir.path());
+    let run = |name: &str, format: &str| {
+        let out = dir.path().join(name);
+        pretext()
+            .args(["mine", "--quiet", "--retriever", "bm25", "--queries"])
+            .arg(&queries)
+            .arg("--corpus")
+            .arg(&corpus)
+            .args([
+                "--num-negatives",
+                "3",
+                "--range-min",
+                "1",
+                "--range-max",
+                "20",
+            ])
+            .args(["--format", format, "--out"])
+            .arg(&out)
+            .arg("--stats")
+            .arg(dir.path().join(format!("{name}.stats.json")))
+            .assert()
+            .success();
+        out
+    };
+    let ids = run("ids.jsonl", "ids");
+    let rows = jsonl(&ids);
+    assert_eq!(rows.len(), 13);
+    for (i, row) in rows.iter().enumerate().take(12) {
+        let negs = row["negatives"].as_array().unwrap();
+        assert!(!negs.is_empty(), "row {i}: {row}");
+        for n in negs {
+            let rank = n["rank"].as_u64().unwrap();
+            assert!((2..=20).contains(&rank), "rank {rank} outside the window");
+            assert_ne!(n["id"], format!("d{}", 5 * i), "the positive itself");
+            assert_eq!(n["kind"], "hard");
+        }
+    }
+    let blue = rows[12]["negatives"].as_array().unwrap();
+    assert!(blue
+        .iter()
+        .all(|n| n["id"].as_str().unwrap()[1..].parse::<usize>().unwrap() % 4 != 2));
+    let stats: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("ids.jsonl.stats.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stats["queries"], 13);
+    assert!(stats["filtered"]["answer"].as_u64().unwrap() > 0, "{stats}");
+    assert!(stats["filtered"]["positive-text"].as_u64().unwrap() > 0);
+    for rule in ["absolute-margin", "relative-margin", "rescore"] {
+        assert_eq!(stats["filtered"][rule], 0, "{rule} is listed, and off");
+    }
+    assert!(stats["positive_scores"]["count"] == 13);
+    // Same seed, same bytes; the sentence-transformers form carries the texts.
+    let again = run("again.jsonl", "ids");
+    assert_eq!(std::fs::read(&ids).unwrap(), std::fs::read(&again).unwrap());
+    let st = jsonl(&run("st.jsonl", "st"));
+    for row in &st {
+        let pos = row["positive"].as_str().unwrap();
+        for k in ["negative_1", "negative_2", "negative_3"] {
+            if let Some(n) = row[k].as_str() {
+                assert!(!n.contains(pos));
+            }
+        }
+    }
+}
+
+#[test]
+fn easy_mix_margins_and_gold_negatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = corpus_and_queries(dir.path());
+    let out = dir.path().join("mixed.jsonl");
+    let stats = dir.path().join("mixed.json");
+    pretext()
+        .args(["mine", "--quiet", "--queries"])
+        .arg(&queries)
+        .arg("--corpus")
+        .arg(&corpus)
+        .args([
+            "--num-negatives",
+            "4",
+            "--easy-ratio",
+            "1",
+            "--max-hard",
+            "1",
+        ])
+        .args(["--relative-margin", "0.05", "--format", "ids", "--out"])
+        .arg(&out)
+        .arg("--stats")
+        .arg(&stats)
+        .assert()
+        .success();
+    for row in jsonl(&out) {
+        let kinds: Vec<&str> = row["negatives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.iter().filter(|k| **k == "hard").count() <= 1, "cap");
+        // 4 / (1 + 1) = 2 hard wanted, capped at 1; the other 3 are random.
+        assert!(
+            kinds.iter().filter(|k| **k == "random").count() == 3,
+            "{kinds:?}"
+        );
+    }
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(
+        s["filtered"]["relative-margin"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+    // Gold: other queries' positives, never the query's own.
+    let gold = dir.path().join("gold.jsonl");
+    pretext()
+        .args(["mine", "--quiet", "--retriever", "gold", "--queries"])
+        .arg(&queries)
+        .args(["--num-negatives", "2", "--out"])
+        .arg(&gold)
+        .assert()
+        .success();
+    let positives: Vec<String> = jsonl(&queries)
+        .iter()
+        .map(|r| {
+            r["positive"]
+                .as_str()
+                .or(r["pos"][0].as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for row in jsonl(&gold) {
+        for k in ["negative_1", "negative_2"] {
+            let n = row[k].as_str().unwrap();
+            assert!(
+                positives.iter().any(|p| p == n),
+                "a gold negative is a positive"
+            );
+            assert_ne!(n, row["positive"].as_str().unwrap());
+        }
+    }
+}
+
+#[test]
+fn dense_mining_caches_corpus_embeddings_and_rescoring_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "");
+    pretext()
+        .args(["train", "--quiet", "--steps", "2", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let model = dir.path().join("model");
+    pretext()
+        .args(["export", "--run"])
+        .arg(dir.path().join("run"))
+        .arg("--out")
+        .arg(&model)
+        .assert()
+        .success();
+    let (corpus, queries) = corpus_and_queries(dir.path());
+    let cache = dir.path().join("cache");
+    let run = |name: &str, extra: &[&str]| -> (Vec<u8>, Value) {
+        let out = dir.path().join(name);
+        let stats = dir.path().join(format!("{name}.json"));
+        pretext()
+            .args(["mine", "--quiet", "--retriever", "dense", "--model"])
+            .arg(&model)
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args([
+                "--num-negatives",
+                "2",
+                "--range-max",
+                "30",
+                "--format",
+                "ids",
+            ])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .arg("--stats")
+            .arg(&stats)
+            .assert()
+            .success();
+        let s = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        (std::fs::read(&out).unwrap(), s)
+    };
+    let (first, s1) = run("d1", &[]);
+    assert_eq!(s1["corpus_embeddings_cached"], false);
+    assert_eq!(s1["hard_negatives"], 26, "{s1}");
+    let (second, s2) = run("d2", &[]);
+    assert_eq!(
+        s2["corpus_embeddings_cached"], true,
+        "the second run maps the cache"
+    );
+    assert_eq!(first, second);
+    // A rescorer that rates everything above the threshold leaves no hard negative.
+    let m = model.display().to_string();
+    let (_, s3) = run("d3", &["--rescore", &m, "--rescore-threshold=-1.5"]);
+    assert_eq!(s3["hard_negatives"], 0, "{s3}");
+    assert!(s3["filtered"]["rescore"].as_u64().unwrap() > 0);
+    assert_eq!(s3["queries_short_of_negatives"], 13);
+}
+
+#[test]
+fn a_bad_query_line_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("q.jsonl");
+    std::fs::write(
+        &q,
+        "{\"anchor\": \"a\", \"positive\": \"b\"}\n{\"anchor\": \"a\"\n",
+    )
+    .unwrap();
+    let err = failure_stderr(pretext().args(["mine", "--queries"]).arg(&q));
+    assert!(
+        err.contains("q.jsonl:2") && err.contains("malformed JSON"),
+        "{err}"
+    );
+    let err = failure_stderr(pretext().args(["mine", "--queries"]).arg(&q).args([
+        "--range-min",
+        "10",
+        "--range-max",
+        "5",
+    ]));
+    assert!(err.contains("negatives.range_max"), "{err}");
+}
+
+#[test]
+fn pairs_get_bm25_negatives_the_same_whatever_the_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, _) = corpus_and_queries(dir.path());
+    let run = |threads: &str| {
+        let out = dir.path().join(format!("pairs-{threads}.jsonl"));
+        pretext()
+            .args(["pairs", "--quiet", "--task", "crop", "--negatives", "bm25"])
+            .args(["--num-negatives", "2", "--threads", threads, "--corpus"])
+            .arg(&corpus)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        std::fs::read(out).unwrap()
+    };
+    let one = run("1");
+    assert_eq!(one, run("2"));
+    let rows: Vec<Value> = String::from_utf8(one)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows.len() >= 60);
+    let with = rows.iter().filter(|r| r["negative_1"].is_string()).count();
+    // Templated documents often contain another's crop: those are dropped.
+    assert!(with * 2 >= rows.len(), "{with} of {}", rows.len());
+    for r in &rows {
+        if let Some(n) = r["negative_1"].as_str() {
+            assert!(!n.contains(r["positive"].as_str().unwrap()));
+        }
+    }
+}
