@@ -22,6 +22,10 @@ pub enum Loss {
         /// Use the other positives of the batch as negatives.
         #[serde(default = "yes")]
         in_batch: bool,
+        /// Score every query against every hard negative of the batch
+        /// (default: each query against its own only).
+        #[serde(default)]
+        share_hard: bool,
     },
     /// Triplet margin loss on distances.
     Triplet {
@@ -50,6 +54,7 @@ impl Default for Loss {
             temperature: temperature(),
             symmetric: false,
             in_batch: true,
+            share_hard: false,
         }
     }
 }
@@ -106,6 +111,7 @@ impl Loss {
                 temperature,
                 symmetric,
                 in_batch,
+                share_hard,
             } => infonce(
                 &q,
                 &p,
@@ -114,6 +120,7 @@ impl Loss {
                 temperature,
                 symmetric,
                 in_batch,
+                share_hard,
             ),
             Loss::Triplet { margin, distance } => triplet(&q, &p, hard.as_ref(), margin, distance),
         }
@@ -129,6 +136,17 @@ fn hard_scores(q: &Tensor, hard: &(Tensor, Tensor)) -> Result<Tensor> {
     s + penalty
 }
 
+/// Scores of every query against every hard negative of the batch:
+/// `(batch, batch·n)`, masked-out slots at −1e9.
+fn shared_hard_scores(q: &Tensor, hard: &(Tensor, Tensor)) -> Result<Tensor> {
+    let (h, mask) = hard;
+    let (b, n, d) = h.dims3()?;
+    let s = q.matmul(&h.reshape((b * n, d))?.t()?)?;
+    let penalty = ((mask.to_dtype(DType::F32)?.reshape((1, b * n))? - 1.0)? * 1e9)?;
+    s.broadcast_add(&penalty)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn infonce(
     q: &Tensor,
     p: &Tensor,
@@ -137,6 +155,7 @@ fn infonce(
     temperature: f64,
     symmetric: bool,
     in_batch: bool,
+    share_hard: bool,
 ) -> Result<LossOutput> {
     let b = q.dim(0)?;
     let device = q.device();
@@ -154,7 +173,11 @@ fn infonce(
         )
     };
     if let Some(h) = hard {
-        parts.push(hard_scores(q, h)?);
+        parts.push(if share_hard {
+            shared_hard_scores(q, h)?
+        } else {
+            hard_scores(q, h)?
+        });
     }
     if let Some(k) = queue {
         if k.dim(0)? > 0 {
@@ -246,6 +269,7 @@ mod tests {
             temperature: 1.0,
             symmetric: false,
             in_batch: true,
+            share_hard: false,
         };
         let out = loss.compute(&e, Similarity::Dot).unwrap();
         // Row 0 logits [1, 0, 1], label 0: log(e + 1 + e) - 1.
@@ -271,12 +295,25 @@ mod tests {
             temperature: 1.0,
             symmetric: false,
             in_batch: false,
+            share_hard: false,
         };
         let out = loss.compute(&e, Similarity::Dot).unwrap();
         // Query 0: logits [1, 5] → loss ln(e + e^5) - 1; query 1: its negative is masked → loss 0.
         let expected = (((1f64.exp() + 5f64.exp()).ln() - 1.0) / 2.0) as f32;
         assert!((out.loss.to_scalar::<f32>().unwrap() - expected).abs() < 1e-4);
         assert_eq!(out.accuracy, 0.5);
+        // Shared, query 1 also meets query 0's negative: logits [1, 0·5] for
+        // query 1 ([0,1]·[5,0] = 0), query 0's masked one stays out.
+        let shared = Loss::Infonce {
+            temperature: 1.0,
+            symmetric: false,
+            in_batch: false,
+            share_hard: true,
+        };
+        let out = shared.compute(&e, Similarity::Dot).unwrap();
+        let q1 = ((1f64.exp() + 1.0).ln() - 1.0) as f32;
+        let expected = (((1f64.exp() + 5f64.exp()).ln() - 1.0) as f32 + q1) / 2.0;
+        assert!((out.loss.to_scalar::<f32>().unwrap() - expected).abs() < 1e-4);
     }
 
     #[test]

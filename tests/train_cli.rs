@@ -305,3 +305,65 @@ fn the_quickstart_config_trains() {
         .join("run/checkpoints/step-00000002/model.safetensors")
         .exists());
 }
+
+fn metrics(run: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn dense_negatives_refresh_on_schedule_and_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(
+        dir.path(),
+        "memory = \"none\"\n[negatives]\nsource = \"dense\"\ncount = 2\nrange_min = 2\nrange_max = 20\nrefresh_every = 3",
+    );
+    pretext()
+        .args(["train", "--quiet", "--steps", "7", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let run = dir.path().join("run");
+    let refreshed: Vec<u64> = metrics(&run)
+        .iter()
+        .filter(|m| m["refresh_seconds"].is_number())
+        .map(|m| m["step"].as_u64().unwrap())
+        .collect();
+    // Before steps 0, 3 and 6 (logged as steps 1, 4 and 7).
+    assert_eq!(refreshed, vec![1, 4, 7]);
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("negatives.json")).unwrap())
+            .unwrap();
+    assert_eq!(stats["queries"], 7 * 8);
+    assert!(stats["hard_negatives"].as_u64().unwrap() > 7 * 8, "{stats}");
+    assert!(stats["candidates_seen"].as_u64().unwrap() >= 7 * 8 * 18);
+}
+
+#[test]
+fn bm25_gold_and_random_negatives_feed_the_loss() {
+    // The same first batch with extra negatives in each query's denominator
+    // has a strictly higher loss than without them.
+    let mut first = Vec::new();
+    for source in ["none", "bm25", "gold", "random"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = tiny_config(
+            dir.path(),
+            &format!("[negatives]\nsource = \"{source}\"\ncount = 2"),
+        );
+        pretext()
+            .args(["train", "--quiet", "--steps", "2", "--config"])
+            .arg(&cfg)
+            .assert()
+            .success();
+        let m = metrics(&dir.path().join("run"));
+        assert_eq!(m.len(), 2, "{source}");
+        assert!(m[1]["loss"].as_f64().unwrap().is_finite());
+        first.push(m[0]["loss"].as_f64().unwrap());
+    }
+    for (i, source) in ["bm25", "gold", "random"].iter().enumerate() {
+        assert!(first[i + 1] > first[0] + 1e-4, "{source}: {first:?}");
+    }
+}

@@ -11,6 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use pretext_tasks::augment::Augmentations;
 use pretext_tasks::corpus::{Corpus, CorpusConfig, Format};
 use pretext_tasks::formats::{flat, parse_pair_line, OwnedPair};
+use pretext_tasks::negatives::{MiningStats, PairNegatives};
 use pretext_tasks::pipeline::{doc_freq, doc_rng, for_each_batch, ReadOptions};
 use pretext_tasks::tasks::{PretextTask, TaskSpec};
 use pretext_tasks::Error as DataError;
@@ -63,6 +64,16 @@ pub struct Batch {
     pub positives: TokenBatch,
     /// Hard negatives, `batch × n` rows, and which of them exist (0/1).
     pub hard: Option<(TokenBatch, Vec<u32>)>,
+    /// Positives' texts (dense mining checks candidates against them).
+    pub positive_texts: Vec<String>,
+    /// Corpus ordinal of the document each pair came from, when known.
+    pub sources: Vec<Option<u64>>,
+}
+
+/// A pair in the stream: the texts and the document it came from.
+struct StreamPair {
+    pair: OwnedPair,
+    source: Option<u64>,
 }
 
 /// Stream settings.
@@ -74,8 +85,11 @@ pub struct StreamConfig {
     pub batch_size: usize,
     /// Pairs held for shuffling (1: corpus order).
     pub shuffle_buffer: usize,
-    /// Hard negatives per query taken from the pairs (0: none).
+    /// Hard negatives per query taken from the pairs (0: none); with mined
+    /// negatives, the pair's own come first and the mined ones after.
     pub hard_negatives: usize,
+    /// Of those, the pair's own negatives kept before mined ones are added.
+    pub own_negatives: usize,
     /// Batches already consumed (resume): generated again and dropped.
     pub skip_batches: usize,
 }
@@ -87,18 +101,19 @@ pub struct BatchStream {
 }
 
 impl BatchStream {
-    /// Starts the producer.
+    /// Starts the producer; `negatives` adds mined negatives to every pair.
     pub fn start(
         source: PairSource,
         tokenizer: TextTokenizer,
         config: StreamConfig,
+        negatives: Option<Arc<PairNegatives>>,
     ) -> Result<BatchStream> {
         let (tx, rx) = sync_channel(4);
         let handle = std::thread::Builder::new()
             .name("pretext-data".into())
             .spawn(move || {
                 let err_tx = tx.clone();
-                if let Err(e) = produce(source, tokenizer, config, tx) {
+                if let Err(e) = produce(source, tokenizer, config, negatives, tx) {
                     let _ = err_tx.send(Err(e));
                 }
             })
@@ -138,13 +153,13 @@ struct Batcher {
     config: StreamConfig,
     tx: SyncSender<Result<Batch>>,
     rng: rand::rngs::Xoshiro256PlusPlus,
-    buffer: Vec<OwnedPair>,
-    pending: Vec<OwnedPair>,
+    buffer: Vec<StreamPair>,
+    pending: Vec<StreamPair>,
     emitted: usize,
 }
 
 impl Batcher {
-    fn push(&mut self, pair: OwnedPair) -> Result<(), DataError> {
+    fn push(&mut self, pair: StreamPair) -> Result<(), DataError> {
         self.buffer.push(pair);
         if self.buffer.len() >= self.config.shuffle_buffer.max(1) {
             let i = self.rng.random_range(0..self.buffer.len());
@@ -162,14 +177,15 @@ impl Batcher {
         Ok(())
     }
 
-    fn tokenize(&self, pairs: &[OwnedPair]) -> Result<Batch> {
+    fn tokenize(&self, stream: &[StreamPair]) -> Result<Batch> {
+        let pairs: Vec<&OwnedPair> = stream.iter().map(|p| &p.pair).collect();
         let q: Vec<&str> = pairs.iter().map(|p| p.query.as_str()).collect();
         let p: Vec<&str> = pairs.iter().map(|p| p.positive.as_str()).collect();
         let n = self.config.hard_negatives;
         let hard = if n > 0 {
             let mut texts = Vec::with_capacity(pairs.len() * n);
             let mut present = Vec::with_capacity(pairs.len() * n);
-            for pair in pairs {
+            for pair in &pairs {
                 for i in 0..n {
                     let neg = pair.negatives.get(i);
                     texts.push(neg.map_or("", String::as_str));
@@ -184,16 +200,40 @@ impl Batcher {
             queries: self.tokenizer.encode(&q)?,
             positives: self.tokenizer.encode(&p)?,
             hard,
+            positive_texts: p.iter().map(|s| s.to_string()).collect(),
+            sources: stream.iter().map(|p| p.source).collect(),
         })
     }
+}
+
+/// Salt of the generator mined negatives are drawn with.
+const NEGATIVES_SALT: u64 = 0x0e9a_71e5_7a41_0000;
+
+/// Keeps the pair's first `own` negatives and appends mined ones.
+fn with_mined(
+    mut pair: OwnedPair,
+    source: Option<u64>,
+    own: usize,
+    negatives: Option<&PairNegatives>,
+    rng: &mut impl rand::Rng,
+) -> StreamPair {
+    if let Some(n) = negatives {
+        pair.negatives.truncate(own);
+        let mut stats = MiningStats::default();
+        let mined = n.negatives(&pair.query, &pair.positive, source, rng, &mut stats);
+        pair.negatives.extend(mined);
+    }
+    StreamPair { pair, source }
 }
 
 fn produce(
     source: PairSource,
     tokenizer: TextTokenizer,
     config: StreamConfig,
+    negatives: Option<Arc<PairNegatives>>,
     tx: SyncSender<Result<Batch>>,
 ) -> Result<()> {
+    let negatives = negatives.as_deref();
     let mut batcher = Batcher {
         tokenizer,
         config,
@@ -228,12 +268,13 @@ fn produce(
                     .wrapping_add(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let work = |doc: &pretext_tasks::corpus::Document<'_>| {
                     let mut rng = doc_rng(seed, doc.ordinal);
+                    let mut neg_rng = doc_rng(seed ^ NEGATIVES_SALT, doc.ordinal);
                     let mut pairs = task.pairs(doc, &mut rng);
                     pairs
                         .iter_mut()
                         .map(|p| {
                             augment.apply(p, &mut rng);
-                            OwnedPair {
+                            let pair = OwnedPair {
                                 query: flat(&p.query).into_owned(),
                                 positive: flat(&p.positive).into_owned(),
                                 negatives: p
@@ -241,7 +282,14 @@ fn produce(
                                     .iter()
                                     .map(|n| flat(n).into_owned())
                                     .collect(),
-                            }
+                            };
+                            with_mined(
+                                pair,
+                                Some(doc.ordinal),
+                                config.own_negatives,
+                                negatives,
+                                &mut neg_rng,
+                            )
                         })
                         .collect::<Vec<_>>()
                 };
@@ -258,8 +306,19 @@ fn produce(
                     skip_bad: *skip_bad,
                     ..ReadOptions::default()
                 };
+                let salt = config.seed ^ NEGATIVES_SALT ^ epoch.wrapping_mul(0x9E37_79B9);
                 let parse = |doc: &pretext_tasks::corpus::Document<'_>| {
-                    parse_pair_line(&doc.text).map_err(|e| format!("{}: {e}", doc.id))
+                    let mut rng = doc_rng(salt, doc.ordinal);
+                    parse_pair_line(&doc.text)
+                        .map(|pairs| {
+                            pairs
+                                .into_iter()
+                                .map(|p| {
+                                    with_mined(p, None, config.own_negatives, negatives, &mut rng)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .map_err(|e| format!("{}: {e}", doc.id))
                 };
                 for_each_batch(corpus, opts, parse, |batch, _| {
                     for pairs in batch {

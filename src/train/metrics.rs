@@ -32,6 +32,10 @@ pub struct StepLog {
     pub tokens: usize,
     /// Wall time of the step.
     pub seconds: f64,
+    /// Seconds spent re-encoding the corpus for dense negatives before
+    /// this step (ANCE refresh), when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_seconds: Option<f64>,
 }
 
 /// Mean row norm and mean per-dimension standard deviation of `(b, d)`.

@@ -2,6 +2,7 @@
 //! triplet loss, in-batch negatives and a MoCo queue (or memory bank), AdamW
 //! with warm-up and linear decay, atomic resumable checkpoints.
 
+pub mod ance;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -13,7 +14,9 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use pretext_tasks::pipeline::{for_each_batch, ReadOptions};
+use pretext_tasks::negatives::{CorpusTexts, PairNegatives, RefreshEncoder, Source};
+use pretext_tasks::pipeline::{doc_freq, for_each_batch, ReadOptions};
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::model::{weights, BertConfig, DropoutRng, DualEncoder, Head, Mode, Tower};
@@ -122,6 +125,8 @@ pub struct Trainer {
     optimizer: AdamW,
     queue: Option<KeyQueue>,
     step: usize,
+    /// Dense hard negatives refreshed during the run (source `dense`).
+    ance: Option<ance::Ance>,
 }
 
 /// Reports progress after each step.
@@ -255,6 +260,7 @@ impl Trainer {
             optimizer,
             queue,
             step: 0,
+            ance: None,
         };
         if resume {
             if let Some(dir) = checkpoint::latest(&run)? {
@@ -324,7 +330,7 @@ impl Trainer {
     }
 
     /// One optimisation step on a batch.
-    fn train_step(&mut self, batch: &Batch) -> Result<StepLog> {
+    fn train_step(&mut self, batch: &Batch, refresh_seconds: Option<f64>) -> Result<StepLog> {
         let t = &self.config.train;
         let started = Instant::now();
         let dropout = DropoutRng::new(step_seed(self.config.seed, self.step));
@@ -348,18 +354,43 @@ impl Trainer {
             })
         };
         let positives = encode_doc(&p_ids, &p_mask)?;
-        let hard = match &batch.hard {
-            Some((tb, present)) => {
-                let (ids, mask) = to_device(tb, &self.device)?;
-                let n = t.hard_negatives;
-                let h = encode_doc(&ids, &mask)?;
-                let dim = h.dim(1)?;
-                let h = h.reshape((batch.queries.rows, n, dim))?;
-                let present = Tensor::from_slice(present, (batch.queries.rows, n), &self.device)?;
-                Some((h, present))
-            }
+        let rows = batch.queries.rows;
+        let encode_hard = |tb: &TokenBatch, present: &[u32]| -> Result<(Tensor, Tensor)> {
+            let (ids, mask) = to_device(tb, &self.device)?;
+            let n = tb.rows / rows;
+            let h = encode_doc(&ids, &mask)?;
+            let dim = h.dim(1)?;
+            let h = h.reshape((rows, n, dim))?;
+            let present = Tensor::from_slice(present, (rows, n), &self.device)?;
+            Ok((h, present))
+        };
+        let mut hard = match &batch.hard {
+            Some((tb, present)) => Some(encode_hard(tb, present)?),
             None => None,
         };
+        if let Some(a) = &mut self.ance {
+            let neg = &self.config.negatives;
+            let found = a.negatives(
+                neg,
+                &queries,
+                &positives,
+                &batch.positive_texts,
+                &batch.sources,
+                self.config.model.similarity,
+                self.config.seed,
+                self.step,
+            )?;
+            let (texts, present) = slots(&found, neg.count);
+            let tb = self.tokenizer.encode(&texts)?;
+            let dense = encode_hard(&tb, &present)?;
+            hard = Some(match hard {
+                Some((h, m)) => (
+                    Tensor::cat(&[&h, &dense.0], 1)?,
+                    Tensor::cat(&[&m, &dense.1], 1)?,
+                ),
+                None => dense,
+            });
+        }
         let queue_keys = self.queue.as_ref().map(|q| q.keys()).transpose()?;
         let out = t.loss.compute(
             &StepEmbeddings {
@@ -400,6 +431,7 @@ impl Trainer {
             queue_fill: self.queue.as_ref().map_or(0.0, |q| q.fill_ratio()),
             tokens: batch.queries.tokens() + batch.positives.tokens(),
             seconds: started.elapsed().as_secs_f64(),
+            refresh_seconds,
         })
     }
 
@@ -419,14 +451,30 @@ impl Trainer {
         let t = self.config.train.clone();
         let run = t.out.clone();
         let source = pair_source(&self.config)?;
+        let neg = &self.config.negatives;
+        let mined = match neg.source {
+            Source::None | Source::Dense => 0,
+            _ => neg.count,
+        };
         let stream_config = StreamConfig {
             seed: self.config.seed,
             batch_size: t.batch_size,
             shuffle_buffer: t.shuffle_buffer,
-            hard_negatives: t.hard_negatives,
+            hard_negatives: t.hard_negatives + mined,
+            own_negatives: t.hard_negatives,
             skip_batches: self.step,
         };
-        let mut stream = BatchStream::start(source, self.tokenizer.clone(), stream_config)?;
+        let (pair_negatives, corpus_texts) = negatives_for(&self.config)?;
+        if neg.source == Source::Dense {
+            let texts = corpus_texts.context("dense negatives need the corpus")?;
+            self.ance = Some(ance::Ance::new(texts));
+        }
+        let mut stream = BatchStream::start(
+            source,
+            self.tokenizer.clone(),
+            stream_config,
+            pair_negatives,
+        )?;
         let mut log = metrics::MetricsFile::open(&run.join("metrics.jsonl"), self.step)?;
         let abort_after = std::env::var("PRETEXT_ABORT_AFTER_STEP")
             .ok()
@@ -435,7 +483,8 @@ impl Trainer {
         let mut checkpoint_path = checkpoint::latest(&run)?;
         while self.step < t.steps {
             let batch = stream.next_batch()?;
-            let entry = self.train_step(&batch)?;
+            let refresh = self.refresh_if_due()?;
+            let entry = self.train_step(&batch, refresh)?;
             log.write(&entry)?;
             progress.step(&entry);
             last = Some(entry);
@@ -458,6 +507,12 @@ impl Trainer {
             None => self.save()?,
         };
         progress.checkpoint(&final_ckpt);
+        if let Some(a) = &self.ance {
+            std::fs::write(
+                run.join("negatives.json"),
+                serde_json::to_string_pretty(&a.stats.to_json())? + "\n",
+            )?;
+        }
         metrics::plot(&run.join("metrics.jsonl"), &run.join("curves.svg"))?;
         Ok(TrainReport {
             last,
@@ -465,6 +520,79 @@ impl Trainer {
             run,
         })
     }
+}
+
+impl Trainer {
+    /// Re-encodes the corpus for dense negatives when a refresh is due.
+    fn refresh_if_due(&mut self) -> Result<Option<f64>> {
+        let every = self.config.negatives.refresh_every;
+        let Some(a) = &mut self.ance else {
+            return Ok(None);
+        };
+        if !a.due(self.step, every) {
+            return Ok(None);
+        }
+        let tower = match (&self.key, self.config.negatives.refresh_encoder) {
+            (Some(k), RefreshEncoder::Momentum) => &k.tower,
+            _ => self.model.doc(),
+        };
+        let secs = a.refresh(
+            tower,
+            &self.tokenizer,
+            &self.device,
+            self.config.model.similarity,
+            (self.config.train.batch_size * 2).max(16),
+            self.step,
+        )?;
+        Ok(Some(secs))
+    }
+}
+
+/// Negatives per query as `rows × n` texts (empty where missing) and the
+/// 0/1 mask of which exist.
+fn slots(found: &[Vec<String>], n: usize) -> (Vec<&str>, Vec<u32>) {
+    let mut texts = Vec::with_capacity(found.len() * n);
+    let mut present = Vec::with_capacity(found.len() * n);
+    for f in found {
+        for i in 0..n {
+            let t = f.get(i);
+            texts.push(t.map_or("", String::as_str));
+            present.push(t.is_some() as u32);
+        }
+    }
+    (texts, present)
+}
+
+/// The producer's negative sampler (random, gold, BM25) and the corpus
+/// texts dense negatives are drawn from, as `[negatives]` asks.
+fn negatives_for(
+    config: &Config,
+) -> Result<(Option<Arc<PairNegatives>>, Option<Arc<CorpusTexts>>)> {
+    let neg = &config.negatives;
+    if neg.source == Source::None {
+        return Ok((None, None));
+    }
+    let c = &config.corpus;
+    let corpus = c.open()?;
+    let read = ReadOptions {
+        skip_bad: c.skip_bad,
+        ..ReadOptions::default()
+    };
+    let texts = Arc::new(CorpusTexts::load(&corpus, read)?);
+    if neg.source == Source::Dense {
+        return Ok((None, Some(texts)));
+    }
+    let task = config.train.pairs.is_none().then(|| {
+        let mut task = config.task.clone();
+        if task.needs_doc_freq() {
+            if let Ok(df) = doc_freq(&corpus, c.skip_bad) {
+                task.set_doc_freq(Arc::new(df));
+            }
+        }
+        task
+    });
+    let n = PairNegatives::new(neg.clone(), texts.clone(), task, config.seed)?;
+    Ok((Some(Arc::new(n)), Some(texts)))
 }
 
 /// Sets variables from named tensors; every variable must be present.

@@ -1,0 +1,143 @@
+//! ANCE-style dense hard negatives during training: every `refresh_every`
+//! steps the corpus is re-encoded with the current document tower (or the
+//! momentum encoder) into an in-memory index; each step searches it with
+//! the step's own query embeddings and draws negatives through the shared
+//! window, mix and false-negative rules.
+//!
+//! The refresh runs on the training device between two steps. It costs what
+//! encoding the corpus costs (logged as `refresh_seconds`) and nothing more:
+//! the search of each step is one blocked matrix product.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use pretext_tasks::negatives::{CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Query};
+use pretext_tasks::pipeline::doc_rng;
+
+use crate::eval::embed_texts;
+use crate::model::pretrained::Pretrained;
+use crate::model::{l2_normalize, Similarity, Tower};
+use crate::negatives::{top_k, Blocks, Embeddings};
+use crate::tokenize::TextTokenizer;
+
+/// The refreshed index and what mining saw.
+pub struct Ance {
+    texts: Arc<CorpusTexts>,
+    index: Option<Embeddings>,
+    refreshed_at: Option<usize>,
+    /// Counts and scores of the negatives drawn so far.
+    pub stats: MiningStats,
+}
+
+/// Salt of the negative draws of a step.
+const SALT: u64 = 0xa11c_e5ee_d000_0000;
+
+impl Ance {
+    /// An index over `texts`, empty until the first refresh.
+    pub fn new(texts: Arc<CorpusTexts>) -> Ance {
+        Ance {
+            texts,
+            index: None,
+            refreshed_at: None,
+            stats: MiningStats::default(),
+        }
+    }
+
+    /// Whether step `step` (0-based, about to run) starts with a refresh:
+    /// the first step of a run (or of a resumed one), then every `every`.
+    pub fn due(&self, step: usize, every: usize) -> bool {
+        self.index.is_none()
+            || (every > 0 && step.is_multiple_of(every) && self.refreshed_at != Some(step))
+    }
+
+    /// Re-encodes the corpus with `tower`; returns the seconds it took.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refresh(
+        &mut self,
+        tower: &Tower,
+        tokenizer: &TextTokenizer,
+        device: &Device,
+        similarity: Similarity,
+        batch: usize,
+        step: usize,
+    ) -> Result<f64> {
+        let started = Instant::now();
+        let model = Pretrained {
+            tower: tower.clone(),
+            tokenizer: tokenizer.clone(),
+            device: device.clone(),
+        };
+        let refs: Vec<&str> = self.texts.texts.iter().map(String::as_str).collect();
+        let mut e = embed_texts(&model, &refs, batch, &mut |_| {})?.detach();
+        if similarity == Similarity::Cosine {
+            e = l2_normalize(&e)?;
+        }
+        self.index = Some(Embeddings::from_tensor(&e)?);
+        self.refreshed_at = Some(step);
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// Negatives (texts) for each query of a step. `queries` and
+    /// `positives` are the step's embeddings (scored as the loss scores
+    /// them); `sources` are the pairs' documents, never their own negatives.
+    #[allow(clippy::too_many_arguments)]
+    pub fn negatives(
+        &mut self,
+        config: &NegativesConfig,
+        queries: &Tensor,
+        positives: &Tensor,
+        positive_texts: &[String],
+        sources: &[Option<u64>],
+        similarity: Similarity,
+        seed: u64,
+        step: usize,
+    ) -> Result<Vec<Vec<String>>> {
+        let Some(index) = &self.index else {
+            anyhow::bail!("dense negatives asked for before the first refresh");
+        };
+        let (q, p) = match similarity {
+            Similarity::Dot => (queries.detach(), positives.detach()),
+            Similarity::Cosine => (
+                l2_normalize(&queries.detach())?,
+                l2_normalize(&positives.detach())?,
+            ),
+        };
+        let pos = q
+            .mul(&p)?
+            .sum(1)?
+            .to_device(&Device::Cpu)?
+            .to_vec1::<f32>()?;
+        let device = q.device().clone();
+        let ranked = top_k(&q, index, config.range_max, Blocks::default(), &device)?;
+        let miner = Miner::new(config);
+        let texts: &CorpusTexts = &self.texts;
+        let mut out = Vec::with_capacity(ranked.len());
+        for (i, cands) in ranked.iter().enumerate() {
+            let mut rng = doc_rng(seed ^ SALT ^ step as u64, i as u64);
+            let query = Query {
+                positive: &positive_texts[i],
+                positive_score: Some(pos[i]),
+                answers: &[],
+                exclude: sources[i].and_then(|o| texts.item_of(o)),
+            };
+            let picks = miner.mine(
+                &query,
+                cands,
+                texts,
+                (texts, Kind::Random),
+                None,
+                &mut rng,
+                &mut self.stats,
+            );
+            out.push(
+                picks
+                    .into_iter()
+                    .map(|p| texts.texts[p.item as usize].clone())
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+}
