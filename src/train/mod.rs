@@ -563,11 +563,12 @@ fn slots(found: &[Vec<String>], n: usize) -> (Vec<&str>, Vec<u32>) {
     (texts, present)
 }
 
+/// The producer's negative sampler and the corpus texts of a run.
+type RunNegatives = (Option<Arc<PairNegatives>>, Option<Arc<CorpusTexts>>);
+
 /// The producer's negative sampler (random, gold, BM25) and the corpus
 /// texts dense negatives are drawn from, as `[negatives]` asks.
-fn negatives_for(
-    config: &Config,
-) -> Result<(Option<Arc<PairNegatives>>, Option<Arc<CorpusTexts>>)> {
+fn negatives_for(config: &Config) -> Result<RunNegatives> {
     let neg = &config.negatives;
     if neg.source == Source::None {
         return Ok((None, None));
