@@ -8,6 +8,7 @@
 pub mod alloc;
 pub mod bench;
 pub mod config;
+pub mod dist;
 pub mod eval;
 pub mod export;
 pub mod memory;

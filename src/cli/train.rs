@@ -40,6 +40,17 @@ pub struct TrainArgs {
     /// Continue from the run directory's latest checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Processes (one per GPU) training together over NCCL; each takes
+    /// `batch_size` pairs of a global batch and sees all as negatives.
+    #[arg(long, default_value_t = 1)]
+    world_size: usize,
+    /// This process's rank, 0..world-size (rank 0 writes checkpoints).
+    #[arg(long, default_value_t = 0)]
+    rank: usize,
+    /// File through which rank 0 hands the NCCL id to the others
+    /// [default: RUN_DIR/nccl.id].
+    #[arg(long)]
+    nccl_id: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -108,7 +119,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let config = finish(&b)?;
     let steps = config.train.steps;
-    let mut trainer = Trainer::new(config, args.resume)?;
+    let group = process_group(&args, &config)?;
+    let mut trainer = Trainer::with_group(config, args.resume, group)?;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -200,4 +212,44 @@ pub fn tokenizer(args: TokenizerArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The process group `--world-size` and `--rank` ask for.
+fn process_group(
+    args: &TrainArgs,
+    config: &pretext::config::Config,
+) -> Result<Box<dyn pretext::dist::ProcessGroup>> {
+    if args.rank >= args.world_size {
+        anyhow::bail!(
+            "--rank {} is not below --world-size {}",
+            args.rank,
+            args.world_size
+        );
+    }
+    if args.world_size == 1 {
+        return Ok(Box::new(pretext::dist::Single));
+    }
+    #[cfg(feature = "nccl")]
+    {
+        let device = pretext::train::device(&config.train.device)?;
+        std::fs::create_dir_all(&config.train.out)?;
+        let id = args
+            .nccl_id
+            .clone()
+            .unwrap_or_else(|| config.train.out.join("nccl.id"));
+        Ok(Box::new(pretext::dist::nccl::Nccl::join(
+            &device,
+            args.rank,
+            args.world_size,
+            &id,
+        )?))
+    }
+    #[cfg(not(feature = "nccl"))]
+    {
+        let _ = (config, &args.nccl_id);
+        anyhow::bail!(
+            "--world-size {} needs NCCL: build with `--features nccl` (CUDA)",
+            args.world_size
+        )
+    }
 }

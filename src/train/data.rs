@@ -92,6 +92,10 @@ pub struct StreamConfig {
     pub own_negatives: usize,
     /// Batches already consumed (resume): generated again and dropped.
     pub skip_batches: usize,
+    /// This rank: batches hold `batch_size / world` pairs, the rank's share.
+    pub rank: usize,
+    /// Ranks sharing each batch.
+    pub world: usize,
 }
 
 /// Receives batches from the producer thread.
@@ -169,7 +173,9 @@ impl Batcher {
                 let pairs = std::mem::take(&mut self.pending);
                 self.emitted += 1;
                 if self.emitted > self.config.skip_batches {
-                    let batch = self.tokenize(&pairs);
+                    let share = pairs.len() / self.config.world.max(1);
+                    let start = self.config.rank * share;
+                    let batch = self.tokenize(&pairs[start..start + share]);
                     self.tx.send(batch).map_err(|_| stopped())?;
                 }
             }

@@ -19,6 +19,7 @@ use pretext_tasks::pipeline::{doc_freq, for_each_batch, ReadOptions};
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::dist::{gather_with_grad, ProcessGroup, Single};
 use crate::model::{weights, BertConfig, DropoutRng, DualEncoder, Head, Mode, Tower};
 use crate::objective::StepEmbeddings;
 use crate::optim::{clip_scale, learning_rate, AdamW, AdamWConfig};
@@ -127,6 +128,18 @@ pub struct Trainer {
     step: usize,
     /// Dense hard negatives refreshed during the run (source `dense`).
     ance: Option<ance::Ance>,
+    /// The ranks training together (one: [`Single`]).
+    group: Box<dyn ProcessGroup>,
+}
+
+/// What the forward and backward pass of a step computed.
+struct Forward {
+    loss: f32,
+    accuracy: f32,
+    grads: candle_core::backprop::GradStore,
+    queries: Tensor,
+    /// Keys of the whole (global) batch, for the queue.
+    keys: Tensor,
 }
 
 /// Reports progress after each step.
@@ -158,6 +171,30 @@ impl Trainer {
     /// Sets up tokenizer, model, optimizer and queue; resumes from the run's
     /// latest checkpoint when `resume` is set and there is one.
     pub fn new(config: Config, resume: bool) -> Result<Trainer> {
+        Trainer::with_group(config, resume, Box::new(Single))
+    }
+
+    /// [`Trainer::new`] as one rank of `group`: `train.batch_size` is this
+    /// rank's share of a global batch of `world_size` times as many pairs,
+    /// and every rank sees every other rank's embeddings as negatives.
+    pub fn with_group(
+        config: Config,
+        resume: bool,
+        group: Box<dyn ProcessGroup>,
+    ) -> Result<Trainer> {
+        let world = group.world_size();
+        if config.train.memory != Memory::None
+            && !config
+                .train
+                .queue_size
+                .is_multiple_of(config.train.batch_size * world)
+        {
+            bail!(
+                "train.queue_size = {} must be a multiple of the global batch ({} x {world} ranks)",
+                config.train.queue_size,
+                config.train.batch_size
+            );
+        }
         let device = device(&config.train.device)?;
         let run = config.train.out.clone();
         std::fs::create_dir_all(&run)
@@ -261,6 +298,7 @@ impl Trainer {
             queue,
             step: 0,
             ance: None,
+            group,
         };
         if resume {
             if let Some(dir) = checkpoint::latest(&run)? {
@@ -329,11 +367,29 @@ impl Trainer {
         )
     }
 
-    /// One optimisation step on a batch.
-    fn train_step(&mut self, batch: &Batch, refresh_seconds: Option<f64>) -> Result<StepLog> {
+    /// The loss of a batch and the gradients of every variable, summed
+    /// over the ranks of the group (what the optimizer would apply), without
+    /// stepping. For tests and tools that check gradients.
+    pub fn gradients(&mut self, batch: &Batch) -> Result<(f32, Vec<(String, Tensor)>)> {
+        let f = self.forward_backward(batch)?;
+        let vars = sorted_vars(&self.varmap);
+        Ok((
+            f.loss,
+            vars.into_iter()
+                .filter_map(|(n, v)| f.grads.get(v.as_tensor()).map(|g| (n, g.clone())))
+                .collect(),
+        ))
+    }
+
+    /// Encodes the batch, computes the loss of the global batch and its
+    /// gradients (all-reduced across ranks).
+    fn forward_backward(&mut self, batch: &Batch) -> Result<Forward> {
         let t = &self.config.train;
-        let started = Instant::now();
-        let dropout = DropoutRng::new(step_seed(self.config.seed, self.step));
+        let group = &*self.group;
+        let world = group.world_size();
+        // Ranks see different data; their dropout masks differ too.
+        let seed = self.config.seed ^ (group.rank() as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        let dropout = DropoutRng::new(step_seed(seed, self.step));
         let mode = Mode::Train(&dropout);
         let (q_ids, q_mask) = to_device(&batch.queries, &self.device)?;
         let (p_ids, p_mask) = to_device(&batch.positives, &self.device)?;
@@ -391,11 +447,21 @@ impl Trainer {
                 None => dense,
             });
         }
+        // Cross-device negatives: the whole batch, this rank's share live.
+        let queries_all = gather_with_grad(group, &queries)?;
+        let positives_all = gather_with_grad(group, &positives)?;
+        let hard = match hard {
+            Some((h, m)) if world > 1 => Some((
+                gather_with_grad(group, &h)?,
+                group.all_gather(&m.to_dtype(DType::F32)?)?,
+            )),
+            h => h,
+        };
         let queue_keys = self.queue.as_ref().map(|q| q.keys()).transpose()?;
         let out = t.loss.compute(
             &StepEmbeddings {
-                queries: &queries,
-                positives: &positives,
+                queries: &queries_all,
+                positives: &positives_all,
                 hard: hard.as_ref().map(|(h, m)| (h, m)),
                 queue: queue_keys.as_ref(),
             },
@@ -410,20 +476,42 @@ impl Trainer {
                 last.map_or("none".into(), |p| p.display().to_string())
             );
         }
-        let grads = out.loss.backward()?;
-        let norm = self.optimizer.grad_norm(&grads)?;
-        let lr = learning_rate(self.step + 1, t.lr, t.warmup_steps, t.steps);
-        let clip = (t.clip_norm > 0.0).then_some(t.clip_norm);
-        self.optimizer.step(&grads, lr, clip_scale(norm, clip))?;
-        if let Some(q) = &mut self.queue {
-            q.enqueue(&positives.detach())?;
+        let mut grads = out.loss.backward()?;
+        if world > 1 {
+            // Every rank reduces the same variables in the same (sorted) order.
+            for (_, v) in sorted_vars(&self.varmap) {
+                if let Some(g) = grads.remove(v.as_tensor()) {
+                    grads.insert(v.as_tensor(), group.all_reduce_sum(&g)?);
+                }
+            }
         }
-        self.step += 1;
-        let (q_norm, q_std) = metrics::norm_and_std(&queries)?;
-        Ok(StepLog {
-            step: self.step,
+        Ok(Forward {
             loss,
             accuracy: out.accuracy,
+            grads,
+            queries,
+            keys: positives_all.detach(),
+        })
+    }
+
+    /// One optimisation step on a batch.
+    fn train_step(&mut self, batch: &Batch, refresh_seconds: Option<f64>) -> Result<StepLog> {
+        let started = Instant::now();
+        let f = self.forward_backward(batch)?;
+        let t = &self.config.train;
+        let norm = self.optimizer.grad_norm(&f.grads)?;
+        let lr = learning_rate(self.step + 1, t.lr, t.warmup_steps, t.steps);
+        let clip = (t.clip_norm > 0.0).then_some(t.clip_norm);
+        self.optimizer.step(&f.grads, lr, clip_scale(norm, clip))?;
+        if let Some(q) = &mut self.queue {
+            q.enqueue(&f.keys)?;
+        }
+        self.step += 1;
+        let (q_norm, q_std) = metrics::norm_and_std(&f.queries)?;
+        Ok(StepLog {
+            step: self.step,
+            loss: f.loss,
+            accuracy: f.accuracy,
             lr,
             grad_norm: norm,
             embedding_norm: q_norm,
@@ -456,13 +544,19 @@ impl Trainer {
             Source::None | Source::Dense => 0,
             _ => neg.count,
         };
+        // Every rank makes the global batch and keeps its share, so N ranks
+        // of batch B see exactly the pairs one process of batch N·B sees.
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        let lead = rank == 0;
         let stream_config = StreamConfig {
             seed: self.config.seed,
-            batch_size: t.batch_size,
+            batch_size: t.batch_size * world,
             shuffle_buffer: t.shuffle_buffer,
             hard_negatives: t.hard_negatives + mined,
             own_negatives: t.hard_negatives,
             skip_batches: self.step,
+            rank,
+            world,
         };
         let (pair_negatives, corpus_texts) = negatives_for(&self.config)?;
         if neg.source == Source::Dense {
@@ -475,7 +569,13 @@ impl Trainer {
             stream_config,
             pair_negatives,
         )?;
-        let mut log = metrics::MetricsFile::open(&run.join("metrics.jsonl"), self.step)?;
+        // Rank 0 writes metrics and checkpoints for the group.
+        let metrics_path = if lead {
+            run.join("metrics.jsonl")
+        } else {
+            run.join(format!("metrics.rank{rank}.jsonl"))
+        };
+        let mut log = metrics::MetricsFile::open(&metrics_path, self.step)?;
         let abort_after = std::env::var("PRETEXT_ABORT_AFTER_STEP")
             .ok()
             .and_then(|s| s.parse::<usize>().ok());
@@ -488,7 +588,8 @@ impl Trainer {
             log.write(&entry)?;
             progress.step(&entry);
             last = Some(entry);
-            if t.checkpoint_every > 0
+            if lead
+                && t.checkpoint_every > 0
                 && self.step.is_multiple_of(t.checkpoint_every)
                 && self.step < t.steps
             {
@@ -504,7 +605,8 @@ impl Trainer {
         drop(stream);
         let final_ckpt = match checkpoint_path.filter(|p| p == &checkpoint::dir(&run, self.step)) {
             Some(p) => p,
-            None => self.save()?,
+            None if lead => self.save()?,
+            None => checkpoint::dir(&run, self.step),
         };
         progress.checkpoint(&final_ckpt);
         if let Some(a) = &self.ance {
@@ -594,6 +696,19 @@ fn negatives_for(config: &Config) -> Result<RunNegatives> {
     });
     let n = PairNegatives::new(neg.clone(), texts.clone(), task, config.seed)?;
     Ok((Some(Arc::new(n)), Some(texts)))
+}
+
+/// Variables by name, sorted (the same order in every process).
+fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let mut v: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 /// Sets variables from named tensors; every variable must be present.
