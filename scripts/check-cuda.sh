@@ -15,5 +15,5 @@ fi
 export CUDA_HOME="$prefix/nvidia/cu13"
 export PATH="$CUDA_HOME/bin:$PATH"
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
-cargo check --release --features cuda --all-targets
-echo "cuda feature: cargo check passed"
+cargo check --release --features "${PRETEXT_CUDA_FEATURES:-cuda nccl}" --all-targets
+echo "features ${PRETEXT_CUDA_FEATURES:-cuda nccl}: cargo check passed"

@@ -39,6 +39,57 @@ pub struct BenchSection {
     pub bm25_row: bool,
     /// Texts per encoding batch in evaluation.
     pub eval_batch_size: usize,
+    /// Further rows: a task trained with settings changed (e.g. negative
+    /// strategies), each `{ name, task, set = ["key=value", ...] }`.
+    pub variants: Vec<Variant>,
+}
+
+/// A row trained with overrides of the base configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// The row's name (also its run directory, made file-safe).
+    pub name: String,
+    /// The pretext task, by name.
+    pub task: String,
+    /// Overrides, as `--set` takes them.
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+impl Variant {
+    /// The run directory name: the row name with anything but letters,
+    /// digits and `-` turned into `-`.
+    pub fn dir_name(&self) -> String {
+        let s: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        s.split('-')
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
+    /// `base` with the task and the overrides applied (checked as a file is).
+    pub fn apply(&self, base: &Config) -> Result<Config> {
+        let mut b = crate::config::ConfigBuilder::from_config(
+            base,
+            &format!("bench variant `{}`", self.name),
+        )?;
+        b.set_value("task", toml::Value::try_from(tasks_by_name(&self.task)?)?);
+        for kv in &self.set {
+            b.set_pair(kv)?;
+        }
+        Ok(b.build()?)
+    }
 }
 
 impl Default for BenchSection {
@@ -53,6 +104,7 @@ impl Default for BenchSection {
             init_row: true,
             bm25_row: true,
             eval_batch_size: 64,
+            variants: Vec::new(),
         }
     }
 }
@@ -100,19 +152,29 @@ pub fn run(
     }
     let base = &base;
     let mut rows = Vec::new();
-    let mut names: Vec<String> = Vec::new();
+    // (row name, run directory, variant)
+    let mut names: Vec<(String, String, Option<&Variant>)> = Vec::new();
     if bench.init_row {
-        names.push("init".into());
+        names.push(("init".into(), "init".into(), None));
     }
-    names.extend(bench.tasks.iter().cloned());
-    for name in names {
+    names.extend(bench.tasks.iter().map(|t| (t.clone(), t.clone(), None)));
+    names.extend(
+        bench
+            .variants
+            .iter()
+            .map(|v| (v.name.clone(), v.dir_name(), Some(v))),
+    );
+    for (name, dir, variant) in names {
         let started = std::time::Instant::now();
         progress(&format!("{name}: training"));
         // Pretext tasks see the eval set's corpus only, never its queries.
-        let mut config = base.clone();
-        config.train.out = bench.out.join(&name);
+        let mut config = match variant {
+            Some(v) => v.apply(base)?,
+            None => base.clone(),
+        };
+        config.train.out = bench.out.join(&dir);
         config.train.pairs = None;
-        if name != "init" {
+        if name != "init" && variant.is_none() {
             config.task = tasks_by_name(&name)?;
         }
         let mut trainer = Trainer::new(config.clone(), true)?;
@@ -121,7 +183,7 @@ pub fn run(
         } else {
             trainer.run(&mut NoProgress)?
         };
-        let model_dir = bench.out.join(&name).join("model");
+        let model_dir = bench.out.join(&dir).join("model");
         crate::export::export(&report.checkpoint, &model_dir)?;
         progress(&format!("{name}: evaluating"));
         let run = eval_model(&model_dir, &data, bench.eval_batch_size, &device)?;
@@ -299,4 +361,40 @@ fn chart(rows: &[Row], path: &Path) -> Result<()> {
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_negative_variants_apply() {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/bench-negatives.toml");
+        let base = crate::config::ConfigBuilder::new(Some(&p))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(base.bench.variants.len(), 6);
+        let dense = base.bench.variants[4].apply(&base).unwrap();
+        assert_eq!(
+            dense.negatives.source,
+            pretext_tasks::negatives::Source::Dense
+        );
+        assert_eq!(dense.negatives.range_max, 50);
+        assert_eq!(dense.train.memory, crate::train::config::Memory::Moco);
+        let none = base.bench.variants[0].apply(&base).unwrap();
+        assert_eq!(none.train.memory, crate::train::config::Memory::None);
+        assert_eq!(
+            base.bench.variants[3].dir_name(),
+            "queue-bm25-hard-denoised"
+        );
+        let bad = Variant {
+            name: "x".into(),
+            task: "crop".into(),
+            set: vec!["negatives.sorce=bm25".into()],
+        };
+        let err = format!("{:#}", bad.apply(&base).unwrap_err());
+        assert!(err.contains("sorce"), "{err}");
+    }
 }

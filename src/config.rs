@@ -181,6 +181,19 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
+    /// Starts from a configuration already built (to apply overrides to it).
+    pub fn from_config(config: &Config, origin: &str) -> Result<ConfigBuilder, ConfigError> {
+        let table = toml::Table::try_from(config).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(ConfigBuilder {
+            table,
+            origin: origin.to_string(),
+            text: None,
+        })
+    }
+
     /// Starts from the defaults, or from a file when one is given.
     pub fn new(path: Option<&Path>) -> Result<ConfigBuilder, ConfigError> {
         let Some(path) = path else {
