@@ -260,6 +260,28 @@ fn dense_mining_caches_corpus_embeddings_and_rescoring_filters() {
     assert_eq!(s3["hard_negatives"], 0, "{s3}");
     assert!(s3["filtered"]["rescore"].as_u64().unwrap() > 0);
     assert_eq!(s3["queries_short_of_negatives"], 13);
+    // `pretext pairs` with dense negatives: the pairs, mined with the model.
+    let pairs = dir.path().join("dense-pairs.jsonl");
+    pretext()
+        .args(["pairs", "--quiet", "--task", "crop", "--negatives", "dense"])
+        .args(["--num-negatives", "1", "--set"])
+        .arg(format!("negatives.model={}", model.display()))
+        .arg("--set")
+        .arg(format!("negatives.cache_dir={}", cache.display()))
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&pairs)
+        .assert()
+        .success();
+    let rows = jsonl(&pairs);
+    assert!(rows.len() >= 60);
+    assert!(rows.iter().filter(|r| r["negative_1"].is_string()).count() * 2 >= rows.len());
+    for r in &rows {
+        if let Some(n) = r["negative_1"].as_str() {
+            assert!(!n.contains(r["positive"].as_str().unwrap()));
+        }
+    }
 }
 
 #[test]

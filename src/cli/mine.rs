@@ -36,8 +36,8 @@ pub struct MineArgs {
     /// bm25, dense, random or gold (positives of other queries).
     #[arg(long, value_parser = ["bm25", "dense", "random", "gold"])]
     retriever: Option<String>,
-    /// Model folder of the dense retriever.
-    #[arg(long, required_if_eq("retriever", "dense"))]
+    /// Model folder of the dense retriever (default: negatives.model).
+    #[arg(long)]
     model: Option<PathBuf>,
     /// Negatives per query.
     #[arg(long)]
@@ -78,9 +78,10 @@ pub struct MineArgs {
     /// Also write the statistics report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     stats: Option<PathBuf>,
-    /// Folder of cached corpus embeddings (dense and rescoring).
-    #[arg(long, default_value = ".pretext-cache")]
-    cache_dir: PathBuf,
+    /// Folder of cached corpus embeddings, dense and rescoring
+    /// [default: negatives.cache_dir, `.pretext-cache`].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     /// Encode the corpus every time instead of using the cache.
     #[arg(long)]
     no_cache: bool,
@@ -209,12 +210,18 @@ pub fn run(args: MineArgs) -> Result<()> {
     };
     let settings = MineSettings {
         negatives: config.negatives.clone(),
-        model: args.model.clone(),
+        model: args.model.clone().or(config.negatives.model.clone()),
         seed: config.seed,
         device: pretext::train::device(&args.device)?,
         batch_size: args.batch_size,
         max_len: args.max_len,
-        cache: (!args.no_cache).then(|| EmbeddingCache::new(&args.cache_dir)),
+        cache: (!args.no_cache).then(|| {
+            EmbeddingCache::new(
+                args.cache_dir
+                    .as_ref()
+                    .unwrap_or(&config.negatives.cache_dir),
+            )
+        }),
         blocks: Blocks::default(),
     };
     let mut bars = Bars {

@@ -10,7 +10,7 @@ use clap::Args;
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
 use pretext::memory::{peak_rss_kib, PeakSampler};
 use pretext::pretext_tasks::formats::PairFormat;
-use pretext::pretext_tasks::negatives::{CorpusTexts, PairNegatives};
+use pretext::pretext_tasks::negatives::{CorpusTexts, PairNegatives, Source};
 use pretext::pretext_tasks::pipeline::{doc_freq, PairsJob, PairsSummary, ReadOptions};
 use serde::Serialize;
 
@@ -90,6 +90,9 @@ pub fn run(args: PairsArgs) -> Result<()> {
     }
     let config = finish(&b)?;
     let corpus = config.corpus.open()?;
+    if config.negatives.source == Source::Dense {
+        return dense_pairs(&config, &corpus, args.quiet);
+    }
     let negatives = stream_negatives(&config, &corpus)?;
     let job = PairsJob {
         task: config.task.clone(),
@@ -192,7 +195,6 @@ pub fn stream_negatives(
     config: &pretext::config::Config,
     corpus: &pretext::pretext_tasks::corpus::Corpus,
 ) -> Result<Option<std::sync::Arc<PairNegatives>>> {
-    use pretext::pretext_tasks::negatives::Source;
     if config.negatives.source == Source::None {
         return Ok(None);
     }
@@ -212,4 +214,80 @@ pub fn stream_negatives(
         config.seed,
     )?;
     Ok(Some(std::sync::Arc::new(n)))
+}
+
+/// Pairs with dense negatives: the pairs are made first (into a temporary
+/// file), then mined against the whole corpus with `negatives.model`, as
+/// `pretext pairs` followed by `pretext mine --retriever dense` would.
+fn dense_pairs(
+    config: &pretext::config::Config,
+    corpus: &pretext::pretext_tasks::corpus::Corpus,
+    quiet: bool,
+) -> Result<()> {
+    use pretext::negatives::mine::{mine, read_queries, write_mined, MineFormat, Quiet};
+    use pretext::negatives::{Blocks, EmbeddingCache};
+    let model = config.negatives.model.clone().context(
+        "negatives.source = \"dense\" in `pretext pairs` needs negatives.model (a model folder)",
+    )?;
+    if config.pairs.with_meta {
+        anyhow::bail!("--with-meta is not kept with dense negatives; mine the pairs with `pretext mine` instead");
+    }
+    let job = PairsJob {
+        task: config.task.clone(),
+        augment: config.augment.clone(),
+        seed: config.seed,
+        format: PairFormat::SentenceTransformers,
+        with_meta: false,
+        read: config.corpus.read_options(),
+        negatives: None,
+    };
+    let tmp = tempfile::NamedTempFile::new().context("creating a temporary pairs file")?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        job.run(corpus, &mut w, &mut |_: u64, _: u64, _: u64| {})
+            .with_context(|| format!("generating {} pairs", job.task_name()))?;
+        w.flush()?;
+    }
+    let queries = read_queries(tmp.path())?;
+    let read = ReadOptions {
+        skip_bad: config.corpus.skip_bad,
+        ..ReadOptions::default()
+    };
+    let texts = CorpusTexts::load(corpus, read)?;
+    let settings = pretext::negatives::mine::MineSettings {
+        negatives: config.negatives.clone(),
+        model: Some(model),
+        seed: config.seed,
+        device: pretext::train::device(&config.train.device)?,
+        batch_size: 64,
+        max_len: Some(config.model.max_len),
+        cache: Some(EmbeddingCache::new(&config.negatives.cache_dir)),
+        blocks: Blocks::default(),
+    };
+    let mined = mine(&queries, &texts, &settings, &mut Quiet)?;
+    let out_path = &config.pairs.out;
+    let mut out: Box<dyn Write> = if out_path.as_os_str() == "-" {
+        Box::new(BufWriter::new(std::io::stdout().lock()))
+    } else {
+        let f =
+            File::create(out_path).with_context(|| format!("creating {}", out_path.display()))?;
+        Box::new(BufWriter::new(f))
+    };
+    write_mined(
+        &mut *out,
+        MineFormat::Pairs(config.pairs.format),
+        &queries,
+        &texts,
+        &mined,
+    )?;
+    out.flush()?;
+    if !quiet {
+        eprintln!(
+            "wrote {} pairs with dense negatives to {}",
+            queries.len(),
+            out_path.display()
+        );
+        eprint!("negatives: {}", mined.stats);
+    }
+    Ok(())
 }

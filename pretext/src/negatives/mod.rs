@@ -122,6 +122,11 @@ pub struct NegativesConfig {
     pub drop_positive_text: bool,
     /// Drop a candidate that contains one of the query's answer strings.
     pub drop_answers: bool,
+    /// The dense retriever's model folder (`pairs` and `mine`; training
+    /// searches with the model it trains).
+    pub model: Option<PathBuf>,
+    /// Where corpus embeddings are cached (dense and rescoring).
+    pub cache_dir: PathBuf,
     /// A second encoder that rates candidates (RocketQA's denoising).
     pub rescore: Option<PathBuf>,
     /// Drop a candidate the rescorer rates above this (cosine similarity).
@@ -148,6 +153,8 @@ impl Default for NegativesConfig {
             relative_margin: None,
             drop_positive_text: true,
             drop_answers: true,
+            model: None,
+            cache_dir: PathBuf::from(".pretext-cache"),
             rescore: None,
             rescore_threshold: 0.9,
             refresh_every: 100,
