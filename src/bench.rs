@@ -306,46 +306,77 @@ fn write_outputs(rows: &[Row], bench: &BenchSection, base: &Config) -> Result<()
         out.join("results.json"),
         serde_json::to_string_pretty(rows)?,
     )?;
-    chart(rows, &out.join("chart.svg"))
+    chart(rows, out)
 }
 
-/// Grouped bars of nDCG@10 and R@100 per run.
-fn chart(rows: &[Row], path: &Path) -> Result<()> {
-    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
-    let root = SVGBackend::new(path, (120 + 110 * rows.len() as u32, 420)).into_drawing_area();
+/// The chart as `chart.svg` and `chart.png` in `dir`.
+fn chart(rows: &[Row], dir: &Path) -> Result<()> {
+    crate::plot::register_fonts();
+    let label = rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(4) as u32;
+    let size = (760 + 7 * label, 90 + 44 * rows.len() as u32);
+    let svg = dir.join("chart.svg");
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), rows, label)
+        .with_context(|| format!("drawing {}", svg.display()))?;
+    let png = dir.join("chart.png");
+    draw(
+        BitMapBackend::new(&png, size).into_drawing_area(),
+        rows,
+        label,
+    )
+    .with_context(|| format!("drawing {}", png.display()))
+}
+
+/// Horizontal bars of nDCG@10 and R@100 per run (names on the left, so
+/// long variant names stay readable).
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    rows: &[Row],
+    label: u32,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let top = rows
         .iter()
         .flat_map(|r| ["nDCG@10", "R@100"].map(|m| r.metrics.get(m).copied().unwrap_or(0.0)))
         .fold(0.05, f64::max)
-        * 1.15;
+        * 1.1;
+    let n = rows.len();
     let mut chart = ChartBuilder::on(&root)
-        .caption("pretext tasks: nDCG@10 and R@100", ("sans-serif", 20))
+        .caption("nDCG@10 and R@100 per run", ("sans-serif", 20))
         .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..rows.len() as f64, 0f64..top)
+        .x_label_area_size(35)
+        .y_label_area_size(20 + 7 * label)
+        .build_cartesian_2d(0f64..top, 0f64..n as f64)
         .map_err(|e| err(&e))?;
     let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(rows.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
-                names[i].clone()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&|y| {
+            // Row i is drawn top-down at y = n - i - 0.5.
+            let i = n as f64 - y - 0.5;
+            if (i - i.round()).abs() < 0.01 && i >= -0.01 && (i.round() as usize) < n {
+                names[i.round() as usize].clone()
             } else {
                 String::new()
             }
         })
+        .label_style(("sans-serif", 13))
         .draw()
         .map_err(|e| err(&e))?;
     for (k, (metric, color)) in [("nDCG@10", BLUE), ("R@100", RED)].into_iter().enumerate() {
         let bars = rows.iter().enumerate().map(|(i, r)| {
-            let x0 = i as f64 + 0.1 + 0.4 * k as f64;
+            let y0 = (n - i - 1) as f64 + 0.55 - 0.4 * k as f64;
             let v = r.metrics.get(metric).copied().unwrap_or(0.0);
-            Rectangle::new([(x0, 0.0), (x0 + 0.38, v)], color.filled())
+            Rectangle::new([(0.0, y0), (v, y0 + 0.38)], color.filled())
         });
         chart
             .draw_series(bars)
@@ -355,6 +386,7 @@ fn chart(rows: &[Row], path: &Path) -> Result<()> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE)
         .border_style(BLACK)
         .draw()

@@ -16,6 +16,7 @@ pub mod model;
 pub mod negatives;
 pub mod objective;
 pub mod optim;
+pub mod plot;
 pub mod queue;
 pub mod tokenize;
 pub mod train;

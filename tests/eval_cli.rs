@@ -198,9 +198,15 @@ fn bench_compares_tasks_on_a_beir_set() {
     }
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
-    assert!(std::fs::read_to_string(out.join("chart.svg"))
-        .unwrap()
-        .contains("<svg"));
+    let svg = std::fs::read_to_string(out.join("chart.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("nDCG@10"));
+    let png = std::fs::read(out.join("chart.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
+    assert!(
+        png.len() > 5_000,
+        "text and bars drawn: {} bytes",
+        png.len()
+    );
     // Same init and tokenizer for every run: one tokenizer file, shared.
     assert!(out.join("tokenizer.json").exists());
     let init = std::fs::read(out.join("init/tokenizer.json")).unwrap();

@@ -94,6 +94,7 @@ impl MetricsFile {
 
 /// Draws loss and accuracy against steps from a metrics file into an SVG.
 pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
+    crate::plot::register_fonts();
     let logs: Vec<StepLog> = std::fs::read_to_string(metrics)?
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
