@@ -21,6 +21,12 @@ pub struct EvalArgs {
     /// `dense` (the model) or `bm25` (k1 0.9, b 0.4, stopwords, stemming).
     #[arg(long, default_value = "dense", value_parser = ["dense", "bm25"])]
     retriever: String,
+    /// BM25 term-frequency saturation (Anserini 0.9; tantivy's fixed 1.2).
+    #[arg(long, default_value_t = 0.9)]
+    k1: f32,
+    /// BM25 length normalisation (Anserini 0.4; tantivy's fixed 0.75).
+    #[arg(long, default_value_t = 0.4)]
+    b: f32,
     /// A BEIR data set folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).
     #[arg(long)]
     data: PathBuf,
@@ -96,7 +102,12 @@ fn bm25(args: &EvalArgs, data: &Beir) -> Run {
         .iter()
         .map(|d| (d.id.clone(), d.text.clone()))
         .collect();
-    let index = Bm25Index::build(&docs, Bm25Config::default());
+    let config = Bm25Config {
+        k1: args.k1,
+        b: args.b,
+        ..Bm25Config::default()
+    };
+    let index = Bm25Index::build(&docs, config);
     let queries: Vec<(String, String)> = data
         .queries
         .iter()
