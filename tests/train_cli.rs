@@ -360,6 +360,17 @@ fn bm25_gold_and_random_negatives_feed_the_loss() {
             .success();
         let m = metrics(&dir.path().join("run"));
         assert_eq!(m.len(), 2, "{source}");
+        if source != "none" {
+            let stats: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(dir.path().join("run/negatives.json")).unwrap(),
+            )
+            .unwrap();
+            // Two steps of 8 pairs at least (the producer may run ahead).
+            assert!(
+                stats["queries"].as_u64().unwrap() >= 16,
+                "{source}: {stats}"
+            );
+        }
         assert!(m[1]["loss"].as_f64().unwrap().is_finite());
         first.push(m[0]["loss"].as_f64().unwrap());
     }

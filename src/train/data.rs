@@ -4,7 +4,7 @@
 //! run skips the batches it has seen and continues with the same ones.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Context, Result};
@@ -105,12 +105,13 @@ pub struct BatchStream {
 }
 
 impl BatchStream {
-    /// Starts the producer; `negatives` adds mined negatives to every pair.
+    /// Starts the producer; `negatives` adds mined negatives to every pair
+    /// and reports what it saw to `stats`.
     pub fn start(
         source: PairSource,
         tokenizer: TextTokenizer,
         config: StreamConfig,
-        negatives: Option<Arc<PairNegatives>>,
+        negatives: Option<(Arc<PairNegatives>, Arc<Mutex<MiningStats>>)>,
     ) -> Result<BatchStream> {
         let (tx, rx) = sync_channel(4);
         let handle = std::thread::Builder::new()
@@ -220,14 +221,15 @@ fn with_mined(
     mut pair: OwnedPair,
     source: Option<u64>,
     own: usize,
-    negatives: Option<&PairNegatives>,
+    negatives: Option<&(Arc<PairNegatives>, Arc<Mutex<MiningStats>>)>,
     rng: &mut impl rand::Rng,
 ) -> StreamPair {
-    if let Some(n) = negatives {
+    if let Some((n, total)) = negatives {
         pair.negatives.truncate(own);
         let mut stats = MiningStats::default();
         let mined = n.negatives(&pair.query, &pair.positive, source, rng, &mut stats);
         pair.negatives.extend(mined);
+        total.lock().expect("mining stats").merge(stats);
     }
     StreamPair { pair, source }
 }
@@ -236,10 +238,10 @@ fn produce(
     source: PairSource,
     tokenizer: TextTokenizer,
     config: StreamConfig,
-    negatives: Option<Arc<PairNegatives>>,
+    negatives: Option<(Arc<PairNegatives>, Arc<Mutex<MiningStats>>)>,
     tx: SyncSender<Result<Batch>>,
 ) -> Result<()> {
-    let negatives = negatives.as_deref();
+    let negatives = negatives.as_ref();
     let mut batcher = Batcher {
         tokenizer,
         config,

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use pretext_tasks::negatives::{CorpusTexts, PairNegatives, RefreshEncoder, Source};
+use pretext_tasks::negatives::{CorpusTexts, MiningStats, PairNegatives, RefreshEncoder, Source};
 use pretext_tasks::pipeline::{doc_freq, for_each_batch, ReadOptions};
 use std::sync::Arc;
 
@@ -563,11 +563,12 @@ impl Trainer {
             let texts = corpus_texts.context("dense negatives need the corpus")?;
             self.ance = Some(ance::Ance::new(texts));
         }
+        let producer_stats = Arc::new(std::sync::Mutex::new(MiningStats::default()));
         let mut stream = BatchStream::start(
             source,
             self.tokenizer.clone(),
             stream_config,
-            pair_negatives,
+            pair_negatives.map(|n| (n, producer_stats.clone())),
         )?;
         // Rank 0 writes metrics and checkpoints for the group.
         let metrics_path = if lead {
@@ -609,10 +610,17 @@ impl Trainer {
             None => checkpoint::dir(&run, self.step),
         };
         progress.checkpoint(&final_ckpt);
-        if let Some(a) = &self.ance {
+        if lead && self.config.negatives.source != Source::None {
+            // What mining saw: the producer's draws (random, gold, BM25;
+            // batches generated ahead of the last step included) or the
+            // dense refreshes'.
+            let mut stats = std::mem::take(&mut *producer_stats.lock().expect("mining stats"));
+            if let Some(a) = &self.ance {
+                stats.merge(a.stats.clone());
+            }
             std::fs::write(
                 run.join("negatives.json"),
-                serde_json::to_string_pretty(&a.stats.to_json())? + "\n",
+                serde_json::to_string_pretty(&stats.to_json())? + "\n",
             )?;
         }
         metrics::plot(&run.join("metrics.jsonl"), &run.join("curves.svg"))?;
