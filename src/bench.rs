@@ -183,6 +183,12 @@ pub fn run(
         } else {
             trainer.run(&mut NoProgress)?
         };
+        // A resumed run that had nothing left to train reports its last
+        // logged step.
+        let last = report
+            .last
+            .clone()
+            .or_else(|| crate::train::last_logged_step(&report.run));
         let model_dir = bench.out.join(&dir).join("model");
         crate::export::export(&report.checkpoint, &model_dir)?;
         progress(&format!("{name}: evaluating"));
@@ -195,8 +201,8 @@ pub fn run(
                 name.clone()
             },
             metrics,
-            final_loss: report.last.as_ref().map(|l| l.loss),
-            final_accuracy: report.last.as_ref().map(|l| l.accuracy),
+            final_loss: last.as_ref().map(|l| l.loss),
+            final_accuracy: last.as_ref().map(|l| l.accuracy),
             seconds: started.elapsed().as_secs_f64(),
         });
     }

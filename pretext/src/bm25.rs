@@ -68,24 +68,76 @@ impl Analyzer {
     pub fn terms(&self, text: &str) -> Vec<String> {
         words(text, WordUnit::Unicode)
             .iter()
-            .filter_map(|w| {
-                let w = w.of(text);
-                let w = if self.config.lowercase {
-                    w.to_lowercase()
-                } else {
-                    w.to_string()
-                };
-                if self.config.stopwords && is_stopword(&w) {
-                    return None;
-                }
-                Some(if self.config.stem {
-                    self.stemmer.stem(&w).into_owned()
-                } else {
-                    w
-                })
-            })
+            .filter_map(|w| self.term(w.of(text)))
             .collect()
     }
+
+    /// The term of one word (`None` for a stopword).
+    pub fn term(&self, word: &str) -> Option<String> {
+        let w = if self.config.lowercase {
+            word.to_lowercase()
+        } else {
+            word.to_string()
+        };
+        if self.config.stopwords && is_stopword(&w) {
+            return None;
+        }
+        Some(if self.config.stem {
+            self.stemmer.stem(&w).into_owned()
+        } else {
+            w
+        })
+    }
+}
+
+/// The documents of one chunk, analysed with the chunk's own vocabulary.
+struct Chunk {
+    /// Local term id → term.
+    vocab: Vec<String>,
+    /// Per document: its length in terms and its (local term, tf), sorted.
+    docs: Vec<(u32, Vec<(u32, u32)>)>,
+}
+
+/// Analyses a chunk of documents. A word seen before in the chunk is looked
+/// up, not lower-cased and stemmed again: most occurrences are repeats, and
+/// stemming was most of the indexing time.
+fn analyze_chunk(analyzer: &Analyzer, docs: &[(String, String)]) -> Chunk {
+    let mut words: FxHashMap<&str, Option<u32>> = FxHashMap::default();
+    let mut ids: FxHashMap<String, u32> = FxHashMap::default();
+    let mut vocab = Vec::new();
+    let mut counts: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut out = Vec::with_capacity(docs.len());
+    for (_, text) in docs {
+        let mut len = 0u32;
+        for span in words_of(text) {
+            let word = span.of(text);
+            let id = match words.get(word) {
+                Some(id) => *id,
+                None => {
+                    let id = analyzer.term(word).map(|t| {
+                        *ids.entry(t).or_insert_with_key(|t| {
+                            vocab.push(t.clone());
+                            (vocab.len() - 1) as u32
+                        })
+                    });
+                    words.insert(word, id);
+                    id
+                }
+            };
+            if let Some(id) = id {
+                len += 1;
+                *counts.entry(id).or_insert(0) += 1;
+            }
+        }
+        let mut c: Vec<(u32, u32)> = counts.drain().collect();
+        c.sort_unstable();
+        out.push((len, c));
+    }
+    Chunk { vocab, docs: out }
+}
+
+fn words_of(text: &str) -> Vec<crate::segment::Span> {
+    words(text, WordUnit::Unicode)
 }
 
 /// An in-memory or memory-mapped BM25 index.
@@ -106,37 +158,38 @@ pub struct Bm25Index {
 const MAGIC: &[u8; 8] = b"PRTXBM25";
 
 impl Bm25Index {
-    /// Indexes `(id, text)` documents in parallel.
+    /// Indexes `(id, text)` documents in parallel: chunks are analysed with
+    /// their own vocabularies, merged into one sorted vocabulary, and the
+    /// postings laid out term by term in document order.
     pub fn build(docs: &[(String, String)], config: Bm25Config) -> Bm25Index {
         let analyzer = Analyzer::new(config);
-        let per_doc: Vec<(u32, Vec<(String, u32)>)> = docs
-            .par_iter()
-            .map(|(_, text)| {
-                let terms = analyzer.terms(text);
-                let mut counts: FxHashMap<String, u32> = FxHashMap::default();
-                for t in &terms {
-                    *counts.entry(t.clone()).or_insert(0) += 1;
-                }
-                let mut counts: Vec<(String, u32)> = counts.into_iter().collect();
-                counts.sort_unstable();
-                (terms.len() as u32, counts)
-            })
+        let size = (docs.len() / (rayon::current_num_threads() * 8)).clamp(64, 16_384);
+        let chunks: Vec<Chunk> = docs
+            .par_chunks(size)
+            .map(|c| analyze_chunk(&analyzer, c))
             .collect();
-        let mut vocab: Vec<String> = per_doc
+        let mut vocab: Vec<&str> = chunks
             .iter()
-            .flat_map(|(_, c)| c.iter().map(|(t, _)| t.clone()))
+            .flat_map(|c| c.vocab.iter().map(String::as_str))
             .collect();
         vocab.par_sort_unstable();
         vocab.dedup();
-        let id_of: FxHashMap<&str, usize> = vocab
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.as_str(), i))
+        // Local term ids of each chunk → global ones.
+        let global: Vec<Vec<u32>> = chunks
+            .par_iter()
+            .map(|c| {
+                c.vocab
+                    .iter()
+                    .map(|t| vocab.binary_search(&t.as_str()).expect("merged") as u32)
+                    .collect()
+            })
             .collect();
         let mut df = vec![0u64; vocab.len()];
-        for (_, c) in &per_doc {
-            for (t, _) in c {
-                df[id_of[t.as_str()]] += 1;
+        for (c, g) in chunks.iter().zip(&global) {
+            for (_, terms) in &c.docs {
+                for (t, _) in terms {
+                    df[g[*t as usize] as usize] += 1;
+                }
             }
         }
         let mut offsets = Vec::with_capacity(vocab.len() + 1);
@@ -147,13 +200,19 @@ impl Bm25Index {
         let total = *offsets.last().unwrap() as usize;
         let (mut pdocs, mut ptfs) = (vec![0u32; total], vec![0u32; total]);
         let mut fill: Vec<u64> = offsets[..vocab.len()].to_vec();
-        for (doc, (_, c)) in per_doc.iter().enumerate() {
-            for (t, tf) in c {
-                let i = id_of[t.as_str()];
-                let at = fill[i] as usize;
-                pdocs[at] = doc as u32;
-                ptfs[at] = *tf;
-                fill[i] += 1;
+        let mut lengths = Vec::with_capacity(docs.len());
+        let mut doc = 0u32;
+        for (c, g) in chunks.iter().zip(&global) {
+            for (len, terms) in &c.docs {
+                for (t, tf) in terms {
+                    let i = g[*t as usize] as usize;
+                    let at = fill[i] as usize;
+                    pdocs[at] = doc;
+                    ptfs[at] = *tf;
+                    fill[i] += 1;
+                }
+                lengths.push(*len);
+                doc += 1;
             }
         }
         Bm25Index {
@@ -161,9 +220,9 @@ impl Bm25Index {
             offsets,
             docs: pdocs,
             tfs: ptfs,
-            lengths: per_doc.iter().map(|(n, _)| *n).collect(),
+            lengths,
             ids: docs.iter().map(|(id, _)| id.clone()).collect(),
-            terms: vocab,
+            terms: vocab.into_iter().map(str::to_string).collect(),
         }
     }
 

@@ -37,7 +37,9 @@ pub fn embed_texts(
     let mut done = 0;
     for ids in order.chunks(batch.max(1)) {
         let chunk: Vec<&str> = ids.iter().map(|&i| texts[i]).collect();
-        chunks.push(model.embed(&chunk)?);
+        // Detached: with trainable weights the graph of every chunk would
+        // otherwise stay alive until the end (an ANCE refresh runs out of memory).
+        chunks.push(model.embed(&chunk)?.detach());
         done += ids.len();
         progress(done);
     }

@@ -706,6 +706,12 @@ fn negatives_for(config: &Config) -> Result<RunNegatives> {
     Ok((Some(Arc::new(n)), Some(texts)))
 }
 
+/// The last step a run logged in its `metrics.jsonl`, if any.
+pub fn last_logged_step(run: &Path) -> Option<StepLog> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).ok()?;
+    serde_json::from_str(text.lines().last()?).ok()
+}
+
 /// Variables by name, sorted (the same order in every process).
 fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     let mut v: Vec<(String, Var)> = varmap
