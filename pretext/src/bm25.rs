@@ -153,6 +153,8 @@ pub struct Bm25Index {
     lengths: Vec<u32>,
     /// Document ids, by document number.
     ids: Vec<String>,
+    /// Mean document length, computed on first use.
+    avgdl: std::sync::OnceLock<f32>,
 }
 
 const MAGIC: &[u8; 8] = b"PRTXBM25";
@@ -223,6 +225,7 @@ impl Bm25Index {
             lengths,
             ids: docs.iter().map(|(id, _)| id.clone()).collect(),
             terms: vocab.into_iter().map(str::to_string).collect(),
+            avgdl: std::sync::OnceLock::new(),
         }
     }
 
@@ -255,28 +258,48 @@ impl Bm25Index {
         if self.ids.is_empty() {
             return Vec::new();
         }
+        thread_local! {
+            // One score per document, reused by every query of the thread
+            // and reset where touched, so a query costs its postings, not
+            // the corpus size.
+            static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let Bm25Config { k1, b, .. } = self.config;
         let avgdl = self.avgdl();
-        let mut scores = vec![0f32; self.ids.len()];
-        for term in analyzer.terms(query) {
-            let Some((lo, hi, idf)) = self.postings(&term) else {
-                continue;
-            };
-            for p in lo..hi {
-                let d = self.docs[p] as usize;
-                let tf = self.tfs[p] as f32;
-                let norm = k1 * (1.0 - b + b * self.lengths[d] as f32 / avgdl);
-                scores[d] += idf * tf * (k1 + 1.0) / (tf + norm);
+        SCORES.with(|cell| {
+            let mut scores = cell.borrow_mut();
+            if scores.len() < self.ids.len() {
+                scores.resize(self.ids.len(), 0.0);
             }
-        }
-        let mut idx: Vec<usize> = (0..scores.len()).filter(|&d| scores[d] > 0.0).collect();
-        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
-        if idx.len() > k {
-            idx.select_nth_unstable_by(k, by_score);
-            idx.truncate(k);
-        }
-        idx.sort_unstable_by(by_score);
-        idx.into_iter().map(|d| (d as u32, scores[d])).collect()
+            let mut idx: Vec<usize> = Vec::new();
+            for term in analyzer.terms(query) {
+                let Some((lo, hi, idf)) = self.postings(&term) else {
+                    continue;
+                };
+                for p in lo..hi {
+                    let d = self.docs[p] as usize;
+                    let tf = self.tfs[p] as f32;
+                    let norm = k1 * (1.0 - b + b * self.lengths[d] as f32 / avgdl);
+                    if scores[d] == 0.0 {
+                        idx.push(d);
+                    }
+                    // Every contribution is positive (idf > 0, tf > 0).
+                    scores[d] += idf * tf * (k1 + 1.0) / (tf + norm);
+                }
+            }
+            let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+            let mut top = idx.clone();
+            if top.len() > k {
+                top.select_nth_unstable_by(k, by_score);
+                top.truncate(k);
+            }
+            top.sort_unstable_by(by_score);
+            let out = top.into_iter().map(|d| (d as u32, scores[d])).collect();
+            for d in idx {
+                scores[d] = 0.0;
+            }
+            out
+        })
     }
 
     /// The score `text` would get for `query` as a document of this index
@@ -310,8 +333,10 @@ impl Bm25Index {
     }
 
     fn avgdl(&self) -> f32 {
-        let n = self.ids.len() as f32;
-        (self.lengths.iter().map(|&l| l as f64).sum::<f64>() as f32 / n).max(f32::MIN_POSITIVE)
+        *self.avgdl.get_or_init(|| {
+            let n = self.ids.len() as f32;
+            (self.lengths.iter().map(|&l| l as f64).sum::<f64>() as f32 / n).max(f32::MIN_POSITIVE)
+        })
     }
 
     /// Postings range and Lucene idf of `term`, if indexed.
@@ -407,6 +432,7 @@ impl Bm25Index {
             return Err(bad("inconsistent sizes"));
         }
         Ok(Bm25Index {
+            avgdl: std::sync::OnceLock::new(),
             config,
             terms,
             offsets,
