@@ -5,7 +5,13 @@
 #
 #   bash benches/bm25_compare.sh [SIZES...]      # default: 10000 100000
 #
-# Needs pip (bm25s, PyStemmer) and cargo. pyserini is not compared here.
+# Needs pip (bm25s, PyStemmer) and cargo. With PYSERINI_PYTHON set to a
+# Python that has pyserini 0.24.0 (Java 17; see benches/python/pyserini_baseline.py),
+# pyserini (Lucene) is compared too:
+#   python3 -m venv /tmp/pys && /tmp/pys/bin/pip install pyserini==0.24.0 --no-deps
+#   /tmp/pys/bin/pip install pyjnius numpy pandas scipy tqdm faiss-cpu torch transformers \
+#     scikit-learn onnxruntime openai tiktoken
+#   PYSERINI_PYTHON=/tmp/pys/bin/python bash benches/bm25_compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@")
@@ -33,4 +39,11 @@ PY
 import json, sys
 r = json.load(sys.stdin)
 print(f\"| {int('$n'):,} | bm25s 0.3 (n_threads=2) | {r['index_s']:.2f} | {r['qps']:,.0f} | in memory |\")"
+  if [ -n "${PYSERINI_PYTHON:-}" ]; then
+    JAVA_HOME=${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")} OPENAI_API_KEY=${OPENAI_API_KEY:-unused} \
+      "$PYSERINI_PYTHON" benches/python/pyserini_baseline.py "$tmp/$n" 2 | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+print(f\"| {int('$n'):,} | pyserini 0.24 (Lucene, 2 threads) | {r['index_s']:.2f} | {r['qps']:,.0f} | {r['index_mb']:.1f} MB |\")"
+  fi
 done
