@@ -26,11 +26,16 @@ fn main() {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("{} {}", v["title"].as_str().unwrap_or(""), v["text"].as_str().unwrap_or(""))
+            format!(
+                "{} {}",
+                v["title"].as_str().unwrap_or(""),
+                v["text"].as_str().unwrap_or("")
+            )
         })
         .collect();
     let device = candle_core::Device::Cpu;
-    let model = pretext::model::pretrained::Pretrained::load(dir.as_ref(), &device, Some(max_len)).unwrap();
+    let model =
+        pretext::model::pretrained::Pretrained::load(dir.as_ref(), &device, Some(max_len)).unwrap();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let started = Instant::now();
     let e = pretext::eval::embed_texts(&model, &refs, batch, &mut |_| {}).unwrap();
