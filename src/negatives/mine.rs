@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use pretext_tasks::bm25::{Analyzer, Bm25Index};
+use pretext_tasks::bm25::Analyzer;
 use pretext_tasks::formats::{parse_pair_line, PairFormat};
 use pretext_tasks::negatives::{
     Candidate, CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Picked, Query, Source,
@@ -192,13 +192,7 @@ pub fn mine(
     let (ranked, positive_scores): (Vec<Vec<Candidate>>, Vec<Option<f32>>) = match c.source {
         Source::Bm25 => {
             progress.stage("indexing (BM25)", corpus.len());
-            let docs: Vec<(String, String)> = corpus
-                .ids
-                .iter()
-                .cloned()
-                .zip(corpus.texts.iter().cloned())
-                .collect();
-            let index = Bm25Index::build(&docs, c.bm25);
+            let index = corpus.bm25(c.bm25);
             progress.advance(corpus.len());
             let analyzer = Analyzer::new(c.bm25);
             progress.stage("searching (BM25)", queries.len());

@@ -267,15 +267,8 @@ impl Trainer {
             )?),
             _ => None,
         };
-        let vars: Vec<(String, Var)> = varmap
-            .data()
-            .lock()
-            .expect("varmap")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let optimizer = AdamW::new(
-            vars,
+            sorted_vars(&varmap),
             AdamWConfig {
                 weight_decay: config.train.weight_decay,
                 ..AdamWConfig::default()

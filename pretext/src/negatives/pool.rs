@@ -82,6 +82,17 @@ impl CorpusTexts {
         self.ordinals.binary_search(&ordinal).ok().map(|i| i as u32)
     }
 
+    /// A BM25 index of the documents (`title text`), by document number.
+    pub fn bm25(&self, config: crate::bm25::Bm25Config) -> Bm25Index {
+        let docs: Vec<(String, String)> = self
+            .ids
+            .iter()
+            .cloned()
+            .zip(self.texts.iter().cloned())
+            .collect();
+        Bm25Index::build(&docs, config)
+    }
+
     /// Document `item` as the tasks see it.
     pub fn document(&self, item: u32) -> Document<'_> {
         let i = item as usize;
@@ -180,15 +191,7 @@ impl PairNegatives {
                 "negatives: the corpus has no documents".into(),
             ));
         }
-        let bm25 = (config.source == Source::Bm25).then(|| {
-            let docs: Vec<(String, String)> = corpus
-                .ids
-                .iter()
-                .cloned()
-                .zip(corpus.texts.iter().cloned())
-                .collect();
-            Bm25Index::build(&docs, config.bm25)
-        });
+        let bm25 = (config.source == Source::Bm25).then(|| corpus.bm25(config.bm25));
         Ok(PairNegatives {
             analyzer: Analyzer::new(config.bm25),
             config,
