@@ -5,7 +5,9 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::BertConfig;
-use super::layers::{attention_bias, embedding, linear, softmax_last_dim, LayerNorm, Mode};
+use super::kernels::linear as fused_linear;
+use super::kernels::{bias_gelu, softmax_with_bias};
+use super::layers::{attention_bias, dense, embedding, linear, LayerNorm, Mode};
 
 /// Word, position and (type-0) segment embeddings, then layer norm.
 #[derive(Debug, Clone)]
@@ -91,14 +93,14 @@ impl Attention {
 
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
-        let q = (self.split(&self.query.forward(x)?)? * (1.0 / (self.head_dim as f64).sqrt()))?;
-        let k = self.split(&self.key.forward(x)?)?;
-        let v = self.split(&self.value.forward(x)?)?;
+        let q = (self.split(&dense(&self.query, x)?)? * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let k = self.split(&dense(&self.key, x)?)?;
+        let v = self.split(&dense(&self.value, x)?)?;
         // (batch, heads, seq, seq)
-        let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?;
-        let probs = mode.dropout(&softmax_last_dim(&scores)?, self.attn_dropout)?;
+        let scores = q.matmul(&k.t()?)?;
+        let probs = mode.dropout(&softmax_with_bias(&scores, bias)?, self.attn_dropout)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
-        let out = mode.dropout(&self.output.forward(&ctx)?, self.dropout)?;
+        let out = mode.dropout(&dense(&self.output, &ctx)?, self.dropout)?;
         self.norm.forward(&(out + x)?)
     }
 }
@@ -138,9 +140,18 @@ impl Layer {
 
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
         let a = self.attention.forward(x, bias, mode)?;
-        let ff = self.intermediate.forward(&a)?.gelu_erf()?;
-        let ff = mode.dropout(&self.output.forward(&ff)?, self.dropout)?;
+        let ff = dense_gelu(&self.intermediate, &a)?;
+        let ff = mode.dropout(&dense(&self.output, &ff)?, self.dropout)?;
         self.norm.forward(&(ff + a)?)
+    }
+}
+
+/// `gelu(x·Wᵀ + b)`: the bias add and GELU as one fused op.
+fn dense_gelu(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let y = fused_linear(x, layer.weight(), None)?;
+    match layer.bias() {
+        Some(bias) => bias_gelu(&y, bias),
+        None => y.gelu_erf(),
     }
 }
 

@@ -2,11 +2,12 @@
 //!
 //! candle-nn's fused `ops::layer_norm` and `softmax_last_dim` have no
 //! backward pass and silently drop gradients (candle issues #2168, #3011);
-//! here layer norm and softmax are composed from differentiable tensor ops.
+//! here layer norm, the attention softmax and GELU are [`super::kernels`]:
+//! fused on the CPU with their own backward, composed elsewhere.
 //! Dropout masks come from the run's seeded generator, so a training run is
 //! reproducible and resumable on CPU (candle's CPU `rand` cannot be seeded).
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rand::{Rng, RngExt, SeedableRng};
 
@@ -30,19 +31,8 @@ impl LayerNorm {
 impl Module for LayerNorm {
     /// `(…, hidden) -> (…, hidden)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        normed
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+        super::kernels::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
-}
-
-/// Softmax over the last dimension from primitive ops (differentiable).
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::softmax(x, D::Minus1)
 }
 
 /// Where dropout masks come from.
@@ -134,6 +124,11 @@ pub fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<candle_nn::
     let weight = vb.get_with_hints((output, input), "weight", init)?;
     let bias = vb.get_with_hints(output, "bias", candle_nn::Init::Const(0.0))?;
     Ok(candle_nn::Linear::new(weight, Some(bias)))
+}
+
+/// A linear layer's forward pass through the fused kernel.
+pub fn dense(layer: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
+    super::kernels::linear(x, layer.weight(), layer.bias())
 }
 
 /// An embedding table with BERT's N(0, 0.02) init when created.

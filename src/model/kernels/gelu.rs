@@ -1,0 +1,142 @@
+//! The feed-forward block's bias add and exact (erf) GELU in one pass.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use super::math::{normal_cdf, normal_pdf};
+use super::{contiguous_f32, fused_for, rows_per_task, unpack};
+
+/// `gelu(x + bias)` with the exact GELU `v·Φ(v)` (BERT's `gelu`), `bias`
+/// the size of `x`'s last dimension.
+pub fn bias_gelu(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if fused_for(x) {
+        return x.contiguous()?.apply_op2(bias, BiasGelu);
+    }
+    composed(x, bias)
+}
+
+/// The same function from candle's primitive ops (other devices, tests).
+pub(super) fn composed(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.broadcast_add(bias)?.gelu_erf()
+}
+
+struct BiasGelu;
+
+/// The gradient kernel: `(x, bias, grad)` → packed `[dx | dbias]`.
+struct BiasGeluGrad;
+
+#[multiversion(targets = "simd")]
+fn forward_rows(x: &[f32], bias: &[f32], out: &mut [f32]) {
+    let w = bias.len();
+    for (xr, yr) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
+        for ((y, &v), &b) in yr.iter_mut().zip(xr).zip(bias) {
+            let v = v + b;
+            *y = v * normal_cdf(v);
+        }
+    }
+}
+
+#[multiversion(targets = "simd")]
+fn backward_rows(x: &[f32], bias: &[f32], grad: &[f32], dx: &mut [f32], dbias: &mut [f32]) {
+    let w = bias.len();
+    for ((xr, gr), dr) in x
+        .chunks_exact(w)
+        .zip(grad.chunks_exact(w))
+        .zip(dx.chunks_exact_mut(w))
+    {
+        for i in 0..w {
+            let v = xr[i] + bias[i];
+            let d = gr[i] * (normal_cdf(v) + v * normal_pdf(v));
+            dr[i] = d;
+            dbias[i] += d;
+        }
+    }
+}
+
+fn check(op: &str, xl: &Layout, bl: &Layout) -> Result<usize> {
+    let w = bl.shape().elem_count();
+    if xl.dims().last() != Some(&w) {
+        candle_core::bail!("{op}: last dimension of {:?} is not {w}", xl.shape());
+    }
+    Ok(w)
+}
+
+impl CustomOp2 for BiasGelu {
+    fn name(&self) -> &'static str {
+        "fused-bias-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(xs, xl, self.name())?;
+        let bias = contiguous_f32(bs, bl, self.name())?;
+        let w = check(self.name(), xl, bl)?;
+        let mut out = vec![0f32; x.len()];
+        let step = rows_per_task(x.len() / w.max(1), w) * w;
+        out.par_chunks_mut(step)
+            .zip(x.par_chunks(step))
+            .for_each(|(o, xc)| forward_rows(xc, bias, o));
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let packed = x.apply_op3_no_bwd(bias, &grad.contiguous()?, &BiasGeluGrad)?;
+        let mut parts = unpack(&packed, x, 1, bias.elem_count())?.into_iter();
+        Ok((parts.next(), parts.next()))
+    }
+}
+
+impl candle_core::CustomOp3 for BiasGeluGrad {
+    fn name(&self) -> &'static str {
+        "fused-bias-gelu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(xs, xl, self.name())?;
+        let bias = contiguous_f32(bs, bl, self.name())?;
+        let grad = contiguous_f32(gs, gl, self.name())?;
+        let w = check(self.name(), xl, bl)?;
+        let n = x.len();
+        let mut packed = vec![0f32; n + w];
+        let (dx, dbias) = packed.split_at_mut(n);
+        let step = rows_per_task(n / w.max(1), w) * w;
+        let partial = dx
+            .par_chunks_mut(step)
+            .zip(x.par_chunks(step))
+            .zip(grad.par_chunks(step))
+            .map(|((d, xc), gc)| {
+                let mut acc = vec![0f32; w];
+                backward_rows(xc, bias, gc, d, &mut acc);
+                acc
+            })
+            .reduce(
+                || vec![0f32; w],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        dbias.copy_from_slice(&partial);
+        Ok((CpuStorage::F32(packed), Shape::from(n + w)))
+    }
+}

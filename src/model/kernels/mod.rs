@@ -1,0 +1,80 @@
+//! Fused CPU kernels for the ops BERT spends its non-matmul time in:
+//! dense layers (matmul + bias), layer norm, attention softmax (with the
+//! padding bias), and bias + GELU.
+//!
+//! Composed from candle's primitive ops, each of these is five to ten passes
+//! over memory, each pass a tensor allocation, and as many more in the
+//! backward pass (where candle also zero-fills a buffer for every
+//! gradient). Here each is one [`candle_core::CustomOp2`]/`CustomOp3` with
+//! its own backward, one pass each way, vectorised for the CPU it runs on.
+//!
+//! Other devices (and dtypes other than f32) take the composed path, which
+//! computes the same function: the model code calls these functions and
+//! never asks which device it is on. [`set_enabled`] switches the fused
+//! path off, so benchmarks can measure both in one run and tests can check
+//! one against the other.
+
+mod gelu;
+mod gemm;
+mod layer_norm;
+mod linear;
+pub(crate) mod math;
+mod softmax;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+
+pub use gelu::bias_gelu;
+pub use layer_norm::layer_norm;
+pub use linear::linear;
+pub use softmax::softmax_with_bias;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused CPU kernels on (the default) or off (composed ops).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the fused kernels are on.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether `x` takes the fused path: on, on the CPU, in f32.
+fn fused_for(x: &Tensor) -> bool {
+    enabled() && x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// The f32 elements of a contiguous CPU tensor.
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// Rows per parallel task: enough tasks to balance the threads, each big
+/// enough (about 16k elements) that scheduling costs nothing.
+fn rows_per_task(rows: usize, width: usize) -> usize {
+    let by_size = (16_384 / width.max(1)).max(1);
+    let by_count = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
+    by_size.min(by_count).max(1)
+}
+
+/// Splits a packed gradient `[d_input | d_param...]` (one buffer, so that a
+/// single backward kernel can write every gradient it computes) into the
+/// input's gradient, shaped like `input`, and parameter gradients of
+/// `param_len` elements each.
+fn unpack(packed: &Tensor, input: &Tensor, params: usize, param_len: usize) -> Result<Vec<Tensor>> {
+    let n = input.elem_count();
+    let mut out = vec![packed.narrow(0, 0, n)?.reshape(input.shape())?];
+    for i in 0..params {
+        out.push(packed.narrow(0, n + i * param_len, param_len)?);
+    }
+    Ok(out)
+}

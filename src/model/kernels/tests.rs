@@ -1,0 +1,184 @@
+//! Each fused kernel against the same function composed from candle's
+//! primitive ops: values and every input's gradient.
+
+use candle_core::{Device, Tensor, Var};
+
+use super::{gelu, layer_norm, softmax};
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    // A fixed pseudo-random fill, so failures reproduce.
+    let n: usize = shape.iter().product();
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+        })
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Runs `f` on variables made from `inputs`, weights the output by a fixed
+/// random tensor, and returns the output and each input's gradient.
+fn value_and_grads(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor) -> (Tensor, Vec<Tensor>) {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let out = f(&tensors);
+    let weights = randn(out.dims(), 99);
+    let grads = (&out * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g = tensors
+        .iter()
+        .map(|t| grads.get(t).expect("a gradient for every input").clone())
+        .collect();
+    (out, g)
+}
+
+fn assert_same(
+    name: &str,
+    inputs: &[Tensor],
+    fused: impl Fn(&[Tensor]) -> Tensor,
+    composed: impl Fn(&[Tensor]) -> Tensor,
+    grads_of: usize,
+) {
+    let (a, ga) = value_and_grads(inputs, fused);
+    let (b, gb) = value_and_grads(inputs, composed);
+    assert_eq!(a.dims(), b.dims());
+    let d = max_diff(&a, &b);
+    assert!(d < 2e-5, "{name}: values differ by {d}");
+    for (i, (x, y)) in ga.iter().zip(&gb).take(grads_of).enumerate() {
+        assert_eq!(x.dims(), y.dims(), "{name}: gradient {i} shape");
+        let d = max_diff(x, y);
+        let scale = y
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            d < 2e-5 * scale.max(1.0),
+            "{name}: gradient {i} differs by {d}"
+        );
+    }
+}
+
+#[test]
+fn layer_norm_matches_composed_ops() {
+    // Widths below, at and above the 16-lane reduction chunks.
+    for (rows, width) in [(3, 5), (64, 16), (37, 384)] {
+        let x = randn(&[rows, width], 1);
+        let gamma = randn(&[width], 2).affine(0.3, 1.0).unwrap();
+        let beta = randn(&[width], 3);
+        assert_same(
+            "layer norm",
+            &[x.reshape((1, rows, width)).unwrap(), gamma, beta],
+            |t| layer_norm::layer_norm(&t[0], &t[1], &t[2], 1e-12).unwrap(),
+            |t| layer_norm::composed(&t[0], &t[1], &t[2], 1e-12).unwrap(),
+            3,
+        );
+    }
+}
+
+#[test]
+fn softmax_with_bias_matches_composed_ops() {
+    for (batch, heads, seq) in [(2, 3, 5), (3, 2, 40)] {
+        let scores = randn(&[batch, heads, seq, seq], 4);
+        // Padding at the end of the second item.
+        let mut mask = vec![0f32; batch * seq];
+        for m in &mut mask[seq + seq / 2..2 * seq] {
+            *m = -1e9;
+        }
+        let bias = Tensor::from_vec(mask, (batch, 1, 1, seq), &Device::Cpu).unwrap();
+        let b2 = bias.clone();
+        let b3 = bias.clone();
+        assert_same(
+            "softmax",
+            &[scores],
+            move |t| softmax::softmax_with_bias(&t[0], &b2).unwrap(),
+            move |t| softmax::composed(&t[0], &b3).unwrap(),
+            1,
+        );
+        let p = softmax::softmax_with_bias(&randn(&[batch, heads, seq, seq], 5), &bias).unwrap();
+        let padded = p
+            .narrow(0, 1, 1)
+            .unwrap()
+            .narrow(3, seq / 2, seq - seq / 2)
+            .unwrap();
+        assert_eq!(
+            padded
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
+    }
+}
+
+#[test]
+fn bias_gelu_matches_composed_ops() {
+    for (rows, width) in [(3, 7), (50, 64)] {
+        let x = randn(&[2, rows, width], 6);
+        let bias = randn(&[width], 7);
+        assert_same(
+            "bias gelu",
+            &[x, bias],
+            |t| gelu::bias_gelu(&t[0], &t[1]).unwrap(),
+            |t| gelu::composed(&t[0], &t[1]).unwrap(),
+            2,
+        );
+    }
+}
+
+#[test]
+fn linear_matches_composed_ops() {
+    use super::linear;
+    for (batch, rows, input, out) in [(1, 3, 5, 7), (2, 33, 64, 48)] {
+        let x = randn(&[batch, rows, input], 10);
+        let w = randn(&[out, input], 11);
+        let b = randn(&[out], 12);
+        assert_same(
+            "linear with bias",
+            &[x.clone(), w.clone(), b],
+            |t| linear::linear(&t[0], &t[1], Some(&t[2])).unwrap(),
+            |t| linear::composed(&t[0], &t[1], Some(&t[2])).unwrap(),
+            3,
+        );
+        assert_same(
+            "linear without bias",
+            &[x, w],
+            |t| linear::linear(&t[0], &t[1], None).unwrap(),
+            |t| linear::composed(&t[0], &t[1], None).unwrap(),
+            2,
+        );
+    }
+}
