@@ -6,7 +6,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::BertConfig;
 use super::kernels::linear as fused_linear;
-use super::kernels::{bias_gelu, softmax_with_bias};
+use super::kernels::{attention, bias_gelu};
 use super::layers::{attention_bias, dense, embedding, linear, LayerNorm, Mode};
 
 /// Word, position and (type-0) segment embeddings, then layer norm.
@@ -61,7 +61,6 @@ struct Attention {
     output: Linear,
     norm: LayerNorm,
     heads: usize,
-    head_dim: usize,
     attn_dropout: f64,
     dropout: f64,
 }
@@ -77,29 +76,18 @@ impl Attention {
             output: linear(h, h, vb.pp("output").pp("dense"))?,
             norm: LayerNorm::new(h, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
             heads: c.num_attention_heads,
-            head_dim: h / c.num_attention_heads,
             attn_dropout: c.attention_probs_dropout_prob,
             dropout: c.hidden_dropout_prob,
         })
     }
 
-    /// `(batch, seq, hidden)` → `(batch, heads, seq, head_dim)`.
-    fn split(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
-        x.reshape((b, s, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (b, s, h) = x.dims3()?;
-        let q = (self.split(&dense(&self.query, x)?)? * (1.0 / (self.head_dim as f64).sqrt()))?;
-        let k = self.split(&dense(&self.key, x)?)?;
-        let v = self.split(&dense(&self.value, x)?)?;
-        // (batch, heads, seq, seq)
-        let scores = q.matmul(&k.t()?)?;
-        let probs = mode.dropout(&softmax_with_bias(&scores, bias)?, self.attn_dropout)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
+        let (q, k, v) = (
+            dense(&self.query, x)?,
+            dense(&self.key, x)?,
+            dense(&self.value, x)?,
+        );
+        let ctx = attention(&q, &k, &v, bias, self.heads, mode, self.attn_dropout)?;
         let out = mode.dropout(&dense(&self.output, &ctx)?, self.dropout)?;
         self.norm.forward(&(out + x)?)
     }

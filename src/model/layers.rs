@@ -37,9 +37,10 @@ impl Module for LayerNorm {
 
 /// Where dropout masks come from.
 ///
-/// On CPU a seeded generator on the host draws the mask (a byte per
-/// element, uploaded once); other devices use their own seeded generator
-/// (`Device::set_seed`) so no host round trip slows them down.
+/// The fused CPU kernel hashes a seed drawn from this generator with each
+/// element's index; the composed CPU path draws the mask on the host from
+/// it; other devices use their own seeded generator (`Device::set_seed`) so
+/// no host round trip slows them down.
 #[derive(Debug)]
 pub struct DropoutRng {
     rng: std::sync::Mutex<rand::rngs::Xoshiro256PlusPlus>,
@@ -63,6 +64,12 @@ impl DropoutRng {
     pub fn dropout(&self, x: &Tensor, p: f64) -> Result<Tensor> {
         if p <= 0.0 {
             return Ok(x.clone());
+        }
+        if super::kernels::fused_for(x) {
+            // The mask is a hash of a per-call seed and the element index:
+            // nothing to draw serially or keep for the backward pass.
+            let mask = super::kernels::DropMask::new(p, self.next_seed());
+            return super::kernels::dropout(x, mask);
         }
         let scale = 1.0 / (1.0 - p);
         let mask = match x.device() {

@@ -1,6 +1,6 @@
 //! Fused CPU kernels for the ops BERT spends its non-matmul time in:
-//! dense layers (matmul + bias), layer norm, attention softmax (with the
-//! padding bias), and bias + GELU.
+//! dense layers (matmul + bias), multi-head attention, layer norm, the
+//! attention softmax (with the padding bias), bias + GELU and dropout.
 //!
 //! Composed from candle's primitive ops, each of these is five to ten passes
 //! over memory, each pass a tensor allocation, and as many more in the
@@ -14,6 +14,8 @@
 //! path off, so benchmarks can measure both in one run and tests can check
 //! one against the other.
 
+mod attention;
+mod dropout;
 mod gelu;
 mod gemm;
 mod layer_norm;
@@ -27,6 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
+pub use attention::attention;
+pub(crate) use dropout::dropout;
+pub use dropout::DropMask;
 pub use gelu::bias_gelu;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
@@ -45,7 +50,7 @@ pub fn enabled() -> bool {
 }
 
 /// Whether `x` takes the fused path: on, on the CPU, in f32.
-fn fused_for(x: &Tensor) -> bool {
+pub(crate) fn fused_for(x: &Tensor) -> bool {
     enabled() && x.device().is_cpu() && x.dtype() == DType::F32
 }
 

@@ -31,12 +31,13 @@ struct SoftmaxBias;
 /// The gradient kernel: `(probs, grad)` → `probs · (grad - Σ grad·probs)`.
 struct SoftmaxGrad;
 
+/// `softmax(row + bias)` for each row of `rows`, in place.
 #[multiversion(targets = "simd")]
-fn forward_rows(x: &[f32], bias: &[f32], out: &mut [f32]) {
+pub(super) fn rows_in_place(rows: &mut [f32], bias: &[f32]) {
     let w = bias.len();
-    for (xr, yr) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
-        for ((y, &v), &b) in yr.iter_mut().zip(xr).zip(bias) {
-            *y = v + b;
+    for yr in rows.chunks_exact_mut(w) {
+        for (y, &b) in yr.iter_mut().zip(bias) {
+            *y += b;
         }
         let m = max(yr);
         let mut total = 0f32;
@@ -59,16 +60,14 @@ fn forward_rows(x: &[f32], bias: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Softmax's backward pass, in place: each row of `grad` becomes
+/// `probs · (grad - Σ grad·probs)`.
 #[multiversion(targets = "simd")]
-fn backward_rows(probs: &[f32], grad: &[f32], w: usize, out: &mut [f32]) {
-    for ((pr, gr), dr) in probs
-        .chunks_exact(w)
-        .zip(grad.chunks_exact(w))
-        .zip(out.chunks_exact_mut(w))
-    {
-        let s = dot(pr, gr);
-        for ((d, &p), &g) in dr.iter_mut().zip(pr).zip(gr) {
-            *d = p * (g - s);
+pub(super) fn grad_rows_in_place(probs: &[f32], grad: &mut [f32], w: usize) {
+    for (pr, dr) in probs.chunks_exact(w).zip(grad.chunks_exact_mut(w)) {
+        let s = dot(pr, dr);
+        for (d, &p) in dr.iter_mut().zip(pr) {
+            *d = p * (*d - s);
         }
     }
 }
@@ -107,7 +106,8 @@ impl CustomOp2 for SoftmaxBias {
             .enumerate()
             .for_each(|(task, (o, xc))| {
                 let item = task * rows / per_item;
-                forward_rows(xc, &bias[item * keys..(item + 1) * keys], o)
+                o.copy_from_slice(xc);
+                rows_in_place(o, &bias[item * keys..(item + 1) * keys])
             });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -139,12 +139,11 @@ impl CustomOp2 for SoftmaxGrad {
         let probs = contiguous_f32(ps, pl, self.name())?;
         let grad = contiguous_f32(gs, gl, self.name())?;
         let w = *pl.dims().last().unwrap_or(&1);
-        let mut out = vec![0f32; probs.len()];
+        let mut out = grad.to_vec();
         let step = rows_per_task(probs.len() / w.max(1), w) * w;
         out.par_chunks_mut(step)
             .zip(probs.par_chunks(step))
-            .zip(grad.par_chunks(step))
-            .for_each(|((o, p), g)| backward_rows(p, g, w, o));
+            .for_each(|(o, p)| grad_rows_in_place(p, o, w));
         Ok((CpuStorage::F32(out), pl.shape().clone()))
     }
 }

@@ -182,3 +182,93 @@ fn linear_matches_composed_ops() {
         );
     }
 }
+
+/// Attention's padding bias: the second item's last `pad` tokens masked.
+fn padding_bias(batch: usize, seq: usize, pad: usize) -> Tensor {
+    let mut bias = vec![0f32; batch * seq];
+    if batch > 1 {
+        for b in &mut bias[2 * seq - pad..2 * seq] {
+            *b = -1e9;
+        }
+    }
+    Tensor::from_vec(bias, (batch, 1, 1, seq), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn attention_matches_composed_ops() {
+    use super::attention;
+    use crate::model::layers::Mode;
+    for (batch, seq, hidden, heads) in [(1, 5, 8, 2), (3, 19, 48, 4)] {
+        let bias = padding_bias(batch, seq, seq / 3);
+        let inputs: Vec<Tensor> = (0..3)
+            .map(|i| randn(&[batch, seq, hidden], 20 + i))
+            .collect();
+        assert_same(
+            "attention",
+            &inputs,
+            |t| attention::attention(&t[0], &t[1], &t[2], &bias, heads, Mode::Eval, 0.1).unwrap(),
+            |t| attention::composed(&t[0], &t[1], &t[2], &bias, heads, |p| Ok(p.clone())).unwrap(),
+            3,
+        );
+    }
+}
+
+#[test]
+fn attention_dropout_matches_composed_ops_with_the_same_mask() {
+    use super::{attention, dropout::DropMask};
+    use crate::model::layers::{DropoutRng, Mode};
+    let (batch, seq, hidden, heads, p) = (2, 9, 16, 2, 0.3);
+    let bias = padding_bias(batch, seq, 3);
+    let inputs: Vec<Tensor> = (0..3)
+        .map(|i| randn(&[batch, seq, hidden], 30 + i))
+        .collect();
+    // The fused op draws one seed from the generator; the composed side
+    // rebuilds the same mask from that seed.
+    let seed = DropoutRng::new(5).next_seed();
+    let mask = DropMask::new(p, seed);
+    let factors: Vec<f32> = (0..batch * heads * seq * seq)
+        .map(|i| mask.factor(i))
+        .collect();
+    let dropped = factors.iter().filter(|&&f| f == 0.0).count() as f64 / factors.len() as f64;
+    assert!((dropped - p).abs() < 0.1, "dropped {dropped}");
+    let factors = Tensor::from_vec(factors, (batch, heads, seq, seq), &Device::Cpu).unwrap();
+    assert_same(
+        "attention with dropout",
+        &inputs,
+        |t| {
+            let rng = DropoutRng::new(5);
+            attention::attention(&t[0], &t[1], &t[2], &bias, heads, Mode::Train(&rng), p).unwrap()
+        },
+        |t| {
+            attention::composed(&t[0], &t[1], &t[2], &bias, heads, |probs| probs * &factors)
+                .unwrap()
+        },
+        3,
+    );
+}
+
+#[test]
+fn dropout_masks_forward_and_backward_alike() {
+    use super::dropout::{dropout, DropMask};
+    let p = 0.25;
+    let mask = DropMask::new(p, 42);
+    let x = Var::from_tensor(&randn(&[50_000], 40)).unwrap();
+    let y = dropout(x.as_tensor(), mask).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let (xv, yv) = (x.to_vec1::<f32>().unwrap(), y.to_vec1::<f32>().unwrap());
+    let gv = g.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let mut zeros = 0;
+    for i in 0..xv.len() {
+        let f = mask.factor(i);
+        assert!(f == 0.0 || f == scale);
+        assert_eq!(yv[i], xv[i] * f);
+        assert_eq!(gv[i], f);
+        zeros += usize::from(f == 0.0);
+    }
+    let rate = zeros as f64 / xv.len() as f64;
+    assert!((rate - p).abs() < 0.01, "dropped {rate}");
+    // A different seed, a different mask.
+    let other = DropMask::new(p, 43);
+    assert!((0..1000).any(|i| other.factor(i) != mask.factor(i)));
+}

@@ -1,0 +1,87 @@
+//! Dropout whose mask is a hash of (seed, element index): nothing is stored
+//! between the forward and backward pass, no generator runs serially, and
+//! the mask does not depend on how the work is split between threads.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{contiguous_f32, fused_for};
+
+/// Which elements dropout keeps, and by how much it scales them.
+#[derive(Debug, Clone, Copy)]
+pub struct DropMask {
+    seed: u64,
+    /// An element is dropped when its 32-bit hash is below this.
+    threshold: u32,
+    scale: f32,
+}
+
+impl DropMask {
+    /// Drops each element with probability `p` (in `[0, 1)`).
+    pub fn new(p: f64, seed: u64) -> DropMask {
+        DropMask {
+            seed,
+            threshold: (p.clamp(0.0, 1.0) * u32::MAX as f64) as u32,
+            scale: (1.0 / (1.0 - p)) as f32,
+        }
+    }
+
+    /// The factor element `index` is multiplied by: 0 or `1/(1-p)`.
+    #[inline(always)]
+    pub fn factor(&self, index: usize) -> f32 {
+        // SplitMix64's finaliser: every input bit reaches every output bit.
+        let mut z = self
+            .seed
+            .wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        if ((z ^ (z >> 31)) >> 32) as u32 >= self.threshold {
+            self.scale
+        } else {
+            0.0
+        }
+    }
+
+    /// Multiplies `xs`, the elements from `start` on, by their factors.
+    pub fn apply(&self, xs: &mut [f32], start: usize) {
+        for (i, x) in xs.iter_mut().enumerate() {
+            *x *= self.factor(start + i);
+        }
+    }
+}
+
+/// `x` with dropout applied by `mask` (forward and backward fused; the
+/// caller checked the device).
+pub(crate) fn dropout(x: &Tensor, mask: DropMask) -> Result<Tensor> {
+    debug_assert!(fused_for(x));
+    x.contiguous()?.apply_op1(Dropout(mask))
+}
+
+struct Dropout(DropMask);
+
+impl Dropout {
+    fn run(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "dropout")?;
+        let mut out = x.to_vec();
+        const STEP: usize = 1 << 14;
+        out.par_chunks_mut(STEP)
+            .enumerate()
+            .for_each(|(i, c)| self.0.apply(c, i * STEP));
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+impl CustomOp1 for Dropout {
+    fn name(&self) -> &'static str {
+        "fused-dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run(s, l)
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // The gradient is masked and scaled exactly as the input was.
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Dropout(self.0))?))
+    }
+}
