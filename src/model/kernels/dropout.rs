@@ -29,13 +29,12 @@ impl DropMask {
     /// The factor element `index` is multiplied by: 0 or `1/(1-p)`.
     #[inline(always)]
     pub fn factor(&self, index: usize) -> f32 {
-        // SplitMix64's finaliser: every input bit reaches every output bit.
-        let mut z = self
-            .seed
-            .wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        if ((z ^ (z >> 31)) >> 32) as u32 >= self.threshold {
+        // Two rounds of the `lowbias32` integer hash, keyed by each half of
+        // the seed: 32-bit multiplies and shifts, which vectorise.
+        let mut x = (index as u32) ^ (self.seed as u32);
+        x = lowbias32(x) ^ ((self.seed >> 32) as u32);
+        x = lowbias32(x);
+        if x >= self.threshold {
             self.scale
         } else {
             0.0
@@ -44,8 +43,24 @@ impl DropMask {
 
     /// Multiplies `xs`, the elements from `start` on, by their factors.
     pub fn apply(&self, xs: &mut [f32], start: usize) {
+        apply(self, xs, start)
+    }
+}
+
+/// Chris Wellons' `lowbias32`: a bijective 32-bit hash with low bias.
+#[inline(always)]
+fn lowbias32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+simd_kernel! {
+    fn apply(mask: &DropMask, xs: &mut [f32], start: usize) {
         for (i, x) in xs.iter_mut().enumerate() {
-            *x *= self.factor(start + i);
+            *x *= mask.factor(start + i);
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The feed-forward block's bias add and exact (erf) GELU in one pass.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::math::{normal_cdf, normal_pdf};
@@ -26,30 +25,32 @@ struct BiasGelu;
 /// The gradient kernel: `(x, bias, grad)` → packed `[dx | dbias]`.
 struct BiasGeluGrad;
 
-#[multiversion(targets = "simd")]
-fn forward_rows(x: &[f32], bias: &[f32], out: &mut [f32]) {
-    let w = bias.len();
-    for (xr, yr) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
-        for ((y, &v), &b) in yr.iter_mut().zip(xr).zip(bias) {
-            let v = v + b;
-            *y = v * normal_cdf(v);
+simd_kernel! {
+    fn forward_rows(x: &[f32], bias: &[f32], out: &mut [f32]) {
+        let w = bias.len();
+        for (xr, yr) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
+            for ((y, &v), &b) in yr.iter_mut().zip(xr).zip(bias) {
+                let v = v + b;
+                *y = v * normal_cdf(v);
+            }
         }
     }
 }
 
-#[multiversion(targets = "simd")]
-fn backward_rows(x: &[f32], bias: &[f32], grad: &[f32], dx: &mut [f32], dbias: &mut [f32]) {
-    let w = bias.len();
-    for ((xr, gr), dr) in x
-        .chunks_exact(w)
-        .zip(grad.chunks_exact(w))
-        .zip(dx.chunks_exact_mut(w))
-    {
-        for i in 0..w {
-            let v = xr[i] + bias[i];
-            let d = gr[i] * (normal_cdf(v) + v * normal_pdf(v));
-            dr[i] = d;
-            dbias[i] += d;
+simd_kernel! {
+    fn backward_rows(x: &[f32], bias: &[f32], grad: &[f32], dx: &mut [f32], dbias: &mut [f32]) {
+        let w = bias.len();
+        for ((xr, gr), dr) in x
+            .chunks_exact(w)
+            .zip(grad.chunks_exact(w))
+            .zip(dx.chunks_exact_mut(w))
+        {
+            for i in 0..w {
+                let v = xr[i] + bias[i];
+                let d = gr[i] * (normal_cdf(v) + v * normal_pdf(v));
+                dr[i] = d;
+                dbias[i] += d;
+            }
         }
     }
 }

@@ -2,7 +2,6 @@
 //! pass each.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
-use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::math::{dot, sum};
@@ -37,59 +36,61 @@ struct LayerNormGrad {
     eps: f64,
 }
 
-#[multiversion(targets = "simd")]
-fn forward_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
-    let w = gamma.len();
-    for (xr, yr) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
-        let mean = sum(xr) / w as f32;
-        for (y, &v) in yr.iter_mut().zip(xr) {
-            *y = v - mean;
-        }
-        let rstd = 1.0 / (dot(yr, yr) / w as f32 + eps).sqrt();
-        for ((y, &g), &b) in yr.iter_mut().zip(gamma).zip(beta) {
-            *y = *y * rstd * g + b;
+simd_kernel! {
+    fn forward_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+        let w = gamma.len();
+        for (xr, yr) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
+            let mean = sum(xr) / w as f32;
+            for (y, &v) in yr.iter_mut().zip(xr) {
+                *y = v - mean;
+            }
+            let rstd = 1.0 / (dot(yr, yr) / w as f32 + eps).sqrt();
+            for ((y, &g), &b) in yr.iter_mut().zip(gamma).zip(beta) {
+                *y = *y * rstd * g + b;
+            }
         }
     }
 }
 
-/// Writes `dx` for the rows of `x`/`grad` and adds their share of `dgamma`
-/// and `dbeta` into `dparams` (`[dgamma | dbeta]`).
-#[multiversion(targets = "simd")]
-fn backward_rows(
-    x: &[f32],
-    gamma: &[f32],
-    grad: &[f32],
-    eps: f32,
-    dx: &mut [f32],
-    dparams: &mut [f32],
-) {
-    let w = gamma.len();
-    let (dgamma, dbeta) = dparams.split_at_mut(w);
-    let mut gy = vec![0f32; w];
-    for ((xr, gr), dr) in x
-        .chunks_exact(w)
-        .zip(grad.chunks_exact(w))
-        .zip(dx.chunks_exact_mut(w))
-    {
-        let mean = sum(xr) / w as f32;
-        for (d, &v) in dr.iter_mut().zip(xr) {
-            *d = v - mean;
-        }
-        let rstd = 1.0 / (dot(dr, dr) / w as f32 + eps).sqrt();
-        // dr now holds x̂; gy = grad · gamma.
-        for d in dr.iter_mut() {
-            *d *= rstd;
-        }
-        for ((y, &g), &gm) in gy.iter_mut().zip(gr).zip(gamma) {
-            *y = g * gm;
-        }
-        let mean_gy = sum(&gy) / w as f32;
-        let mean_gy_xhat = dot(&gy, dr) / w as f32;
-        for i in 0..w {
-            let xhat = dr[i];
-            dgamma[i] += gr[i] * xhat;
-            dbeta[i] += gr[i];
-            dr[i] = rstd * (gy[i] - mean_gy - xhat * mean_gy_xhat);
+simd_kernel! {
+    /// Writes `dx` for the rows of `x`/`grad` and adds their share of `dgamma`
+    /// and `dbeta` into `dparams` (`[dgamma | dbeta]`).
+    fn backward_rows(
+        x: &[f32],
+        gamma: &[f32],
+        grad: &[f32],
+        eps: f32,
+        dx: &mut [f32],
+        dparams: &mut [f32],
+    ) {
+        let w = gamma.len();
+        let (dgamma, dbeta) = dparams.split_at_mut(w);
+        let mut gy = vec![0f32; w];
+        for ((xr, gr), dr) in x
+            .chunks_exact(w)
+            .zip(grad.chunks_exact(w))
+            .zip(dx.chunks_exact_mut(w))
+        {
+            let mean = sum(xr) / w as f32;
+            for (d, &v) in dr.iter_mut().zip(xr) {
+                *d = v - mean;
+            }
+            let rstd = 1.0 / (dot(dr, dr) / w as f32 + eps).sqrt();
+            // dr now holds x̂; gy = grad · gamma.
+            for d in dr.iter_mut() {
+                *d *= rstd;
+            }
+            for ((y, &g), &gm) in gy.iter_mut().zip(gr).zip(gamma) {
+                *y = g * gm;
+            }
+            let mean_gy = sum(&gy) / w as f32;
+            let mean_gy_xhat = dot(&gy, dr) / w as f32;
+            for i in 0..w {
+                let xhat = dr[i];
+                dgamma[i] += gr[i] * xhat;
+                dbeta[i] += gr[i];
+                dr[i] = rstd * (gy[i] - mean_gy - xhat * mean_gy_xhat);
+            }
         }
     }
 }

@@ -5,7 +5,6 @@
 //! and zero-filled accumulators for each.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, Threads};
@@ -155,12 +154,13 @@ impl CustomOp3 for Linear {
     }
 }
 
-/// Adds the rows of `g` (width `n`) into `acc`.
-#[multiversion(targets = "simd")]
-fn add_rows(g: &[f32], acc: &mut [f32]) {
-    for row in g.chunks_exact(acc.len()) {
-        for (a, &v) in acc.iter_mut().zip(row) {
-            *a += v;
+simd_kernel! {
+    /// Adds the rows of `g` (width `n`) into `acc`.
+    fn add_rows(g: &[f32], acc: &mut [f32]) {
+        for row in g.chunks_exact(acc.len()) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
         }
     }
 }

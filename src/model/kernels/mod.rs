@@ -14,6 +14,21 @@
 //! path off, so benchmarks can measure both in one run and tests can check
 //! one against the other.
 
+/// Compiles a kernel for AVX-512, AVX2 + FMA and NEON besides the baseline,
+/// and picks the best the CPU has at run time (the `multiversion` crate).
+/// The kernels are plain loops the compiler vectorises for each target.
+macro_rules! simd_kernel {
+    ($(#[$meta:meta])* $vis:vis fn $($rest:tt)*) => {
+        $(#[$meta])*
+        #[multiversion::multiversion(targets(
+            "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+            "x86_64+avx2+fma",
+            "aarch64+neon",
+        ))]
+        $vis fn $($rest)*
+    };
+}
+
 mod attention;
 mod dropout;
 mod gelu;
