@@ -14,6 +14,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // As the binary does (src/main.rs).
+    pretext::alloc::keep_freed_memory();
     let Ok(dir) = std::env::var("ENCODE_MODEL") else {
         eprintln!("set ENCODE_MODEL to a model folder (e.g. all-MiniLM-L6-v2)");
         return;

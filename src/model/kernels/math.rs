@@ -15,7 +15,8 @@ const ROUND: f32 = 12_582_912.0;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let clamped = x.clamp(-87.3, 88.3);
-    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let t = clamped * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_2e-4f32;
     p = p * r + 1.398_2e-3;
@@ -24,7 +25,10 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2ⁿ from n's bits in `t` (its low mantissa bits hold n once ROUND's bits
+    // are taken away): integer ops only, since a float-to-int `as` cast
+    // saturates and so cannot vectorise.
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
     if x < -87.3 {
         0.0
     } else {
