@@ -1,7 +1,10 @@
 //! One training step of the reference setting, split into forward,
 //! backward and optimizer: 4-layer, 256-wide BERT (vocabulary 8192), batch
 //! 32 × 128 tokens, MoCo key encoder and a 4096-key queue, InfoNCE.
-//! `cargo bench --bench train_step` prints a table.
+//! `cargo bench --bench train_step` prints a table of medians over
+//! `BENCH_ITERS` steps (default 10) after two warm-up steps; `BENCH_JSON=1`
+//! prints one JSON line instead (what `benches/train_step_compare.sh` reads
+//! to put PyTorch's figures beside these).
 
 use std::time::Instant;
 
@@ -22,7 +25,8 @@ fn main() {
         return;
     }
     pretext::alloc::keep_freed_memory();
-    let (batch, seq, warmup, iters) = (32usize, 128usize, 2, 5);
+    let iters: usize = std::env::var("BENCH_ITERS").map_or(10, |v| v.parse().unwrap());
+    let (batch, seq, warmup) = (32usize, 128usize, 2);
     let dev = Device::Cpu;
     let mut config = BertConfig::preset("mini", 8192).unwrap();
     if let Ok(p) = std::env::var("BENCH_DROPOUT") {
@@ -74,7 +78,7 @@ fn main() {
         let q = varmap.data().lock().unwrap();
         k.iter().map(|(n, v)| (v.clone(), q[n].clone())).collect()
     };
-    let (mut fwd, mut bwd, mut upd) = (0.0, 0.0, 0.0);
+    let (mut fwd, mut bwd, mut upd, mut total) = (vec![], vec![], vec![], vec![]);
     for i in 0..warmup + iters {
         let t0 = Instant::now();
         let rng = DropoutRng::new(i as u64);
@@ -112,14 +116,20 @@ fn main() {
         queue.enqueue(&k).unwrap();
         let t3 = Instant::now();
         if i >= warmup {
-            fwd += (t1 - t0).as_secs_f64();
-            bwd += (t2 - t1).as_secs_f64();
-            upd += (t3 - t2).as_secs_f64();
+            fwd.push((t1 - t0).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+            upd.push((t3 - t2).as_secs_f64());
+            total.push((t3 - t0).as_secs_f64());
         }
     }
-    let n = iters as f64;
-    let (fwd, bwd, upd) = (fwd / n, bwd / n, upd / n);
-    let step = fwd + bwd + upd;
+    // Medians: this machine is shared, and a step now and then is slowed
+    // by a neighbour; the median is what a long run sees.
+    let (fwd, bwd, upd, step) = (
+        median(&mut fwd),
+        median(&mut bwd),
+        median(&mut upd),
+        median(&mut total),
+    );
     // FLOPs: per token, 2 × (non-embedding weights) for the linear layers plus
     // attention's two (seq × seq × hidden) products; forward of the query
     // tower and the key tower, backward ≈ 2 × the query tower's forward.
@@ -129,10 +139,27 @@ fn main() {
     let tokens = (batch * seq) as f64;
     let per_tower = 2.0 * linear * tokens + layers * 4.0 * batch as f64 * (seq * seq) as f64 * h;
     let flops = 4.0 * per_tower;
+    let peak_mib = pretext::memory::peak_rss_kib().map(|kib| kib as f64 / 1024.0);
+    if std::env::var("BENCH_JSON").is_ok() {
+        println!(
+            "{}",
+            serde_json::json!({
+                "system": "pretext",
+                "step": step,
+                "forward": fwd,
+                "backward": bwd,
+                "optimizer": upd,
+                "peak_rss_mib": peak_mib,
+                "gflops": flops / step / 1e9,
+                "tokens_per_s": 2.0 * tokens / step,
+            })
+        );
+        return;
+    }
     println!("| setting | value |\n|---|---:|");
     println!("| parameters | {:.2} M |", params as f64 / 1e6);
     println!("| batch × tokens | {batch} × {seq} |");
-    println!("| step | {:.3} s |", step);
+    println!("| step (median of {iters}) | {:.3} s |", step);
     println!(
         "| forward (query + key towers + loss) | {:.3} s ({:.0} %) |",
         fwd,
@@ -146,7 +173,17 @@ fn main() {
     );
     println!("| tokens/s (queries + keys) | {:.0} |", 2.0 * tokens / step);
     println!("| achieved GFLOP/s | {:.1} |", flops / step / 1e9);
-    if let Some(kib) = pretext::memory::peak_rss_kib() {
-        println!("| peak RSS | {:.0} MiB |", kib as f64 / 1024.0);
+    if let Some(mib) = peak_mib {
+        println!("| peak RSS | {mib:.0} MiB |");
+    }
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     }
 }

@@ -2,14 +2,15 @@
 same run: a 4-layer, 256-wide BERT (vocabulary 8192, 4 heads, dropout 0.1),
 batch 32 x 128 tokens, a MoCo key encoder (momentum 0.999, eval mode) and a
 4096-key queue, InfoNCE at temperature 0.05 on mean-pooled states, AdamW
-with gradient clipping at 1.0. Prints one JSON line (seconds per step, split,
-peak RSS).
+with gradient clipping at 1.0. Prints one JSON line: medians over ITERS
+steps after two warm-up steps (seconds per step and its split), peak RSS.
 
-    python benches/python/torch_train_step.py [THREADS]
+    python benches/python/torch_train_step.py [THREADS] [ITERS]
 """
 import copy
 import json
 import resource
+import statistics
 import sys
 import time
 
@@ -19,7 +20,8 @@ from transformers import BertConfig, BertModel
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 torch.set_num_threads(threads)
 torch.manual_seed(1)
-batch, seq, warmup, iters = 32, 128, 2, 5
+iters = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+batch, seq, warmup = 32, 128, 2
 config = BertConfig(
     vocab_size=8192,
     hidden_size=256,
@@ -52,7 +54,7 @@ def encode(m, x):
     return (states * w).sum(1) / w.sum(1)
 
 
-fwd = bwd = upd = 0.0
+fwd, bwd, upd, total = [], [], [], []
 for i in range(warmup + iters):
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -73,19 +75,20 @@ for i in range(warmup + iters):
     queue = torch.cat([queue[batch:], k])
     t3 = time.perf_counter()
     if i >= warmup:
-        fwd += t1 - t0
-        bwd += t2 - t1
-        upd += t3 - t2
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+        upd.append(t3 - t2)
+        total.append(t3 - t0)
 
-n = float(iters)
+med = statistics.median
 print(
     json.dumps(
         {
             "system": f"PyTorch {torch.__version__.split('+')[0]}",
-            "step": (fwd + bwd + upd) / n,
-            "forward": fwd / n,
-            "backward": bwd / n,
-            "optimizer": upd / n,
+            "step": med(total),
+            "forward": med(fwd),
+            "backward": med(bwd),
+            "optimizer": med(upd),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     )

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index};
+use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index, Stemming};
 use pretext::pretext_tasks::pipeline::for_each_batch;
 
 use super::data::{finish, DataArgs};
@@ -37,7 +37,11 @@ enum Bm25Command {
         /// Keep stopwords.
         #[arg(long)]
         keep_stopwords: bool,
-        /// Do not stem.
+        /// Stemmer: `porter` (Lucene's, as Anserini), `porter2` (Snowball
+        /// English) or `none`.
+        #[arg(long, default_value = "porter")]
+        stemmer: Stemming,
+        /// Do not stem (same as `--stemmer none`).
         #[arg(long)]
         no_stem: bool,
     },
@@ -66,6 +70,7 @@ pub fn run(args: Bm25Args) -> Result<()> {
             k1,
             b,
             keep_stopwords,
+            stemmer,
             no_stem,
         } => {
             let config = finish(&data.builder()?)?;
@@ -93,7 +98,7 @@ pub fn run(args: Bm25Args) -> Result<()> {
                 k1,
                 b,
                 stopwords: !keep_stopwords,
-                stem: !no_stem,
+                stemmer: if no_stem { Stemming::None } else { stemmer },
                 ..Bm25Config::default()
             };
             let index = Bm25Index::build(&docs, bm);
