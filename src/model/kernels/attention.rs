@@ -1,5 +1,6 @@
-//! Multi-head scaled dot-product attention as one op, on the `(batch, seq,
-//! hidden)` outputs of the query, key and value layers.
+//! Multi-head scaled dot-product attention as one op, on the packed
+//! `(batch, seq, 3·hidden)` output of one dense layer holding the query,
+//! key and value projections side by side.
 //!
 //! Composed, attention splits the heads into copies, multiplies each of
 //! `batch × heads` small matrices with all threads (candle's batched matmul
@@ -11,7 +12,7 @@
 //! `(seq × seq)` scratch matrix per thread instead of `batch × heads` of
 //! them kept for the whole step.
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::dropout::DropMask;
@@ -19,24 +20,18 @@ use super::gemm::{matmul, Mat, Threads};
 use super::{contiguous_f32, fused_for, softmax};
 use crate::model::layers::Mode;
 
-/// `softmax(Q·Kᵀ/√d + bias)·V` per head, `q`, `k`, `v` of shape `(batch, seq,
-/// hidden)`, `bias` `(batch, 1, 1, seq)` (0 on tokens, large negative on
-/// padding); in training mode the probabilities go through dropout `p`.
-/// Returns `(batch, seq, hidden)` with the heads side by side.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bias: &Tensor,
-    heads: usize,
-    mode: Mode,
-    p: f64,
-) -> Result<Tensor> {
-    let (_, _, hidden) = q.dims3()?;
-    if heads == 0 || !hidden.is_multiple_of(heads) {
-        candle_core::bail!("attention: {hidden} is not a multiple of {heads} heads");
+/// `softmax(Q·Kᵀ/√d + bias)·V` per head. `qkv` is `(batch, seq, 3·hidden)`:
+/// queries, keys and values side by side; `bias` is `(batch, 1, 1, seq)` (0
+/// on tokens, large negative on padding); in training mode the
+/// probabilities go through dropout `p`. Returns `(batch, seq, hidden)`
+/// with the heads side by side.
+pub fn attention(qkv: &Tensor, bias: &Tensor, heads: usize, mode: Mode, p: f64) -> Result<Tensor> {
+    let (_, _, width) = qkv.dims3()?;
+    let hidden = width / 3;
+    if heads == 0 || width != 3 * hidden || !hidden.is_multiple_of(heads) {
+        candle_core::bail!("attention: width {width} is not 3 × a multiple of {heads} heads");
     }
-    if fused_for(q) {
+    if fused_for(qkv) {
         let mask = match mode {
             Mode::Train(rng) if p > 0.0 => Some(DropMask::new(p, rng.next_seed())),
             _ => None,
@@ -46,33 +41,33 @@ pub fn attention(
             bias: bias.contiguous()?.detach(),
             mask,
         };
-        return q
-            .contiguous()?
-            .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
+        return qkv.contiguous()?.apply_op1(op);
     }
-    composed(q, k, v, bias, heads, |probs| mode.dropout(probs, p))
+    composed(qkv, bias, heads, |probs| mode.dropout(probs, p))
 }
 
 /// The same function from candle's ops, dropout applied by `dropout`
 /// (other devices, tests).
 pub(super) fn composed(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    qkv: &Tensor,
     bias: &Tensor,
     heads: usize,
     dropout: impl Fn(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
-    let (b, s, h) = q.dims3()?;
+    let (b, s, width) = qkv.dims3()?;
+    let h = width / 3;
     let d = h / heads;
-    let split = |x: &Tensor| -> Result<Tensor> {
-        x.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()
+    let split = |i: usize| -> Result<Tensor> {
+        qkv.narrow(2, i * h, h)?
+            .reshape((b, s, heads, d))?
+            .transpose(1, 2)?
+            .contiguous()
     };
-    let q = (split(q)? * (1.0 / (d as f64).sqrt()))?;
-    let scores = q.matmul(&split(k)?.t()?)?;
+    let q = (split(0)? * (1.0 / (d as f64).sqrt()))?;
+    let scores = q.matmul(&split(1)?.t()?)?;
     let probs = dropout(&softmax::composed(&scores, bias)?)?;
     probs
-        .matmul(&split(v)?)?
+        .matmul(&split(2)?)?
         .transpose(1, 2)?
         .reshape((b, s, h))
 }
@@ -93,9 +88,18 @@ struct Dims {
     head: usize,
 }
 
+/// Which third of the packed input.
+#[derive(Clone, Copy)]
+enum Part {
+    Query = 0,
+    Key = 1,
+    Value = 2,
+}
+
 impl Dims {
     fn of(l: &Layout, heads: usize) -> Result<Dims> {
-        let (batch, seq, hidden) = l.shape().dims3()?;
+        let (batch, seq, width) = l.shape().dims3()?;
+        let hidden = width / 3;
         Ok(Dims {
             batch,
             seq,
@@ -105,6 +109,12 @@ impl Dims {
         })
     }
 
+    /// Elements of one batch item of the packed input.
+    fn packed_item(&self) -> usize {
+        3 * self.seq * self.hidden
+    }
+
+    /// Elements of one batch item of the output.
     fn item(&self) -> usize {
         self.seq * self.hidden
     }
@@ -113,13 +123,14 @@ impl Dims {
         1.0 / (self.head as f32).sqrt()
     }
 
-    /// Head `h` of a batch item's `(seq, hidden)` block, as `(seq, head)`.
-    fn head<'a>(&self, block: &'a [f32], h: usize) -> Mat<'a> {
+    /// Head `h` of `part` in a batch item's packed `(seq, 3·hidden)` block,
+    /// as a `(seq, head)` view.
+    fn head<'a>(&self, block: &'a [f32], part: Part, h: usize) -> Mat<'a> {
         Mat {
-            data: &block[h * self.head..],
+            data: &block[part as usize * self.hidden + h * self.head..],
             rows: self.seq,
             cols: self.head,
-            rs: self.hidden,
+            rs: 3 * self.hidden,
             cs: 1,
         }
     }
@@ -137,19 +148,21 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
 /// `softmax(scale·Q_h·K_hᵀ + bias)` into `probs` (row-major `seq × seq`).
 fn probabilities(
     dims: &Dims,
-    qb: &[f32],
-    kb: &[f32],
+    block: &[f32],
     bias: &[f32],
     h: usize,
     probs: &mut [f32],
 ) -> Result<()> {
-    let (qh, kh) = (dims.head(qb, h), dims.head(kb, h));
+    let (q, k) = (
+        dims.head(block, Part::Query, h),
+        dims.head(block, Part::Key, h),
+    );
     matmul(
         probs,
         dims.seq,
         1,
-        qh,
-        kh.t(),
+        q,
+        k.t(),
         false,
         dims.scale(),
         Threads::One,
@@ -158,128 +171,78 @@ fn probabilities(
     Ok(())
 }
 
-impl CustomOp3 for Attention {
+impl CustomOp1 for Attention {
     fn name(&self) -> &'static str {
         "fused-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        qs: &CpuStorage,
-        ql: &Layout,
-        ks: &CpuStorage,
-        kl: &Layout,
-        vs: &CpuStorage,
-        vl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let q = contiguous_f32(qs, ql, self.name())?;
-        let k = contiguous_f32(ks, kl, self.name())?;
-        let v = contiguous_f32(vs, vl, self.name())?;
-        let dims = Dims::of(ql, self.heads)?;
-        if kl.shape() != ql.shape() || vl.shape() != ql.shape() {
-            candle_core::bail!("attention: q, k, v shapes differ");
-        }
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = contiguous_f32(storage, layout, self.name())?;
+        let dims = Dims::of(layout, self.heads)?;
         let s = dims.seq;
-        let mut out = vec![0f32; q.len()];
+        let mut out = vec![0f32; dims.batch * dims.item()];
         with_f32(&self.bias, |bias| {
             if bias.len() != dims.batch * s {
                 candle_core::bail!(
                     "attention: bias {:?} for {:?}",
                     self.bias.shape(),
-                    ql.shape()
+                    layout.shape()
                 );
             }
             out.par_chunks_mut(dims.item())
+                .zip(qkv.par_chunks(dims.packed_item()))
                 .enumerate()
-                .try_for_each(|(b, ob)| -> Result<()> {
-                    let block = b * dims.item()..(b + 1) * dims.item();
-                    let (qb, kb, vb) = (&q[block.clone()], &k[block.clone()], &v[block]);
+                .try_for_each(|(b, (ob, block))| -> Result<()> {
                     let bias = &bias[b * s..(b + 1) * s];
                     let mut probs = vec![0f32; s * s];
                     for h in 0..dims.heads {
-                        probabilities(&dims, qb, kb, bias, h, &mut probs)?;
+                        probabilities(&dims, block, bias, h, &mut probs)?;
                         if let Some(mask) = &self.mask {
                             mask.apply(&mut probs, (b * dims.heads + h) * s * s);
                         }
                         let p = Mat::rows(&probs, s, s);
+                        let v = dims.head(block, Part::Value, h);
                         let dst = &mut ob[h * dims.head..];
-                        matmul(
-                            dst,
-                            dims.hidden,
-                            1,
-                            p,
-                            dims.head(vb, h),
-                            false,
-                            1.0,
-                            Threads::One,
-                        )?;
+                        matmul(dst, dims.hidden, 1, p, v, false, 1.0, Threads::One)?;
                     }
                     Ok(())
                 })
         })?;
-        Ok((CpuStorage::F32(out), ql.shape().clone()))
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((dims.batch, s, dims.hidden)),
+        ))
     }
 
-    fn bwd(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
-        let dims = Dims::of(q.layout(), self.heads)?;
-        let n = q.elem_count();
-        let packed = with_f32(q, |q| {
-            with_f32(k, |k| {
-                with_f32(v, |v| {
-                    with_f32(&grad, |g| {
-                        with_f32(&self.bias, |bias| self.backward(&dims, q, k, v, g, bias))
-                    })
-                })
+        let dims = Dims::of(qkv.layout(), self.heads)?;
+        let dqkv = with_f32(qkv, |qkv| {
+            with_f32(&grad, |g| {
+                with_f32(&self.bias, |bias| self.backward(&dims, qkv, g, bias))
             })
         })?;
-        let packed = Tensor::from_vec(packed, 3 * n, &Device::Cpu)?;
-        let part = |i: usize| packed.narrow(0, i * n, n)?.reshape(q.shape());
-        Ok((Some(part(0)?), Some(part(1)?), Some(part(2)?)))
+        Ok(Some(Tensor::from_vec(dqkv, qkv.shape(), &Device::Cpu)?))
     }
 }
 
 impl Attention {
-    /// `[dq | dk | dv]`, each `(batch, seq, hidden)`.
-    fn backward(
-        &self,
-        dims: &Dims,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        g: &[f32],
-        bias: &[f32],
-    ) -> Result<Vec<f32>> {
-        let n = q.len();
+    /// The gradient of the packed input, `(batch, seq, 3·hidden)`.
+    fn backward(&self, dims: &Dims, qkv: &[f32], g: &[f32], bias: &[f32]) -> Result<Vec<f32>> {
         let s = dims.seq;
-        let mut packed = vec![0f32; 3 * n];
-        let (dq, rest) = packed.split_at_mut(n);
-        let (dk, dv) = rest.split_at_mut(n);
-        dq.par_chunks_mut(dims.item())
-            .zip(dk.par_chunks_mut(dims.item()))
-            .zip(dv.par_chunks_mut(dims.item()))
+        let mut dqkv = vec![0f32; qkv.len()];
+        dqkv.par_chunks_mut(dims.packed_item())
+            .zip(qkv.par_chunks(dims.packed_item()))
+            .zip(g.par_chunks(dims.item()))
             .enumerate()
-            .try_for_each(|(b, ((dqb, dkb), dvb))| -> Result<()> {
-                let block = b * dims.item()..(b + 1) * dims.item();
-                let (qb, kb, vb, gb) = (
-                    &q[block.clone()],
-                    &k[block.clone()],
-                    &v[block.clone()],
-                    &g[block],
-                );
+            .try_for_each(|(b, ((db, block), gb))| -> Result<()> {
                 let bias = &bias[b * s..(b + 1) * s];
                 let mut probs = vec![0f32; s * s];
                 let mut dropped = vec![0f32; s * s];
                 let mut dprobs = vec![0f32; s * s];
+                let (hid, hd) = (dims.hidden, dims.head);
                 for h in 0..dims.heads {
-                    probabilities(dims, qb, kb, bias, h, &mut probs)?;
+                    probabilities(dims, block, bias, h, &mut probs)?;
                     let start = (b * dims.heads + h) * s * s;
                     // The probabilities after dropout, as the forward pass used them.
                     let used = match &self.mask {
@@ -290,52 +253,56 @@ impl Attention {
                         }
                         None => &probs,
                     };
-                    let off = h * dims.head;
-                    let gh = dims.head(gb, h);
+                    // dO for this head: `(seq, head)` of the `(seq, hidden)` gradient.
+                    let gh = Mat {
+                        data: &gb[h * hd..],
+                        rows: s,
+                        cols: hd,
+                        rs: hid,
+                        cs: 1,
+                    };
+                    let at = |part: Part| part as usize * hid + h * hd;
                     // dV = P_usedᵀ · dO
+                    let pt = Mat::rows(used, s, s).t();
                     matmul(
-                        &mut dvb[off..],
-                        dims.hidden,
+                        &mut db[at(Part::Value)..],
+                        3 * hid,
                         1,
-                        Mat::rows(used, s, s).t(),
+                        pt,
                         gh,
                         false,
                         1.0,
                         Threads::One,
                     )?;
                     // dP_used = dO · Vᵀ, then back through dropout and softmax.
-                    matmul(
-                        &mut dprobs,
-                        s,
-                        1,
-                        gh,
-                        dims.head(vb, h).t(),
-                        false,
-                        1.0,
-                        Threads::One,
-                    )?;
+                    let vt = dims.head(block, Part::Value, h).t();
+                    matmul(&mut dprobs, s, 1, gh, vt, false, 1.0, Threads::One)?;
                     if let Some(mask) = &self.mask {
                         mask.apply(&mut dprobs, start);
                     }
                     softmax::grad_rows_in_place(&probs, &mut dprobs, s);
                     // dQ = scale · dS · K,  dK = scale · dSᵀ · Q
                     let ds = Mat::rows(&dprobs, s, s);
+                    let (k, q) = (
+                        dims.head(block, Part::Key, h),
+                        dims.head(block, Part::Query, h),
+                    );
                     matmul(
-                        &mut dqb[off..],
-                        dims.hidden,
+                        &mut db[at(Part::Query)..],
+                        3 * hid,
                         1,
                         ds,
-                        dims.head(kb, h),
+                        k,
                         false,
                         dims.scale(),
                         Threads::One,
                     )?;
                     matmul(
-                        &mut dkb[off..],
-                        dims.hidden,
+                        &mut db[at(Part::Key)..],
+                        3 * hid,
                         1,
                         ds.t(),
-                        dims.head(qb, h),
+                        q,
                         false,
                         dims.scale(),
                         Threads::One,
@@ -343,6 +310,6 @@ impl Attention {
                 }
                 Ok(())
             })?;
-        Ok(packed)
+        Ok(dqkv)
     }
 }

@@ -200,15 +200,13 @@ fn attention_matches_composed_ops() {
     use crate::model::layers::Mode;
     for (batch, seq, hidden, heads) in [(1, 5, 8, 2), (3, 19, 48, 4)] {
         let bias = padding_bias(batch, seq, seq / 3);
-        let inputs: Vec<Tensor> = (0..3)
-            .map(|i| randn(&[batch, seq, hidden], 20 + i))
-            .collect();
+        let qkv = randn(&[batch, seq, 3 * hidden], 20);
         assert_same(
             "attention",
-            &inputs,
-            |t| attention::attention(&t[0], &t[1], &t[2], &bias, heads, Mode::Eval, 0.1).unwrap(),
-            |t| attention::composed(&t[0], &t[1], &t[2], &bias, heads, |p| Ok(p.clone())).unwrap(),
-            3,
+            &[qkv],
+            |t| attention::attention(&t[0], &bias, heads, Mode::Eval, 0.1).unwrap(),
+            |t| attention::composed(&t[0], &bias, heads, |p| Ok(p.clone())).unwrap(),
+            1,
         );
     }
 }
@@ -219,9 +217,7 @@ fn attention_dropout_matches_composed_ops_with_the_same_mask() {
     use crate::model::layers::{DropoutRng, Mode};
     let (batch, seq, hidden, heads, p) = (2, 9, 16, 2, 0.3);
     let bias = padding_bias(batch, seq, 3);
-    let inputs: Vec<Tensor> = (0..3)
-        .map(|i| randn(&[batch, seq, hidden], 30 + i))
-        .collect();
+    let qkv = randn(&[batch, seq, 3 * hidden], 30);
     // The fused op draws one seed from the generator; the composed side
     // rebuilds the same mask from that seed.
     let seed = DropoutRng::new(5).next_seed();
@@ -234,16 +230,13 @@ fn attention_dropout_matches_composed_ops_with_the_same_mask() {
     let factors = Tensor::from_vec(factors, (batch, heads, seq, seq), &Device::Cpu).unwrap();
     assert_same(
         "attention with dropout",
-        &inputs,
+        &[qkv],
         |t| {
             let rng = DropoutRng::new(5);
-            attention::attention(&t[0], &t[1], &t[2], &bias, heads, Mode::Train(&rng), p).unwrap()
+            attention::attention(&t[0], &bias, heads, Mode::Train(&rng), p).unwrap()
         },
-        |t| {
-            attention::composed(&t[0], &t[1], &t[2], &bias, heads, |probs| probs * &factors)
-                .unwrap()
-        },
-        3,
+        |t| attention::composed(&t[0], &bias, heads, |probs| probs * &factors).unwrap(),
+        1,
     );
 }
 
