@@ -7,7 +7,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 use super::config::BertConfig;
 use super::kernels::linear as fused_linear;
 use super::kernels::{attention, bias_gelu};
-use super::layers::{attention_bias, dense, embedding, linear, LayerNorm, Mode};
+use super::layers::{attention_bias, embedding, linear, LayerNorm, Mode};
 
 /// Word, position and (type-0) segment embeddings, then layer norm.
 #[derive(Debug, Clone)]
@@ -92,8 +92,8 @@ impl Attention {
         };
         let qkv = fused_linear(x, &weight, bias_qkv.as_ref())?;
         let ctx = attention(&qkv, bias, self.heads, mode, self.attn_dropout)?;
-        let out = mode.dropout(&dense(&self.output, &ctx)?, self.dropout)?;
-        self.norm.forward(&(out + x)?)
+        self.norm
+            .dense_residual(&self.output, &ctx, x, mode, self.dropout)
     }
 }
 
@@ -133,8 +133,8 @@ impl Layer {
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
         let a = self.attention.forward(x, bias, mode)?;
         let ff = dense_gelu(&self.intermediate, &a)?;
-        let ff = mode.dropout(&dense(&self.output, &ff)?, self.dropout)?;
-        self.norm.forward(&(ff + a)?)
+        self.norm
+            .dense_residual(&self.output, &ff, &a, mode, self.dropout)
     }
 }
 

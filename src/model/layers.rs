@@ -28,6 +28,34 @@ impl LayerNorm {
     }
 }
 
+impl LayerNorm {
+    /// The end of a sub-layer, `LayerNorm(dropout(x·Wᵀ + b) + residual)`
+    /// for the dense layer `dense` on `x`: one fused op after the product.
+    pub fn dense_residual(
+        &self,
+        dense: &candle_nn::Linear,
+        x: &Tensor,
+        residual: &Tensor,
+        mode: Mode,
+        p: f64,
+    ) -> Result<Tensor> {
+        let y = super::kernels::linear(x, dense.weight(), None)?;
+        match dense.bias() {
+            Some(b) => super::kernels::residual_norm(
+                &y,
+                b,
+                residual,
+                &self.weight,
+                &self.bias,
+                self.eps,
+                mode,
+                p,
+            ),
+            None => self.forward(&(mode.dropout(&y, p)? + residual)?),
+        }
+    }
+}
+
 impl Module for LayerNorm {
     /// `(…, hidden) -> (…, hidden)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -131,11 +159,6 @@ pub fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<candle_nn::
     let weight = vb.get_with_hints((output, input), "weight", init)?;
     let bias = vb.get_with_hints(output, "bias", candle_nn::Init::Const(0.0))?;
     Ok(candle_nn::Linear::new(weight, Some(bias)))
-}
-
-/// A linear layer's forward pass through the fused kernel.
-pub fn dense(layer: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
-    super::kernels::linear(x, layer.weight(), layer.bias())
 }
 
 /// An embedding table with BERT's N(0, 0.02) init when created.

@@ -37,7 +37,7 @@ struct LayerNormGrad {
 }
 
 simd_kernel! {
-    fn forward_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+    pub(super) fn forward_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
         let w = gamma.len();
         for (xr, yr) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
             let mean = sum(xr) / w as f32;
@@ -55,7 +55,7 @@ simd_kernel! {
 simd_kernel! {
     /// Writes `dx` for the rows of `x`/`grad` and adds their share of `dgamma`
     /// and `dbeta` into `dparams` (`[dgamma | dbeta]`).
-    fn backward_rows(
+    pub(super) fn backward_rows(
         x: &[f32],
         gamma: &[f32],
         grad: &[f32],

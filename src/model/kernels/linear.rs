@@ -156,7 +156,7 @@ impl CustomOp3 for Linear {
 
 simd_kernel! {
     /// Adds the rows of `g` (width `n`) into `acc`.
-    fn add_rows(g: &[f32], acc: &mut [f32]) {
+    pub(super) fn add_rows(g: &[f32], acc: &mut [f32]) {
         for row in g.chunks_exact(acc.len()) {
             for (a, &v) in acc.iter_mut().zip(row) {
                 *a += v;

@@ -36,6 +36,7 @@ mod gemm;
 mod layer_norm;
 mod linear;
 pub(crate) mod math;
+mod residual_norm;
 mod softmax;
 #[cfg(test)]
 mod tests;
@@ -50,6 +51,7 @@ pub use dropout::DropMask;
 pub use gelu::bias_gelu;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
+pub use residual_norm::residual_norm;
 pub use softmax::softmax_with_bias;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);

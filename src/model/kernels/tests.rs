@@ -265,3 +265,80 @@ fn dropout_masks_forward_and_backward_alike() {
     let other = DropMask::new(p, 43);
     assert!((0..1000).any(|i| other.factor(i) != mask.factor(i)));
 }
+
+#[test]
+fn residual_norm_matches_composed_ops() {
+    use super::residual_norm;
+    use crate::model::layers::Mode;
+    for (rows, width) in [(3, 5), (70, 48)] {
+        let inputs = vec![
+            randn(&[2, rows, width], 50),
+            randn(&[width], 51),
+            randn(&[2, rows, width], 52),
+            randn(&[width], 53).affine(0.3, 1.0).unwrap(),
+            randn(&[width], 54),
+        ];
+        assert_same(
+            "residual norm",
+            &inputs,
+            |t| {
+                residual_norm::residual_norm(
+                    &t[0],
+                    &t[1],
+                    &t[2],
+                    &t[3],
+                    &t[4],
+                    1e-12,
+                    Mode::Eval,
+                    0.1,
+                )
+                .unwrap()
+            },
+            |t| {
+                residual_norm::composed(&t[0], &t[1], &t[2], &t[3], &t[4], 1e-12, |x| Ok(x.clone()))
+                    .unwrap()
+            },
+            5,
+        );
+    }
+}
+
+#[test]
+fn residual_norm_dropout_matches_composed_ops_with_the_same_mask() {
+    use super::{dropout::DropMask, residual_norm};
+    use crate::model::layers::{DropoutRng, Mode};
+    let (rows, width, p) = (40, 32, 0.3);
+    let inputs = vec![
+        randn(&[1, rows, width], 60),
+        randn(&[width], 61),
+        randn(&[1, rows, width], 62),
+        randn(&[width], 63).affine(0.3, 1.0).unwrap(),
+        randn(&[width], 64),
+    ];
+    let mask = DropMask::new(p, DropoutRng::new(8).next_seed());
+    let factors: Vec<f32> = (0..rows * width).map(|i| mask.factor(i)).collect();
+    let factors = Tensor::from_vec(factors, (1, rows, width), &Device::Cpu).unwrap();
+    assert_same(
+        "residual norm with dropout",
+        &inputs,
+        |t| {
+            let rng = DropoutRng::new(8);
+            residual_norm::residual_norm(
+                &t[0],
+                &t[1],
+                &t[2],
+                &t[3],
+                &t[4],
+                1e-12,
+                Mode::Train(&rng),
+                p,
+            )
+            .unwrap()
+        },
+        |t| {
+            residual_norm::composed(&t[0], &t[1], &t[2], &t[3], &t[4], 1e-12, |x| x * &factors)
+                .unwrap()
+        },
+        5,
+    );
+}
