@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Mat, Threads};
+use super::gemm::{matmul, matmul_new, Mat, Threads};
 use super::{contiguous_f32, fused_for, rows_per_task, unpack};
 
 /// `x·Wᵀ (+ b)` over the last dimension of `x`, `W` of shape `(out, in)`
@@ -65,22 +65,17 @@ fn forward(
     let x = contiguous_f32(xs, xl, "linear")?;
     let w = contiguous_f32(ws, wl, "linear")?;
     let (m, k, n) = dims(xl, wl)?;
-    let mut y = Vec::with_capacity(m * n);
-    match bias {
-        Some(b) if b.len() == n => (0..m).for_each(|_| y.extend_from_slice(b)),
+    let (xm, wt) = (Mat::rows(x, m, k), Mat::rows(w, n, k).t());
+    let y = match bias {
+        Some(b) if b.len() == n => {
+            let mut y = Vec::with_capacity(m * n);
+            (0..m).for_each(|_| y.extend_from_slice(b));
+            matmul(&mut y, n, 1, xm, wt, true, 1.0, Threads::All)?;
+            y
+        }
         Some(b) => candle_core::bail!("linear: bias of {} for {n} outputs", b.len()),
-        None => y.resize(m * n, 0.0),
-    }
-    matmul(
-        &mut y,
-        n,
-        1,
-        Mat::rows(x, m, k),
-        Mat::rows(w, n, k).t(),
-        bias.is_some(),
-        1.0,
-        Threads::All,
-    )?;
+        None => matmul_new(xm, wt, Threads::All)?,
+    };
     let mut shape = xl.dims().to_vec();
     *shape.last_mut().expect("checked") = n;
     Ok((CpuStorage::F32(y), Shape::from(shape)))

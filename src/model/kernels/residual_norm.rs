@@ -64,29 +64,31 @@ struct ResidualNorm {
     mask: Option<DropMask>,
 }
 
-/// The layer norm's input for rows starting at element `start`:
-/// `dropout(y + bias) + residual`.
-fn pre_activation(
-    y: &[f32],
-    residual: &[f32],
-    bias: &[f32],
-    mask: Option<&DropMask>,
-    start: usize,
-    out: &mut [f32],
-) {
-    for (o, yr) in out
-        .chunks_exact_mut(bias.len())
-        .zip(y.chunks_exact(bias.len()))
-    {
-        for ((o, &v), &b) in o.iter_mut().zip(yr).zip(bias) {
-            *o = v + b;
+simd_kernel! {
+    /// The layer norm's input for rows starting at element `start`:
+    /// `dropout(y + bias) + residual`.
+    fn pre_activation(
+        y: &[f32],
+        residual: &[f32],
+        bias: &[f32],
+        mask: Option<&DropMask>,
+        start: usize,
+        out: &mut [f32],
+    ) {
+        for (o, yr) in out
+            .chunks_exact_mut(bias.len())
+            .zip(y.chunks_exact(bias.len()))
+        {
+            for ((o, &v), &b) in o.iter_mut().zip(yr).zip(bias) {
+                *o = v + b;
+            }
         }
-    }
-    if let Some(mask) = mask {
-        mask.apply(out, start);
-    }
-    for (o, &r) in out.iter_mut().zip(residual) {
-        *o += r;
+        if let Some(mask) = mask {
+            mask.apply(out, start);
+        }
+        for (o, &r) in out.iter_mut().zip(residual) {
+            *o += r;
+        }
     }
 }
 
