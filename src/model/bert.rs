@@ -6,7 +6,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::BertConfig;
 use super::kernels::linear as fused_linear;
-use super::kernels::{attention, bias_gelu};
+use super::kernels::{self, attention, bias_gelu};
 use super::layers::{attention_bias, embedding, linear, LayerNorm, Mode};
 
 /// Word, position and (type-0) segment embeddings, then layer norm.
@@ -132,18 +132,20 @@ impl Layer {
 
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
         let a = self.attention.forward(x, bias, mode)?;
-        let ff = dense_gelu(&self.intermediate, &a)?;
+        let ff = dense_gelu(&self.intermediate, &a, mode)?;
         self.norm
             .dense_residual(&self.output, &ff, &a, mode, self.dropout)
     }
 }
 
-/// `gelu(x·Wᵀ + b)`: the bias add and GELU as one fused op.
-fn dense_gelu(layer: &Linear, x: &Tensor) -> Result<Tensor> {
-    let y = fused_linear(x, layer.weight(), None)?;
-    match layer.bias() {
-        Some(bias) => bias_gelu(&y, bias),
-        None => y.gelu_erf(),
+/// `gelu(x·Wᵀ + b)`. Training keeps the product for the backward pass
+/// (bias and GELU fused after it); without gradients the GELU runs in place
+/// on the product.
+fn dense_gelu(layer: &Linear, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    match (layer.bias(), mode) {
+        (Some(bias), Mode::Eval) => kernels::dense_gelu(x, layer.weight(), bias),
+        (Some(bias), Mode::Train(_)) => bias_gelu(&fused_linear(x, layer.weight(), None)?, bias),
+        (None, _) => fused_linear(x, layer.weight(), None)?.gelu_erf(),
     }
 }
 

@@ -20,7 +20,21 @@ pub(super) fn composed(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.broadcast_add(bias)?.gelu_erf()
 }
 
+/// `gelu(x·Wᵀ + b)` in one op whose GELU runs in place on the product's
+/// fresh buffer: no second activation-sized buffer. Its backward pass
+/// recomputes the product (the pre-activation is not kept), so it is for
+/// passes that take no gradient, like encoding; training uses
+/// [`super::linear`] then [`bias_gelu`].
+pub fn dense_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if fused_for(x) {
+        return x.contiguous()?.apply_op3(weight, bias, DenseGelu);
+    }
+    composed(&super::linear::composed(x, weight, None)?, bias)
+}
+
 struct BiasGelu;
+
+struct DenseGelu;
 
 /// The gradient kernel: `(x, bias, grad)` → packed `[dx | dbias]`.
 struct BiasGeluGrad;
@@ -32,6 +46,17 @@ simd_kernel! {
             for ((y, &v), &b) in yr.iter_mut().zip(xr).zip(bias) {
                 let v = v + b;
                 *y = v * normal_cdf(v);
+            }
+        }
+    }
+}
+
+simd_kernel! {
+    fn in_place_rows(y: &mut [f32], bias: &[f32]) {
+        for row in y.chunks_exact_mut(bias.len()) {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                let t = *v + b;
+                *v = t * normal_cdf(t);
             }
         }
     }
@@ -139,5 +164,51 @@ impl candle_core::CustomOp3 for BiasGeluGrad {
             );
         dbias.copy_from_slice(&partial);
         Ok((CpuStorage::F32(packed), Shape::from(n + w)))
+    }
+}
+
+impl candle_core::CustomOp3 for DenseGelu {
+    fn name(&self) -> &'static str {
+        "fused-dense-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let bias = contiguous_f32(bs, bl, self.name())?;
+        let (storage, shape) = super::linear::forward(xs, xl, ws, wl, None)?;
+        let CpuStorage::F32(mut y) = storage else {
+            candle_core::bail!("{}: expected f32", self.name());
+        };
+        let w = bias.len();
+        if shape.dims().last() != Some(&w) {
+            candle_core::bail!("{}: bias of {w} for {:?}", self.name(), shape);
+        }
+        let step = rows_per_task(y.len() / w.max(1), w) * w;
+        y.par_chunks_mut(step).for_each(|c| in_place_rows(c, bias));
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let pre = super::linear::linear(&x.detach(), &weight.detach(), None)?;
+        let packed = pre.apply_op3_no_bwd(bias, &grad.contiguous()?, &BiasGeluGrad)?;
+        let mut parts = unpack(&packed, &pre, 1, bias.elem_count())?.into_iter();
+        let (dpre, dbias) = (parts.next(), parts.next());
+        let dpre = dpre.expect("unpack gives the input's gradient");
+        let mut g = super::linear::backward(x, weight, &dpre, false)?.into_iter();
+        Ok((g.next().flatten(), g.next().flatten(), dbias))
     }
 }

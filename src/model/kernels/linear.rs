@@ -55,7 +55,7 @@ fn dims(xl: &Layout, wl: &Layout) -> Result<(usize, usize, usize)> {
     Ok((xl.shape().elem_count() / input.max(1), input, out))
 }
 
-fn forward(
+pub(super) fn forward(
     xs: &CpuStorage,
     xl: &Layout,
     ws: &CpuStorage,
@@ -81,7 +81,12 @@ fn forward(
     Ok((CpuStorage::F32(y), Shape::from(shape)))
 }
 
-fn backward(x: &Tensor, weight: &Tensor, grad: &Tensor, bias: bool) -> Result<Vec<Option<Tensor>>> {
+pub(super) fn backward(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    bias: bool,
+) -> Result<Vec<Option<Tensor>>> {
     let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &LinearGrad)?;
     let (out, input) = weight.dims2()?;
     let n = x.elem_count();

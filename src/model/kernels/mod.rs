@@ -48,7 +48,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 pub use attention::attention;
 pub(crate) use dropout::dropout;
 pub use dropout::DropMask;
-pub use gelu::bias_gelu;
+pub use gelu::{bias_gelu, dense_gelu};
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use residual_norm::residual_norm;

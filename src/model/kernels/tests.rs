@@ -342,3 +342,18 @@ fn residual_norm_dropout_matches_composed_ops_with_the_same_mask() {
         5,
     );
 }
+
+#[test]
+fn dense_gelu_matches_composed_ops() {
+    use super::{gelu, linear};
+    let x = randn(&[2, 21, 24], 70);
+    let w = randn(&[40, 24], 71).affine(0.2, 0.0).unwrap();
+    let b = randn(&[40], 72);
+    assert_same(
+        "dense gelu",
+        &[x, w, b],
+        |t| gelu::dense_gelu(&t[0], &t[1], &t[2]).unwrap(),
+        |t| gelu::composed(&linear::composed(&t[0], &t[1], None).unwrap(), &t[2]).unwrap(),
+        3,
+    );
+}
