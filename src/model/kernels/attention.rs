@@ -12,12 +12,12 @@
 //! `(seq × seq)` scratch matrix per thread instead of `batch × heads` of
 //! them kept for the whole step.
 
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::dropout::DropMask;
 use super::gemm::{matmul, Mat, Threads};
-use super::{contiguous_f32, fused_for, softmax};
+use super::{contiguous_f32, fused_for, softmax, with_f32};
 use crate::model::layers::Mode;
 
 /// `softmax(Q·Kᵀ/√d + bias)·V` per head. `qkv` is `(batch, seq, 3·hidden)`:
@@ -32,10 +32,7 @@ pub fn attention(qkv: &Tensor, bias: &Tensor, heads: usize, mode: Mode, p: f64) 
         candle_core::bail!("attention: width {width} is not 3 × a multiple of {heads} heads");
     }
     if fused_for(qkv) {
-        let mask = match mode {
-            Mode::Train(rng) if p > 0.0 => Some(DropMask::new(p, rng.next_seed())),
-            _ => None,
-        };
+        let mask = DropMask::for_mode(mode, p);
         let op = Attention {
             heads,
             bias: bias.contiguous()?.detach(),
@@ -133,15 +130,6 @@ impl Dims {
             rs: 3 * self.hidden,
             cs: 1,
         }
-    }
-}
-
-/// The contiguous f32 elements of a CPU tensor, for `f`.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(s) => f(contiguous_f32(s, layout, "attention")?),
-        _ => candle_core::bail!("attention: fused kernel on a non-CPU tensor"),
     }
 }
 

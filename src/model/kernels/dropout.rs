@@ -26,6 +26,17 @@ impl DropMask {
         }
     }
 
+    /// A fresh mask for one dropout site in `mode`: a seed from the run's
+    /// generator in training (when `p > 0`), none in evaluation.
+    pub fn for_mode(mode: crate::model::layers::Mode, p: f64) -> Option<DropMask> {
+        match mode {
+            crate::model::layers::Mode::Train(rng) if p > 0.0 => {
+                Some(DropMask::new(p, rng.next_seed()))
+            }
+            _ => None,
+        }
+    }
+
     /// The factor element `index` is multiplied by: 0 or `1/(1-p)`.
     #[inline(always)]
     pub fn factor(&self, index: usize) -> f32 {

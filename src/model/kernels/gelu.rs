@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::math::{normal_cdf, normal_pdf};
-use super::{contiguous_f32, fused_for, rows_per_task, unpack};
+use super::{contiguous_f32, fused_for, rows_per_task, sum_partials, unpack};
 
 /// `gelu(x + bias)` with the exact GELU `v·Φ(v)` (BERT's `gelu`), `bias`
 /// the size of `x`'s last dimension.
@@ -146,22 +146,17 @@ impl candle_core::CustomOp3 for BiasGeluGrad {
         let mut packed = vec![0f32; n + w];
         let (dx, dbias) = packed.split_at_mut(n);
         let step = rows_per_task(n / w.max(1), w) * w;
-        let partial = dx
-            .par_chunks_mut(step)
-            .zip(x.par_chunks(step))
-            .zip(grad.par_chunks(step))
-            .map(|((d, xc), gc)| {
-                let mut acc = vec![0f32; w];
-                backward_rows(xc, bias, gc, d, &mut acc);
-                acc
-            })
-            .reduce(
-                || vec![0f32; w],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+        let partial = sum_partials(
+            dx.par_chunks_mut(step)
+                .zip(x.par_chunks(step))
+                .zip(grad.par_chunks(step))
+                .map(|((d, xc), gc)| {
+                    let mut acc = vec![0f32; w];
+                    backward_rows(xc, bias, gc, d, &mut acc);
+                    acc
+                }),
+            w,
+        );
         dbias.copy_from_slice(&partial);
         Ok((CpuStorage::F32(packed), Shape::from(n + w)))
     }

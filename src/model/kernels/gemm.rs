@@ -56,47 +56,48 @@ fn last_index(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     }
 }
 
-/// `dst = (accumulate ? dst : 0) + scale · lhs · rhs`, `dst` strided by
-/// `(dst_rs, dst_cs)`. Shapes and bounds are checked; an inconsistent call
-/// is an error, never an out-of-bounds access.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn matmul(
-    dst: &mut [f32],
-    dst_rs: usize,
-    dst_cs: usize,
+/// Checks that `lhs · rhs` is defined and that both views lie inside their
+/// buffers.
+fn check(lhs: &Mat, rhs: &Mat) -> Result<()> {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    if rhs.rows != k {
+        candle_core::bail!("matmul: ({m}×{k}) · ({}×{n})", rhs.rows);
+    }
+    let inside = |v: &Mat| {
+        v.rows == 0 || v.cols == 0 || last_index(v.rows, v.cols, v.rs, v.cs) < v.data.len()
+    };
+    if !inside(lhs) || !inside(rhs) {
+        candle_core::bail!("matmul: a view runs past its buffer");
+    }
+    Ok(())
+}
+
+/// The one call into `gemm`: `dst = (accumulate ? dst : 0) + scale · lhs · rhs`.
+///
+/// # Safety
+/// `check(lhs, rhs)` passed, and `dst` is valid for writes (and, when
+/// `accumulate`, reads) at every `i·dst_rs + j·dst_cs` for `i < m`, `j < n`,
+/// and aliases neither input.
+unsafe fn run(
+    dst: *mut f32,
+    (dst_rs, dst_cs): (usize, usize),
     lhs: Mat,
     rhs: Mat,
     accumulate: bool,
     scale: f32,
     threads: Threads,
-) -> Result<()> {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    if rhs.rows != k {
-        candle_core::bail!("matmul: ({m}×{k}) · ({}×{n})", rhs.rows);
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    let fits = |len: usize, rows, cols, rs, cs| last_index(rows, cols, rs, cs) < len;
-    if !fits(dst.len(), m, n, dst_rs, dst_cs)
-        || (k > 0 && !fits(lhs.data.len(), m, k, lhs.rs, lhs.cs))
-        || (k > 0 && !fits(rhs.data.len(), k, n, rhs.rs, rhs.cs))
-    {
-        candle_core::bail!("matmul: a view runs past its buffer");
-    }
+) {
     let parallelism = match threads {
         Threads::One => gemm::Parallelism::None,
         Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
     };
-    // SAFETY: every index the product touches, `(i·rs + j·cs)` for i, j
-    // within the shapes, was checked above to lie inside its slice; `dst`
-    // is borrowed mutably and cannot alias the shared `lhs`/`rhs`.
+    // SAFETY: the caller's contract, above.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
+            lhs.rows,
+            rhs.cols,
+            lhs.cols,
+            dst,
             dst_cs as isize,
             dst_rs as isize,
             accumulate,
@@ -112,8 +113,45 @@ pub(super) fn matmul(
             false,
             false,
             parallelism,
-        );
+        )
     }
+}
+
+/// `dst = (accumulate ? dst : 0) + scale · lhs · rhs`, `dst` strided by
+/// `(dst_rs, dst_cs)`. Shapes and bounds are checked; an inconsistent call
+/// is an error, never an out-of-bounds access.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul(
+    dst: &mut [f32],
+    dst_rs: usize,
+    dst_cs: usize,
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+    scale: f32,
+    threads: Threads,
+) -> Result<()> {
+    check(&lhs, &rhs)?;
+    let (m, n) = (lhs.rows, rhs.cols);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if last_index(m, n, dst_rs, dst_cs) >= dst.len() {
+        candle_core::bail!("matmul: the destination runs past its buffer");
+    }
+    // SAFETY: inputs checked; every destination index was checked to lie
+    // inside `dst`, which is borrowed mutably and so aliases neither input.
+    unsafe {
+        run(
+            dst.as_mut_ptr(),
+            (dst_rs, dst_cs),
+            lhs,
+            rhs,
+            accumulate,
+            scale,
+            threads,
+        )
+    };
     Ok(())
 }
 
@@ -121,48 +159,19 @@ pub(super) fn matmul(
 /// fresh memory: zero-filling a buffer the product then overwrites was a
 /// few percent of encoding time.
 pub(super) fn matmul_new(lhs: Mat, rhs: Mat, threads: Threads) -> Result<Vec<f32>> {
+    check(&lhs, &rhs)?;
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    if k == 0 || m == 0 || n == 0 || rhs.rows != k {
-        // Nothing for the kernel to write (or a shape error `matmul` names).
-        let mut out = vec![0f32; m * n];
-        matmul(&mut out, n, 1, lhs, rhs, false, 1.0, threads)?;
-        return Ok(out);
-    }
-    let fits = |len: usize, rows, cols, rs, cs| last_index(rows, cols, rs, cs) < len;
-    if !fits(lhs.data.len(), m, k, lhs.rs, lhs.cs) || !fits(rhs.data.len(), k, n, rhs.rs, rhs.cs) {
-        candle_core::bail!("matmul: a view runs past its buffer");
+    if k == 0 || m == 0 || n == 0 {
+        // The kernel would write nothing: the product is zeros.
+        return Ok(vec![0f32; m * n]);
     }
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    let parallelism = match threads {
-        Threads::One => gemm::Parallelism::None,
-        Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
-    };
-    // SAFETY: the inputs' indices were checked above; `out` has capacity
-    // for the m·n elements written at `i·n + j`; with `read_dst = false` the
-    // kernel never reads the destination and writes every one of its
-    // elements (m, n, k > 0), so all m·n are initialised before `set_len`.
+    // SAFETY: inputs checked; `out` has capacity for the m·n elements at
+    // `i·n + j`; with `accumulate = false` the kernel never reads the
+    // destination and writes every element of it (m, n, k > 0), so all m·n
+    // are initialised before `set_len`.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+        run(out.as_mut_ptr(), (n, 1), lhs, rhs, false, 1.0, threads);
         out.set_len(m * n);
     }
     Ok(out)

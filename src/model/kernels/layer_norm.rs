@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use super::math::{dot, sum};
-use super::{contiguous_f32, fused_for, rows_per_task, unpack};
+use super::{contiguous_f32, fused_for, rows_per_task, sum_partials, unpack};
 
 /// `(x - mean) / sqrt(var + eps) * gamma + beta` over the last dimension
 /// of `x`; `gamma` and `beta` have that dimension's size.
@@ -169,22 +169,17 @@ impl CustomOp3 for LayerNormGrad {
         let (dx, dparams) = packed.split_at_mut(n);
         let step = rows_per_task(n / w.max(1), w) * w;
         let eps = self.eps as f32;
-        let partial = dx
-            .par_chunks_mut(step)
-            .zip(x.par_chunks(step))
-            .zip(grad.par_chunks(step))
-            .map(|((d, xc), gc)| {
-                let mut acc = vec![0f32; 2 * w];
-                backward_rows(xc, gamma, gc, eps, d, &mut acc);
-                acc
-            })
-            .reduce(
-                || vec![0f32; 2 * w],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+        let partial = sum_partials(
+            dx.par_chunks_mut(step)
+                .zip(x.par_chunks(step))
+                .zip(grad.par_chunks(step))
+                .map(|((d, xc), gc)| {
+                    let mut acc = vec![0f32; 2 * w];
+                    backward_rows(xc, gamma, gc, eps, d, &mut acc);
+                    acc
+                }),
+            2 * w,
+        );
         dparams.copy_from_slice(&partial);
         Ok((CpuStorage::F32(packed), Shape::from(n + 2 * w)))
     }

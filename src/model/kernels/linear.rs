@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::gemm::{matmul, matmul_new, Mat, Threads};
-use super::{contiguous_f32, fused_for, rows_per_task, unpack};
+use super::{contiguous_f32, fused_for, rows_per_task, sum_partials, unpack};
 
 /// `x·Wᵀ (+ b)` over the last dimension of `x`, `W` of shape `(out, in)`
 /// (Hugging Face's layout), `b` of `out`.
@@ -168,19 +168,14 @@ simd_kernel! {
 /// Column sums of a row-major `(rows, n)` matrix.
 pub(super) fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
     let step = rows_per_task(g.len() / n.max(1), n) * n;
-    g.par_chunks(step.max(1))
-        .map(|c| {
+    sum_partials(
+        g.par_chunks(step.max(1)).map(|c| {
             let mut acc = vec![0f32; n];
             add_rows(c, &mut acc);
             acc
-        })
-        .reduce(
-            || vec![0f32; n],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+        }),
+        n,
+    )
 }
 
 impl CustomOp3 for LinearGrad {

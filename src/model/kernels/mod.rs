@@ -43,7 +43,8 @@ mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
+use rayon::iter::ParallelIterator;
 
 pub use attention::attention;
 pub(crate) use dropout::dropout;
@@ -78,6 +79,28 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Res
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{op}: input must be contiguous"),
     }
+}
+
+/// The contiguous f32 elements of a CPU tensor, for `f` (backward passes
+/// read their inputs this way when they are more than a custom op takes).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => f(contiguous_f32(s, layout, "fused kernel")?),
+        _ => candle_core::bail!("fused kernel: a tensor is not on the CPU"),
+    }
+}
+
+/// Element-wise sum of the per-task partial vectors of length `len` (the
+/// parameter gradients each parallel task accumulates over its rows).
+fn sum_partials(parts: impl ParallelIterator<Item = Vec<f32>>, len: usize) -> Vec<f32> {
+    parts.reduce(
+        || vec![0f32; len],
+        |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        },
+    )
 }
 
 /// Rows per parallel task: enough tasks to balance the threads, each big

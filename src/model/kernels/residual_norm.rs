@@ -5,12 +5,12 @@
 //! buffer for each input of each); here one pass each way, nothing stored
 //! but the inputs.
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::dropout::DropMask;
 use super::layer_norm;
-use super::{contiguous_f32, fused_for, rows_per_task};
+use super::{contiguous_f32, fused_for, rows_per_task, with_f32};
 use crate::model::layers::Mode;
 
 /// `LayerNorm(dropout(y + bias) + residual)` over the last dimension, the
@@ -27,10 +27,7 @@ pub fn residual_norm(
     p: f64,
 ) -> Result<Tensor> {
     if fused_for(y) {
-        let mask = match mode {
-            Mode::Train(rng) if p > 0.0 => Some(DropMask::new(p, rng.next_seed())),
-            _ => None,
-        };
+        let mask = DropMask::for_mode(mode, p);
         // One parameter tensor, so the op has three inputs; candle's `cat`
         // hands each parameter its slice of the gradient.
         let params = Tensor::cat(&[bias, gamma, beta], 0)?;
@@ -89,15 +86,6 @@ simd_kernel! {
         for (o, &r) in out.iter_mut().zip(residual) {
             *o += r;
         }
-    }
-}
-
-/// The contiguous f32 elements of a CPU tensor, for `f`.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(s) => f(contiguous_f32(s, layout, "residual-norm")?),
-        _ => candle_core::bail!("residual-norm: fused kernel on a non-CPU tensor"),
     }
 }
 
