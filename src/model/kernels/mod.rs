@@ -10,9 +10,8 @@
 //!
 //! Other devices (and dtypes other than f32) take the composed path, which
 //! computes the same function: the model code calls these functions and
-//! never asks which device it is on. [`set_enabled`] switches the fused
-//! path off, so benchmarks can measure both in one run and tests can check
-//! one against the other.
+//! never asks which device it is on. Tests check each fused op against its
+//! composed version, values and gradients.
 
 /// Compiles a kernel for AVX-512, AVX2 + FMA and NEON besides the baseline,
 /// and picks the best the CPU has at run time (the `multiversion` crate).
@@ -41,8 +40,6 @@ mod softmax;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 use rayon::iter::ParallelIterator;
 
@@ -53,23 +50,10 @@ pub use gelu::{bias_gelu, dense_gelu};
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use residual_norm::residual_norm;
-pub use softmax::softmax_with_bias;
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns the fused CPU kernels on (the default) or off (composed ops).
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
-/// Whether the fused kernels are on.
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
-/// Whether `x` takes the fused path: on, on the CPU, in f32.
+/// Whether `x` takes the fused path: on the CPU, in f32.
 pub(crate) fn fused_for(x: &Tensor) -> bool {
-    enabled() && x.device().is_cpu() && x.dtype() == DType::F32
+    x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 /// The f32 elements of a contiguous CPU tensor.

@@ -107,41 +107,38 @@ fn layer_norm_matches_composed_ops() {
 }
 
 #[test]
-fn softmax_with_bias_matches_composed_ops() {
-    for (batch, heads, seq) in [(2, 3, 5), (3, 2, 40)] {
-        let scores = randn(&[batch, heads, seq, seq], 4);
-        // Padding at the end of the second item.
-        let mut mask = vec![0f32; batch * seq];
-        for m in &mut mask[seq + seq / 2..2 * seq] {
-            *m = -1e9;
-        }
-        let bias = Tensor::from_vec(mask, (batch, 1, 1, seq), &Device::Cpu).unwrap();
-        let b2 = bias.clone();
-        let b3 = bias.clone();
-        assert_same(
-            "softmax",
-            &[scores],
-            move |t| softmax::softmax_with_bias(&t[0], &b2).unwrap(),
-            move |t| softmax::composed(&t[0], &b3).unwrap(),
-            1,
+fn softmax_rows_match_composed_ops_and_zero_the_padding() {
+    let (rows, keys, pad) = (7, 40, 13);
+    let scores = randn(&[1, 1, rows, keys], 4);
+    let mut bias = vec![0f32; keys];
+    bias[keys - pad..].iter_mut().for_each(|b| *b = -1e9);
+    let bias_t = Tensor::from_vec(bias.clone(), (1, 1, 1, keys), &Device::Cpu).unwrap();
+    let mut probs = scores.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    softmax::rows_in_place(&mut probs, &bias);
+    let want = softmax::composed(&scores, &bias_t).unwrap();
+    let got = Tensor::from_vec(probs.clone(), (1, 1, rows, keys), &Device::Cpu).unwrap();
+    assert!(max_diff(&got, &want) < 2e-6);
+    for row in probs.chunks(keys) {
+        assert!(
+            row[keys - pad..].iter().all(|&p| p == 0.0),
+            "padding attended"
         );
-        let p = softmax::softmax_with_bias(&randn(&[batch, heads, seq, seq], 5), &bias).unwrap();
-        let padded = p
-            .narrow(0, 1, 1)
-            .unwrap()
-            .narrow(3, seq / 2, seq - seq / 2)
-            .unwrap();
-        assert_eq!(
-            padded
-                .abs()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap(),
-            0.0
-        );
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
+    // Backward: probs · (g - Σ g·probs) per row, against candle's autograd.
+    let g = randn(&[1, 1, rows, keys], 5);
+    let mut dx = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    softmax::grad_rows_in_place(&probs, &mut dx, keys);
+    let v = Var::from_tensor(&scores).unwrap();
+    let grads = (softmax::composed(v.as_tensor(), &bias_t).unwrap() * &g)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let want = grads.get(v.as_tensor()).unwrap();
+    let got = Tensor::from_vec(dx, (1, 1, rows, keys), &Device::Cpu).unwrap();
+    assert!(max_diff(&got, want) < 2e-5);
 }
 
 #[test]
