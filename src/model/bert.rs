@@ -5,8 +5,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::BertConfig;
-use super::kernels::linear as fused_linear;
-use super::kernels::{self, attention, bias_gelu};
+use super::kernels;
 use super::layers::{attention_bias, embedding, linear, LayerNorm, Mode};
 
 /// Word, position and (type-0) segment embeddings, then layer norm.
@@ -90,8 +89,8 @@ impl Attention {
             (Some(a), Some(b), Some(c)) => Some(Tensor::cat(&[a, b, c], 0)?),
             _ => None,
         };
-        let qkv = fused_linear(x, &weight, bias_qkv.as_ref())?;
-        let ctx = attention(&qkv, bias, self.heads, mode, self.attn_dropout)?;
+        let qkv = kernels::linear(x, &weight, bias_qkv.as_ref())?;
+        let ctx = kernels::attention(&qkv, bias, self.heads, mode, self.attn_dropout)?;
         self.norm
             .dense_residual(&self.output, &ctx, x, mode, self.dropout)
     }
@@ -144,8 +143,10 @@ impl Layer {
 fn dense_gelu(layer: &Linear, x: &Tensor, mode: Mode) -> Result<Tensor> {
     match (layer.bias(), mode) {
         (Some(bias), Mode::Eval) => kernels::dense_gelu(x, layer.weight(), bias),
-        (Some(bias), Mode::Train(_)) => bias_gelu(&fused_linear(x, layer.weight(), None)?, bias),
-        (None, _) => fused_linear(x, layer.weight(), None)?.gelu_erf(),
+        (Some(bias), Mode::Train(_)) => {
+            kernels::bias_gelu(&kernels::linear(x, layer.weight(), None)?, bias)
+        }
+        (None, _) => kernels::linear(x, layer.weight(), None)?.gelu_erf(),
     }
 }
 

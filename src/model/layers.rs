@@ -2,8 +2,9 @@
 //!
 //! candle-nn's fused `ops::layer_norm` and `softmax_last_dim` have no
 //! backward pass and silently drop gradients (candle issues #2168, #3011);
-//! here layer norm, the attention softmax and GELU are [`super::kernels`]:
-//! fused on the CPU with their own backward, composed elsewhere.
+//! here the model's heavy ops (dense layers, attention, layer norm, GELU,
+//! dropout) are [`super::kernels`]: fused on the CPU with their own
+//! backward, composed from differentiable candle ops elsewhere.
 //! Dropout masks come from the run's seeded generator, so a training run is
 //! reproducible and resumable on CPU (candle's CPU `rand` cannot be seeded).
 
@@ -26,9 +27,7 @@ impl LayerNorm {
         let bias = vb.get_with_hints(size, "bias", candle_nn::Init::Const(0.0))?;
         Ok(LayerNorm { weight, bias, eps })
     }
-}
 
-impl LayerNorm {
     /// The end of a sub-layer, `LayerNorm(dropout(x·Wᵀ + b) + residual)`
     /// for the dense layer `dense` on `x`: one fused op after the product.
     pub fn dense_residual(
