@@ -209,6 +209,29 @@ fn attention_matches_composed_ops() {
 }
 
 #[test]
+fn attention_skips_trailing_padding_keys_exactly() {
+    use super::attention;
+    use crate::model::layers::Mode;
+    // Item 0 is all padding (every key kept: the softmax is uniform), item
+    // 1 is padded on the left (nothing trailing to skip), item 2 on the
+    // right (its last six keys are skipped).
+    let (batch, seq, hidden, heads) = (3, 11, 24, 3);
+    let mut bias = vec![0f32; batch * seq];
+    bias[..seq].fill(-1e9);
+    bias[seq..seq + 4].fill(-1e9);
+    bias[3 * seq - 6..].fill(-1e9);
+    let bias = Tensor::from_vec(bias, (batch, 1, 1, seq), &Device::Cpu).unwrap();
+    let qkv = randn(&[batch, seq, 3 * hidden], 21);
+    assert_same(
+        "attention over padding",
+        &[qkv],
+        |t| attention::attention(&t[0], &bias, heads, Mode::Eval, 0.0).unwrap(),
+        |t| attention::composed(&t[0], &bias, heads, |p| Ok(p.clone())).unwrap(),
+        1,
+    );
+}
+
+#[test]
 fn attention_dropout_matches_composed_ops_with_the_same_mask() {
     use super::{attention, dropout::DropMask};
     use crate::model::layers::{DropoutRng, Mode};
