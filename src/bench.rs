@@ -141,8 +141,8 @@ pub fn run(
     let device = crate::train::device(&base.train.device)?;
     std::fs::create_dir_all(&bench.out)
         .with_context(|| format!("creating {}", bench.out.display()))?;
-    // One tokenizer for every run, so every task starts from the same
-    // initialisation (WordPiece training is not bit-reproducible).
+    // One tokenizer for every run, trained once, so every task starts from
+    // the same initialisation and no run pays for training it again.
     let mut base = base.clone();
     base.corpus.path = bench.data.join("corpus.jsonl");
     base.corpus.skip_bad = true;

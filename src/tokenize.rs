@@ -4,15 +4,21 @@
 
 use std::path::Path;
 
+use std::collections::HashMap;
+
+use ahash::{AHashMap, RandomState};
 use anyhow::{anyhow, Context, Result};
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainerBuilder};
-use tokenizers::models::TrainerWrapper;
+use compact_str::CompactString;
+use rayon::iter::{ParallelBridge, ParallelIterator};
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
-    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PaddingParams, PaddingStrategy,
-    PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TruncationParams,
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizedString, Normalizer, NormalizerWrapper,
+    OffsetReferential, OffsetType, PaddingParams, PaddingStrategy, PostProcessorWrapper,
+    PreTokenizedString, PreTokenizer, PreTokenizerWrapper, Tokenizer, TruncationParams,
 };
 
 /// Token ids of a batch, row-major `(batch, seq)`, with the 0/1 mask.
@@ -118,13 +124,23 @@ impl TextTokenizer {
 
 /// Trains a BERT-style WordPiece tokenizer (lower-casing, accent
 /// stripping, `[CLS] … [SEP]`) of about `vocab_size` tokens on `texts`.
+///
+/// The same texts give the same vocabulary in every process. HF
+/// tokenizers' own `Tokenizer::train` counts words in hash maps seeded at
+/// random per process, and its trainer numbers the `##` sub-word tokens in
+/// that map's order and breaks ties between equally frequent merges by
+/// those numbers, so two runs could learn different vocabularies. Here the
+/// words are counted first, then handed to the same trainer in a map with
+/// fixed hash seeds, filled in sorted order: its iteration order, and so
+/// every id and tie, is the same each time.
 pub fn train_wordpiece<I, S>(texts: I, vocab_size: usize) -> Result<Tokenizer>
 where
     I: Iterator<Item = S> + Send,
     S: AsRef<str> + Send,
 {
     let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
-    let trainer = WordPieceTrainerBuilder::default()
+    let trainer = BpeTrainerBuilder::new()
+        .continuing_subword_prefix("##".into())
         .vocab_size(vocab_size)
         .min_frequency(2)
         .show_progress(false)
@@ -135,11 +151,11 @@ where
                 .collect(),
         )
         .build();
-    let model = WordPiece::builder()
-        .unk_token("[UNK]".into())
-        .build()
+    let mut bpe = BPE::default();
+    let special_tokens = trainer
+        .do_train(&word_counts(texts)?, &mut bpe)
         .map_err(|e| anyhow!("{e}"))?;
-    let mut tok = Tokenizer::new(ModelWrapper::WordPiece(model));
+    let mut tok = Tokenizer::new(ModelWrapper::WordPiece(WordPiece::from_bpe(&bpe)));
     tok.with_normalizer(Some(NormalizerWrapper::BertNormalizer(
         BertNormalizer::default(),
     )))
@@ -150,8 +166,8 @@ where
     tok.with_decoder(Some(DecoderWrapper::WordPiece(
         tokenizers::decoders::wordpiece::WordPiece::default(),
     )));
-    let mut trainer = TrainerWrapper::WordPieceTrainer(trainer);
-    tok.train(&mut trainer, texts).map_err(|e| anyhow!("{e}"))?;
+    tok.add_special_tokens(special_tokens)
+        .map_err(|e| anyhow!("{e}"))?;
     let id = |t: &str| {
         tok.token_to_id(t)
             .ok_or_else(|| anyhow!("trained vocabulary lacks {t}"))
@@ -162,6 +178,49 @@ where
         ("[CLS]".into(), cls),
     ))));
     Ok(tok)
+}
+
+/// How often each word of `texts` occurs, words as BERT's normaliser and
+/// pre-tokenizer cut them (what `Tokenizer::train` feeds its trainer), in
+/// a map whose iteration order is the same in every process.
+fn word_counts<I, S>(texts: I) -> Result<AHashMap<CompactString, u64>>
+where
+    I: Iterator<Item = S> + Send,
+    S: AsRef<str> + Send,
+{
+    let counts = texts
+        .par_bridge()
+        .map(|text| -> Result<HashMap<String, u64>> {
+            let mut normalized = NormalizedString::from(text.as_ref());
+            BertNormalizer::default()
+                .normalize(&mut normalized)
+                .map_err(|e| anyhow!("{e}"))?;
+            let mut words = PreTokenizedString::from(normalized);
+            BertPreTokenizer
+                .pre_tokenize(&mut words)
+                .map_err(|e| anyhow!("{e}"))?;
+            let mut counts = HashMap::new();
+            for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::Byte) {
+                *counts.entry(word.to_owned()).or_default() += 1;
+            }
+            Ok(counts)
+        })
+        .try_reduce(HashMap::new, |mut a, b| {
+            for (word, n) in b {
+                *a.entry(word).or_default() += n;
+            }
+            Ok(a)
+        })?;
+    let mut sorted: Vec<(String, u64)> = counts.into_iter().collect();
+    sorted.sort_unstable();
+    let mut map =
+        AHashMap::with_capacity_and_hasher(sorted.len(), RandomState::with_seeds(1, 2, 3, 4));
+    map.extend(
+        sorted
+            .into_iter()
+            .map(|(word, n)| (CompactString::from(word), n)),
+    );
+    Ok(map)
 }
 
 #[cfg(test)]

@@ -34,20 +34,47 @@ fn max_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Trains a WordPiece tokenizer once. HF's trainer breaks ties in the order
-/// of randomly seeded hash maps, so two trainings may differ; a run saves
-/// its tokenizer and reuses it, and runs compared here share one.
-fn shared_tokenizer(dir: &Path) -> String {
+/// Trains a WordPiece tokenizer of `vocab` tokens into `out`.
+fn train_tokenizer(dir: &Path, vocab: usize, out: &Path) {
     let cfg = tiny_config(dir, "");
-    let out = dir.join("tokenizer.json");
     pretext()
-        .args(["tokenizer", "--vocab", "600", "--config"])
+        .args(["tokenizer", "--vocab", &vocab.to_string(), "--config"])
         .arg(&cfg)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .assert()
         .success();
+}
+
+/// Trains a WordPiece tokenizer once for runs to share (saves the
+/// training in each run).
+fn shared_tokenizer(dir: &Path) -> String {
+    let out = dir.join("tokenizer.json");
+    train_tokenizer(dir, 600, &out);
     format!("model.tokenizer=\"{}\"", out.display())
+}
+
+#[test]
+fn tokenizer_training_gives_the_same_vocabulary_in_every_process() {
+    // HF's own `Tokenizer::train` numbered sub-words in the order of hash
+    // maps seeded at random per process, which broke ties between equally
+    // frequent merges differently from run to run.
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = (0..3)
+        .map(|i| dir.path().join(format!("tokenizer-{i}.json")))
+        .collect();
+    for f in &files {
+        train_tokenizer(dir.path(), 900, f);
+    }
+    let first = std::fs::read(&files[0]).unwrap();
+    assert!(first.len() > 1000);
+    for f in &files[1..] {
+        assert!(
+            std::fs::read(f).unwrap() == first,
+            "{} differs",
+            f.display()
+        );
+    }
 }
 
 #[test]
