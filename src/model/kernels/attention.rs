@@ -10,7 +10,9 @@
 //! writes the merged output directly, and the backward pass recomputes the
 //! probabilities instead of storing them (as FlashAttention does): one
 //! `(seq × seq)` scratch matrix per thread instead of `batch × heads` of
-//! them kept for the whole step.
+//! them kept for the whole step. A batch is padded to its longest text;
+//! each item attends only over the keys up to its last real token (see
+//! [`kept_keys`]), so the padding costs the shorter items nothing there.
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -152,7 +154,7 @@ impl Dims {
     /// Applies dropout to the `(seq × keys)` probabilities of head `h` of
     /// item `b`, each element masked as at its place in the full
     /// `(batch, heads, seq, seq)` tensor (the composed op's mask).
-    fn drop(&self, mask: &DropMask, probs: &mut [f32], keys: usize, b: usize, h: usize) {
+    fn apply_dropout(&self, mask: &DropMask, probs: &mut [f32], keys: usize, b: usize, h: usize) {
         let start = (b * self.heads + h) * self.seq * self.seq;
         for (i, row) in probs.chunks_exact_mut(keys).enumerate() {
             mask.apply(row, start + i * self.seq);
@@ -210,7 +212,7 @@ impl CustomOp1 for Attention {
                     for h in 0..dims.heads {
                         probabilities(&dims, block, &bias[..keys], h, &mut probs)?;
                         if let Some(mask) = &self.mask {
-                            dims.drop(mask, &mut probs, keys, b, h);
+                            dims.apply_dropout(mask, &mut probs, keys, b, h);
                         }
                         let p = Mat::rows(&probs, s, keys);
                         let v = dims.head(block, Part::Value, h, keys);
@@ -262,7 +264,7 @@ impl Attention {
                     let used = match &self.mask {
                         Some(mask) => {
                             dropped.copy_from_slice(&probs);
-                            dims.drop(mask, &mut dropped, keys, b, h);
+                            dims.apply_dropout(mask, &mut dropped, keys, b, h);
                             &dropped
                         }
                         None => &probs,
@@ -293,7 +295,7 @@ impl Attention {
                     let v = dims.head(block, Part::Value, h, keys);
                     matmul(&mut dprobs, 1, keys, v, gh.t(), false, 1.0, Threads::One)?;
                     if let Some(mask) = &self.mask {
-                        dims.drop(mask, &mut dprobs, keys, b, h);
+                        dims.apply_dropout(mask, &mut dprobs, keys, b, h);
                     }
                     softmax::grad_rows_in_place(&probs, &mut dprobs, keys);
                     // dQ = scale · dS · K,  dK = scale · dSᵀ · Q
