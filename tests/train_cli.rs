@@ -181,6 +181,51 @@ fn config_errors_name_the_field() {
 }
 
 #[test]
+fn bad_pair_lines_stop_training_or_are_counted_under_skip_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    let cfg = tiny_config(dir.path(), "");
+    pretext()
+        .args(["pairs", "--quiet", "--task", "crop", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&pairs)
+        .assert()
+        .success();
+    let mut text = std::fs::read_to_string(&pairs).unwrap();
+    let good = text.lines().count();
+    text.push_str("{\"query\": \"a truncated line\n{\"no\": \"pair fields\"}\n");
+    std::fs::write(&pairs, text).unwrap();
+    let train = |extra: &[&str], out: &str| {
+        let mut c = pretext();
+        c.args(["train", "--quiet", "--steps", "2", "--batch-size", "4"])
+            .args(extra)
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--set")
+            .arg(format!("train.out=\"{}\"", dir.path().join(out).display()));
+        c
+    };
+    // Two steps of four pairs read only the first pairs; make the bad
+    // lines come first so both runs meet them.
+    let text = std::fs::read_to_string(&pairs).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.rotate_right(2);
+    std::fs::write(&pairs, lines.join("\n") + "\n").unwrap();
+    assert!(good > 8);
+    let err = failure_stderr(&mut train(&[], "strict"));
+    assert!(err.contains("pairs.jsonl"), "{err}");
+    let out = train(&["--skip-bad"], "lenient").assert().success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("skipped 2 bad training records"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
 fn trains_on_pair_datasets_with_hard_negatives_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = dir.path().join("pairs.jsonl");

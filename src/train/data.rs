@@ -234,6 +234,42 @@ fn with_mined(
     StreamPair { pair, source }
 }
 
+/// Bad records the stream skipped under `--skip-bad`: reported once, after
+/// the first pass over the data (later passes read the same records).
+#[derive(Default)]
+struct Skipped {
+    /// Records the corpus reader skipped (its running count).
+    read: u64,
+    /// Pair lines that did not parse.
+    parse: u64,
+    /// The first skipped record's error.
+    first: Option<String>,
+}
+
+impl Skipped {
+    fn saw_read(&mut self, report: &pretext_tasks::pipeline::ReadReport) {
+        self.read = report.skipped;
+        if self.first.is_none() {
+            self.first = report.skipped_examples.first().cloned();
+        }
+    }
+
+    fn saw_parse(&mut self, error: String) {
+        self.parse += 1;
+        self.first.get_or_insert(error);
+    }
+
+    fn report(&self) {
+        let count = self.read + self.parse;
+        if count > 0 {
+            eprintln!(
+                "warning: skipped {count} bad training records (--skip-bad); the first: {}",
+                self.first.as_deref().unwrap_or("?")
+            );
+        }
+    }
+}
+
 fn produce(
     source: PairSource,
     tokenizer: TextTokenizer,
@@ -252,6 +288,7 @@ fn produce(
         emitted: 0,
     };
     let mut task_ready = None;
+    let mut skipped = Skipped::default();
     for epoch in 0u64.. {
         let before =
             batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
@@ -301,7 +338,8 @@ fn produce(
                         })
                         .collect::<Vec<_>>()
                 };
-                for_each_batch(corpus, *read, work, |batch, _| {
+                for_each_batch(corpus, *read, work, |batch, report| {
+                    skipped.saw_read(report);
                     batch
                         .into_iter()
                         .flatten()
@@ -328,11 +366,12 @@ fn produce(
                         })
                         .map_err(|e| format!("{}: {e}", doc.id))
                 };
-                for_each_batch(corpus, opts, parse, |batch, _| {
+                for_each_batch(corpus, opts, parse, |batch, report| {
+                    skipped.saw_read(report);
                     for pairs in batch {
                         match pairs {
                             Ok(pairs) => pairs.into_iter().try_for_each(|p| batcher.push(p))?,
-                            Err(e) if *skip_bad => drop(e),
+                            Err(e) if *skip_bad => skipped.saw_parse(e),
                             Err(e) => return Err(DataError::Config(format!("pair dataset: {e}"))),
                         }
                     }
@@ -341,6 +380,9 @@ fn produce(
                 .map(|_| ())
             }
         };
+        if epoch == 0 {
+            skipped.report();
+        }
         match result {
             Err(DataError::Write(e)) if e.to_string() == "training finished" => return Ok(()),
             Err(e) => return Err(e.into()),
