@@ -2,9 +2,8 @@
 //! longest member (never to a fixed length: short batches stay cheap), and
 //! WordPiece training on a corpus for runs from scratch.
 
-use std::path::Path;
-
 use std::collections::HashMap;
+use std::path::Path;
 
 use ahash::{AHashMap, RandomState};
 use anyhow::{anyhow, Context, Result};
@@ -151,11 +150,7 @@ where
                 .collect(),
         )
         .build();
-    let mut bpe = BPE::default();
-    let special_tokens = trainer
-        .do_train(&word_counts(texts)?, &mut bpe)
-        .map_err(|e| anyhow!("{e}"))?;
-    let mut tok = Tokenizer::new(ModelWrapper::WordPiece(WordPiece::from_bpe(&bpe)));
+    let mut tok = Tokenizer::new(ModelWrapper::WordPiece(WordPiece::default()));
     tok.with_normalizer(Some(NormalizerWrapper::BertNormalizer(
         BertNormalizer::default(),
     )))
@@ -166,6 +161,11 @@ where
     tok.with_decoder(Some(DecoderWrapper::WordPiece(
         tokenizers::decoders::wordpiece::WordPiece::default(),
     )));
+    let mut bpe = BPE::default();
+    let special_tokens = trainer
+        .do_train(&word_counts(&tok, texts)?, &mut bpe)
+        .map_err(|e| anyhow!("{e}"))?;
+    tok.with_model(ModelWrapper::WordPiece(WordPiece::from_bpe(&bpe)));
     tok.add_special_tokens(special_tokens)
         .map_err(|e| anyhow!("{e}"))?;
     let id = |t: &str| {
@@ -180,10 +180,10 @@ where
     Ok(tok)
 }
 
-/// How often each word of `texts` occurs, words as BERT's normaliser and
+/// How often each word of `texts` occurs, words as `tok`'s normaliser and
 /// pre-tokenizer cut them (what `Tokenizer::train` feeds its trainer), in
 /// a map whose iteration order is the same in every process.
-fn word_counts<I, S>(texts: I) -> Result<AHashMap<CompactString, u64>>
+fn word_counts<I, S>(tok: &Tokenizer, texts: I) -> Result<AHashMap<CompactString, u64>>
 where
     I: Iterator<Item = S> + Send,
     S: AsRef<str> + Send,
@@ -192,13 +192,13 @@ where
         .par_bridge()
         .map(|text| -> Result<HashMap<String, u64>> {
             let mut normalized = NormalizedString::from(text.as_ref());
-            BertNormalizer::default()
-                .normalize(&mut normalized)
-                .map_err(|e| anyhow!("{e}"))?;
+            if let Some(n) = tok.get_normalizer() {
+                n.normalize(&mut normalized).map_err(|e| anyhow!("{e}"))?;
+            }
             let mut words = PreTokenizedString::from(normalized);
-            BertPreTokenizer
-                .pre_tokenize(&mut words)
-                .map_err(|e| anyhow!("{e}"))?;
+            if let Some(p) = tok.get_pre_tokenizer() {
+                p.pre_tokenize(&mut words).map_err(|e| anyhow!("{e}"))?;
+            }
             let mut counts = HashMap::new();
             for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::Byte) {
                 *counts.entry(word.to_owned()).or_default() += 1;
