@@ -192,10 +192,15 @@ fn bad_pair_lines_stop_training_or_are_counted_under_skip_bad() {
         .arg(&pairs)
         .assert()
         .success();
-    let mut text = std::fs::read_to_string(&pairs).unwrap();
-    let good = text.lines().count();
-    text.push_str("{\"query\": \"a truncated line\n{\"no\": \"pair fields\"}\n");
-    std::fs::write(&pairs, text).unwrap();
+    // Three bad lines first (two steps of four pairs read only the first
+    // lines): a truncated one, one without pair fields, one that is not
+    // UTF-8 (the reader's error rather than the pair parser's).
+    let good = std::fs::read(&pairs).unwrap();
+    let mut bytes = b"{\"query\": \"a truncated line\n{\"no\": \"pair fields\"}\n".to_vec();
+    bytes.extend_from_slice(b"{\"query\": \"\xff\xfe\", \"positive\": \"x\"}\n");
+    bytes.extend_from_slice(&good);
+    std::fs::write(&pairs, bytes).unwrap();
+    let good = good.iter().filter(|&&b| b == b'\n').count();
     let train = |extra: &[&str], out: &str| {
         let mut c = pretext();
         c.args(["train", "--quiet", "--steps", "2", "--batch-size", "4"])
@@ -208,19 +213,13 @@ fn bad_pair_lines_stop_training_or_are_counted_under_skip_bad() {
             .arg(format!("train.out=\"{}\"", dir.path().join(out).display()));
         c
     };
-    // Two steps of four pairs read only the first pairs; make the bad
-    // lines come first so both runs meet them.
-    let text = std::fs::read_to_string(&pairs).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
-    lines.rotate_right(2);
-    std::fs::write(&pairs, lines.join("\n") + "\n").unwrap();
     assert!(good > 8);
     let err = failure_stderr(&mut train(&[], "strict"));
     assert!(err.contains("pairs.jsonl"), "{err}");
     let out = train(&["--skip-bad"], "lenient").assert().success();
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(
-        err.contains("skipped 2 bad training records"),
+        err.contains("skipped 3 bad training records"),
         "stderr: {err}"
     );
 }

@@ -78,8 +78,8 @@ pub struct ReadReport {
 const EXAMPLES: usize = 5;
 
 /// Calls `work` on every document of the shard, in parallel, and `consume`
-/// on each batch of results in corpus order. `consume` also sees the bytes
-/// and documents of the batch, for progress.
+/// on each batch of results in corpus order. `consume` also sees the
+/// batch's own report (bytes and documents, for progress; records skipped).
 pub fn for_each_batch<'c, T, W, C>(
     corpus: &'c Corpus,
     opts: ReadOptions,
@@ -125,7 +125,7 @@ where
                         delta.bytes += bytes as u64;
                     }
                     Err(e) => {
-                        if let Err(e) = skip_or_fail(e, opts, &mut report) {
+                        if let Err(e) = skip_or_fail(e, opts, &mut delta) {
                             failure = Some(e);
                             break;
                         }
@@ -134,6 +134,11 @@ where
             }
             report.documents += delta.documents;
             report.bytes += delta.bytes;
+            report.skipped += delta.skipped;
+            let room = EXAMPLES.saturating_sub(report.skipped_examples.len());
+            report
+                .skipped_examples
+                .extend(delta.skipped_examples.iter().take(room).cloned());
             // Documents before a fatal record are still handed on: nothing
             // read correctly is lost.
             consume(out, &delta)?;

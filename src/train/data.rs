@@ -238,29 +238,28 @@ fn with_mined(
 /// the first pass over the data (later passes read the same records).
 #[derive(Default)]
 struct Skipped {
-    /// Records the corpus reader skipped (its running count).
-    read: u64,
-    /// Pair lines that did not parse.
-    parse: u64,
+    /// Records skipped: unreadable ones and pair lines that did not parse.
+    count: u64,
     /// The first skipped record's error.
     first: Option<String>,
 }
 
 impl Skipped {
-    fn saw_read(&mut self, report: &pretext_tasks::pipeline::ReadReport) {
-        self.read = report.skipped;
+    /// Takes in the records the reader skipped in one batch.
+    fn saw_read(&mut self, batch: &pretext_tasks::pipeline::ReadReport) {
+        self.count += batch.skipped;
         if self.first.is_none() {
-            self.first = report.skipped_examples.first().cloned();
+            self.first = batch.skipped_examples.first().cloned();
         }
     }
 
     fn saw_parse(&mut self, error: String) {
-        self.parse += 1;
+        self.count += 1;
         self.first.get_or_insert(error);
     }
 
     fn report(&self) {
-        let count = self.read + self.parse;
+        let count = self.count;
         if count > 0 {
             eprintln!(
                 "warning: skipped {count} bad training records (--skip-bad); the first: {}",
