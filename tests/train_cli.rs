@@ -215,7 +215,7 @@ fn bad_pair_lines_stop_training_or_are_counted_under_skip_bad() {
     };
     assert!(good > 8);
     let err = failure_stderr(&mut train(&[], "strict"));
-    assert!(err.contains("pairs.jsonl"), "{err}");
+    assert!(err.contains("pairs.jsonl@0 (line 1)"), "{err}");
     let out = train(&["--skip-bad"], "lenient").assert().success();
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(

@@ -363,7 +363,7 @@ fn produce(
                                 })
                                 .collect::<Vec<_>>()
                         })
-                        .map_err(|e| format!("{}: {e}", doc.id))
+                        .map_err(|e| format!("{}: {e}", doc.place()))
                 };
                 for_each_batch(corpus, opts, parse, |batch, report| {
                     skipped.saw_read(report);

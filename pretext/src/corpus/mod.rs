@@ -122,6 +122,20 @@ pub struct Document<'a> {
     /// Position among all records of the corpus (shards included); it seeds
     /// the document's random stream so output does not depend on threads.
     pub ordinal: u64,
+    /// The 1-based line of its file the record starts on, for messages
+    /// about its content; `None` for documents not read from a file.
+    pub line: Option<u64>,
+}
+
+impl Document<'_> {
+    /// Where the document is, for messages about its content: its id, and
+    /// the line it starts on when it was read from a file.
+    pub fn place(&self) -> String {
+        match self.line {
+            Some(line) => format!("{} (line {line})", self.id),
+            None => self.id.to_string(),
+        }
+    }
 }
 
 /// A set of mapped files read as one corpus.
@@ -238,6 +252,7 @@ impl Corpus {
                     title: raw.title.filter(|t| !t.trim().is_empty()),
                     text: raw.text,
                     ordinal: record.ordinal,
+                    line: Some(record.line),
                 }
             }
             Format::Text | Format::Auto => Document {
@@ -245,6 +260,7 @@ impl Corpus {
                 title: None,
                 text: Cow::Borrowed(text.trim()),
                 ordinal: record.ordinal,
+                line: Some(record.line),
             },
         };
         if !self.config.allow_empty && doc.text.trim().is_empty() {

@@ -44,6 +44,9 @@ fn plain_text_lines_and_blocks() {
     let recs: Vec<_> = lines.records().map(|r| r.unwrap()).collect();
     assert_eq!((recs[1].line, recs[1].offset), (4, 15));
     assert_eq!(docs(&lines)[1].as_ref().unwrap().0, "a.txt@15");
+    let second = lines.document(&recs[1]).unwrap();
+    assert_eq!(second.line, Some(4));
+    assert_eq!(second.place(), "a.txt@15 (line 4)");
 
     let cfg = CorpusConfig {
         doc_sep: DocSep::Blank,

@@ -10,6 +10,7 @@ fn sample() -> (Document<'static>, Pair<'static>) {
         title: Some(Cow::Borrowed("Title")),
         text: Cow::Borrowed("query text. positive text. negative text."),
         ordinal: 0,
+        line: None,
     };
     let pair = Pair {
         query: Text {

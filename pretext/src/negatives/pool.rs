@@ -101,6 +101,7 @@ impl CorpusTexts {
             title: (!self.titles[i].is_empty()).then(|| Cow::Borrowed(self.titles[i].as_str())),
             text: Cow::Borrowed(&self.bodies[i]),
             ordinal: self.ordinals[i],
+            line: None,
         }
     }
 }

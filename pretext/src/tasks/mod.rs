@@ -274,6 +274,7 @@ pub(crate) mod testutil {
             title: title.map(Cow::Borrowed),
             text: Cow::Borrowed(text),
             ordinal: 0,
+            line: None,
         }
     }
 
