@@ -259,11 +259,10 @@ impl Skipped {
     }
 
     fn report(&self) {
-        let count = self.count;
-        if count > 0 {
+        if let Some(first) = &self.first {
             eprintln!(
-                "warning: skipped {count} bad training records (--skip-bad); the first: {}",
-                self.first.as_deref().unwrap_or("?")
+                "warning: skipped {} bad training records (--skip-bad); the first: {first}",
+                self.count
             );
         }
     }

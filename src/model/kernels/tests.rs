@@ -191,12 +191,29 @@ fn padding_bias(batch: usize, seq: usize, pad: usize) -> Tensor {
     Tensor::from_vec(bias, (batch, 1, 1, seq), &Device::Cpu).unwrap()
 }
 
+/// A padding bias of `batch × seq` whose items are all padding, padded on
+/// the left and padded on the right (six keys), in that order.
+fn uneven_padding_bias(seq: usize) -> Tensor {
+    let mut bias = vec![0f32; 3 * seq];
+    bias[..seq].fill(-1e9);
+    bias[seq..seq + 4].fill(-1e9);
+    bias[3 * seq - 6..].fill(-1e9);
+    Tensor::from_vec(bias, (3, 1, 1, seq), &Device::Cpu).unwrap()
+}
+
 #[test]
 fn attention_matches_composed_ops() {
     use super::attention;
     use crate::model::layers::Mode;
-    for (batch, seq, hidden, heads) in [(1, 5, 8, 2), (3, 19, 48, 4)] {
-        let bias = padding_bias(batch, seq, seq / 3);
+    // The last case skips trailing padding keys: its all-padding item keeps
+    // every key (the softmax is uniform), the left-padded one has nothing
+    // trailing to skip, the right-padded one skips six.
+    let cases = [
+        (1, 5, 8, 2, padding_bias(1, 5, 1)),
+        (3, 19, 48, 4, padding_bias(3, 19, 19 / 3)),
+        (3, 11, 24, 3, uneven_padding_bias(11)),
+    ];
+    for (batch, seq, hidden, heads, bias) in cases {
         let qkv = randn(&[batch, seq, 3 * hidden], 20);
         assert_same(
             "attention",
@@ -206,29 +223,6 @@ fn attention_matches_composed_ops() {
             1,
         );
     }
-}
-
-#[test]
-fn attention_skips_trailing_padding_keys_exactly() {
-    use super::attention;
-    use crate::model::layers::Mode;
-    // Item 0 is all padding (every key kept: the softmax is uniform), item
-    // 1 is padded on the left (nothing trailing to skip), item 2 on the
-    // right (its last six keys are skipped).
-    let (batch, seq, hidden, heads) = (3, 11, 24, 3);
-    let mut bias = vec![0f32; batch * seq];
-    bias[..seq].fill(-1e9);
-    bias[seq..seq + 4].fill(-1e9);
-    bias[3 * seq - 6..].fill(-1e9);
-    let bias = Tensor::from_vec(bias, (batch, 1, 1, seq), &Device::Cpu).unwrap();
-    let qkv = randn(&[batch, seq, 3 * hidden], 21);
-    assert_same(
-        "attention over padding",
-        &[qkv],
-        |t| attention::attention(&t[0], &bias, heads, Mode::Eval, 0.0).unwrap(),
-        |t| attention::composed(&t[0], &bias, heads, |p| Ok(p.clone())).unwrap(),
-        1,
-    );
 }
 
 #[test]
@@ -286,38 +280,40 @@ fn dropout_masks_forward_and_backward_alike() {
     assert!((0..1000).any(|i| other.factor(i) != mask.factor(i)));
 }
 
+/// Inputs of the residual norm op, `(y, bias, residual, gamma, beta)`, for
+/// `batch × rows × width` activations.
+fn residual_norm_inputs(batch: usize, rows: usize, width: usize, seed: u64) -> Vec<Tensor> {
+    vec![
+        randn(&[batch, rows, width], seed),
+        randn(&[width], seed + 1),
+        randn(&[batch, rows, width], seed + 2),
+        randn(&[width], seed + 3).affine(0.3, 1.0).unwrap(),
+        randn(&[width], seed + 4),
+    ]
+}
+
+/// The fused residual norm on [`residual_norm_inputs`].
+fn fused_residual_norm(t: &[Tensor], mode: crate::model::layers::Mode, p: f64) -> Tensor {
+    super::residual_norm::residual_norm(&t[0], &t[1], &t[2], &t[3], &t[4], 1e-12, mode, p).unwrap()
+}
+
+/// The composed residual norm on [`residual_norm_inputs`], dropout applied by `dropout`.
+fn composed_residual_norm(
+    t: &[Tensor],
+    dropout: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Tensor {
+    super::residual_norm::composed(&t[0], &t[1], &t[2], &t[3], &t[4], 1e-12, dropout).unwrap()
+}
+
 #[test]
 fn residual_norm_matches_composed_ops() {
-    use super::residual_norm;
     use crate::model::layers::Mode;
     for (rows, width) in [(3, 5), (70, 48)] {
-        let inputs = vec![
-            randn(&[2, rows, width], 50),
-            randn(&[width], 51),
-            randn(&[2, rows, width], 52),
-            randn(&[width], 53).affine(0.3, 1.0).unwrap(),
-            randn(&[width], 54),
-        ];
         assert_same(
             "residual norm",
-            &inputs,
-            |t| {
-                residual_norm::residual_norm(
-                    &t[0],
-                    &t[1],
-                    &t[2],
-                    &t[3],
-                    &t[4],
-                    1e-12,
-                    Mode::Eval,
-                    0.1,
-                )
-                .unwrap()
-            },
-            |t| {
-                residual_norm::composed(&t[0], &t[1], &t[2], &t[3], &t[4], 1e-12, |x| Ok(x.clone()))
-                    .unwrap()
-            },
+            &residual_norm_inputs(2, rows, width, 50),
+            |t| fused_residual_norm(t, Mode::Eval, 0.1),
+            |t| composed_residual_norm(t, |x| Ok(x.clone())),
             5,
         );
     }
@@ -325,40 +321,17 @@ fn residual_norm_matches_composed_ops() {
 
 #[test]
 fn residual_norm_dropout_matches_composed_ops_with_the_same_mask() {
-    use super::{dropout::DropMask, residual_norm};
+    use super::dropout::DropMask;
     use crate::model::layers::{DropoutRng, Mode};
     let (rows, width, p) = (40, 32, 0.3);
-    let inputs = vec![
-        randn(&[1, rows, width], 60),
-        randn(&[width], 61),
-        randn(&[1, rows, width], 62),
-        randn(&[width], 63).affine(0.3, 1.0).unwrap(),
-        randn(&[width], 64),
-    ];
     let mask = DropMask::new(p, DropoutRng::new(8).next_seed());
     let factors: Vec<f32> = (0..rows * width).map(|i| mask.factor(i)).collect();
     let factors = Tensor::from_vec(factors, (1, rows, width), &Device::Cpu).unwrap();
     assert_same(
         "residual norm with dropout",
-        &inputs,
-        |t| {
-            let rng = DropoutRng::new(8);
-            residual_norm::residual_norm(
-                &t[0],
-                &t[1],
-                &t[2],
-                &t[3],
-                &t[4],
-                1e-12,
-                Mode::Train(&rng),
-                p,
-            )
-            .unwrap()
-        },
-        |t| {
-            residual_norm::composed(&t[0], &t[1], &t[2], &t[3], &t[4], 1e-12, |x| x * &factors)
-                .unwrap()
-        },
+        &residual_norm_inputs(1, rows, width, 60),
+        |t| fused_residual_norm(t, Mode::Train(&DropoutRng::new(8)), p),
+        |t| composed_residual_norm(t, |x| x * &factors),
         5,
     );
 }
