@@ -5,109 +5,21 @@
 //! chart.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
 use plotters::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use crate::config::bench::{BenchSection, Variant};
 use crate::config::Config;
 use crate::eval::beir::Beir;
 use crate::eval::metrics::{evaluate, Measure, Run};
 use crate::eval::{embed_all, search};
 use crate::model::pretrained::Pretrained;
 use crate::tasks_by_name;
-use crate::train::{TrainProgress, Trainer};
-
-/// The `[bench]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BenchSection {
-    /// Tasks to compare, by name (each with its default parameters; `mix`
-    /// is the even mixture).
-    pub tasks: Vec<String>,
-    /// The BEIR-format eval set; its corpus is also the training corpus.
-    pub data: PathBuf,
-    /// Judgements to use.
-    pub split: String,
-    /// Where runs, the table, the CSV and the chart go.
-    pub out: PathBuf,
-    /// Add the untrained initialisation as a row.
-    pub init_row: bool,
-    /// Add BM25 as a row.
-    pub bm25_row: bool,
-    /// Texts per encoding batch in evaluation.
-    pub eval_batch_size: usize,
-    /// Further rows: a task trained with settings changed (e.g. negative
-    /// strategies), each `{ name, task, set = ["key=value", ...] }`.
-    pub variants: Vec<Variant>,
-}
-
-/// A row trained with overrides of the base configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Variant {
-    /// The row's name (also its run directory, made file-safe).
-    pub name: String,
-    /// The pretext task, by name.
-    pub task: String,
-    /// Overrides, as `--set` takes them.
-    #[serde(default)]
-    pub set: Vec<String>,
-}
-
-impl Variant {
-    /// The run directory name: the row name with anything but letters,
-    /// digits and `-` turned into `-`.
-    pub fn dir_name(&self) -> String {
-        let s: String = self
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        s.split('-')
-            .filter(|p| !p.is_empty())
-            .collect::<Vec<_>>()
-            .join("-")
-    }
-
-    /// `base` with the task and the overrides applied (checked as a file is).
-    pub fn apply(&self, base: &Config) -> Result<Config> {
-        let mut b = crate::config::ConfigBuilder::from_config(
-            base,
-            &format!("bench variant `{}`", self.name),
-        )?;
-        b.set_value("task", toml::Value::try_from(tasks_by_name(&self.task)?)?);
-        for kv in &self.set {
-            b.set_pair(kv)?;
-        }
-        Ok(b.build()?)
-    }
-}
-
-impl Default for BenchSection {
-    fn default() -> Self {
-        BenchSection {
-            tasks: ["crop", "ict", "spans", "neighbors", "pseudo-query", "mix"]
-                .map(String::from)
-                .to_vec(),
-            data: PathBuf::from("corpora/python-faq"),
-            split: "test".into(),
-            out: PathBuf::from("runs/bench"),
-            init_row: true,
-            bm25_row: true,
-            eval_batch_size: 64,
-            variants: Vec::new(),
-        }
-    }
-}
+use crate::train::{Start, TrainProgress, Trainer};
 
 /// One row of the results.
 #[derive(Debug, Clone, Serialize)]
@@ -147,7 +59,7 @@ pub fn run(
     base.corpus.path = bench.data.join("corpus.jsonl");
     base.corpus.skip_bad = true;
     if base.model.tokenizer.is_none() && base.model.init.is_none() {
-        crate::train::load_or_train_tokenizer(&base, &bench.out)?;
+        crate::train::load_or_train_tokenizer(&base, &bench.out.join("tokenizer.json"))?;
         base.model.tokenizer = Some(bench.out.join("tokenizer.json"));
     }
     let base = &base;
@@ -177,7 +89,7 @@ pub fn run(
         if name != "init" && variant.is_none() {
             config.task = tasks_by_name(&name)?;
         }
-        let mut trainer = Trainer::new(config.clone(), true)?;
+        let mut trainer = Trainer::new(config.clone(), Start::ResumeIfAny)?;
         let report = if name == "init" {
             trainer.save_initial()?
         } else {
@@ -420,9 +332,9 @@ mod tests {
             pretext_tasks::negatives::Source::Dense
         );
         assert_eq!(dense.negatives.range_max, 50);
-        assert_eq!(dense.train.memory, crate::train::config::Memory::Moco);
+        assert_eq!(dense.train.memory, crate::config::Memory::Moco);
         let none = base.bench.variants[0].apply(&base).unwrap();
-        assert_eq!(none.train.memory, crate::train::config::Memory::None);
+        assert_eq!(none.train.memory, crate::config::Memory::None);
         assert_eq!(
             base.bench.variants[3].dir_name(),
             "queue-bm25-hard-denoised"

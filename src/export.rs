@@ -10,14 +10,14 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::model::{BertConfig, Pooling, Similarity};
-use crate::train::checkpoint;
+use crate::train::{checkpoint, RunDir};
 
 /// The checkpoint folder a path names: itself, or a run's latest.
 pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
     if path.join("state.json").exists() {
         return Ok(path.to_path_buf());
     }
-    checkpoint::latest(path)?.ok_or_else(|| {
+    RunDir::new(path).latest()?.ok_or_else(|| {
         anyhow!(
             "{}: no checkpoint (not a run directory or checkpoint)",
             path.display()
@@ -25,31 +25,105 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Exports the checkpoint at `path` (a run directory or one checkpoint) to `out`.
+/// Exports the checkpoint at `path` (a run directory or one checkpoint) to
+/// `out`. The folder is built beside `out` and renamed into place, so a
+/// failed export (a full disk) leaves no partial folder and no previous
+/// export half-replaced; files are readable by others (0644).
 pub fn export(path: &Path, out: &Path) -> Result<()> {
     let ckpt = resolve_checkpoint(path)?;
-    let run = ckpt
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("{}: not inside a run", ckpt.display()))?;
+    let run = RunDir::of_checkpoint(&ckpt)?;
     let (state, tensors) = checkpoint::load(&ckpt)?;
-    let config: Config = toml::from_str(&state.config).context("the checkpoint's configuration")?;
+    let config: Config = toml::from_str(&state.config)
+        .with_context(|| format!("{}: the checkpoint's configuration", ckpt.display()))?;
+    let p = run.model_config();
     let bert: BertConfig = serde_json::from_str(
-        &std::fs::read_to_string(run.join("config.json"))
-            .with_context(|| format!("reading {}/config.json", run.display()))?,
-    )?;
-    let tokenizer = run.join("tokenizer.json");
-    write_tower(&tensors.model, "", &bert, &config, &tokenizer, out)?;
-    if !config.model.shared_towers {
-        write_tower(
-            &tensors.model,
-            "doc.",
-            &bert,
-            &config,
-            &tokenizer,
-            &out.join("doc"),
-        )?;
+        &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+    )
+    .with_context(|| format!("parsing {}", p.display()))?;
+    if out.exists()
+        && std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some())
+        && !out.join("modules.json").exists()
+    {
+        anyhow::bail!(
+            "{} exists and is not a model folder; export into a new or empty folder",
+            out.display()
+        );
     }
+    let pooler = init_pooler(&config, &bert)?;
+    let tokenizer = run.tokenizer();
+    crate::atomic::write_dir(out, |tmp| {
+        write_tower(&tensors.model, "", &bert, &config, &pooler, &tokenizer, tmp)?;
+        if !config.model.shared_towers {
+            write_tower(
+                &tensors.model,
+                "doc.",
+                &bert,
+                &config,
+                &pooler,
+                &tokenizer,
+                &tmp.join("doc"),
+            )?;
+        }
+        readable(tmp)
+    })
+}
+
+/// `transformers.BertModel` has a pooler (a dense layer with tanh over
+/// `[CLS]`) that retrieval does not use and pretext does not train. Without
+/// its weights in the file, loading warns that they were "newly
+/// initialized"; so the export carries the init model's pooler when it had
+/// one, and otherwise an identity layer (weight I, bias 0).
+fn init_pooler(config: &Config, bert: &BertConfig) -> Result<HashMap<String, Tensor>> {
+    let h = bert.hidden_size;
+    if let Some(dir) = &config.model.init {
+        let p = dir.join("model.safetensors");
+        if let Ok(t) = candle_core::safetensors::load(&p, &candle_core::Device::Cpu) {
+            let get = |k: &str| t.get(k).or_else(|| t.get(&format!("bert.{k}"))).cloned();
+            if let (Some(w), Some(b)) = (get("pooler.dense.weight"), get("pooler.dense.bias")) {
+                if w.dims() == [h, h] && b.dims() == [h] {
+                    return Ok([
+                        ("pooler.dense.weight".to_string(), w),
+                        ("pooler.dense.bias".to_string(), b),
+                    ]
+                    .into_iter()
+                    .collect());
+                }
+            }
+        }
+    }
+    let dev = candle_core::Device::Cpu;
+    Ok([
+        (
+            "pooler.dense.weight".to_string(),
+            Tensor::eye(h, candle_core::DType::F32, &dev)?,
+        ),
+        (
+            "pooler.dense.bias".to_string(),
+            Tensor::zeros(h, candle_core::DType::F32, &dev)?,
+        ),
+    ]
+    .into_iter()
+    .collect())
+}
+
+/// Files 0644 and folders 0755 below `dir`, whatever the umask made them:
+/// an exported model is meant to be shared.
+fn readable(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        for entry in std::fs::read_dir(dir)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                readable(&p)?;
+            } else {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
 }
 
@@ -66,6 +140,7 @@ fn write_tower(
     prefix: &str,
     bert: &BertConfig,
     config: &Config,
+    pooler: &HashMap<String, Tensor>,
     tokenizer: &Path,
     out: &Path,
 ) -> Result<()> {
@@ -83,6 +158,12 @@ fn write_tower(
             Some(rest) => dense.insert(format!("linear.{rest}"), t.clone()),
             None => encoder.insert(key.to_string(), t.clone()),
         };
+    }
+    if encoder.is_empty() {
+        anyhow::bail!("the checkpoint holds no {prefix}encoder weights");
+    }
+    for (k, t) in pooler {
+        encoder.entry(k.clone()).or_insert_with(|| t.clone());
     }
     candle_core::safetensors::save(&encoder, out.join("model.safetensors"))?;
     write_json(&out.join("config.json"), &bert.to_hf_json())?;
@@ -114,7 +195,10 @@ fn write_tower(
         )?;
         modules.push(json!({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}));
     }
-    if m.normalize {
+    // A cosine model is scored as sentence-transformers scores it: the
+    // Normalize module makes its embeddings unit length, so dot product
+    // and cosine agree for every consumer.
+    if m.normalize || m.similarity == Similarity::Cosine {
         let idx = modules.len();
         std::fs::create_dir_all(out.join(format!("{idx}_Normalize")))?;
         modules.push(

@@ -6,6 +6,7 @@
 //! subcommands of the `pretext` binary.
 
 pub mod alloc;
+pub mod atomic;
 pub mod bench;
 pub mod config;
 pub mod dist;
@@ -13,6 +14,7 @@ pub mod eval;
 pub mod export;
 pub mod memory;
 pub mod model;
+pub mod momentum;
 pub mod negatives;
 pub mod objective;
 pub mod optim;

@@ -109,16 +109,56 @@ impl TextTokenizer {
         })
     }
 
-    /// Saves `tokenizer.json` (without the run's padding and truncation).
+    /// Saves `tokenizer.json` (without the run's padding and truncation),
+    /// atomically: a full disk never leaves a truncated tokenizer in place
+    /// of a good one.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut plain = self.inner.clone();
         plain.with_padding(None);
         plain.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
-        plain
-            .save(path, true)
-            .map_err(|e| anyhow!("{e}"))
-            .with_context(|| format!("writing {}", path.display()))
+        let json = plain.to_string(true).map_err(|e| anyhow!("{e}"))?;
+        crate::atomic::write(path, json)
     }
+}
+
+/// Trains a WordPiece vocabulary of about `vocab_size` tokens on the
+/// documents of `corpus` (the first `max_docs` of them, when given), as
+/// `read` walks it: the one path `pretext tokenizer` and a run from scratch
+/// share. Returns the tokenizer (cut at `max_len`) and the documents used.
+pub fn train_on_corpus(
+    corpus: &pretext_tasks::corpus::Corpus,
+    read: pretext_tasks::pipeline::ReadOptions,
+    vocab_size: usize,
+    max_docs: Option<usize>,
+    max_len: usize,
+) -> Result<(TextTokenizer, usize)> {
+    let mut texts = Vec::new();
+    let mut enough = false;
+    let walked = pretext_tasks::pipeline::for_each_batch(
+        corpus,
+        read,
+        |d| d.text.to_string(),
+        |batch, _| {
+            texts.extend(batch);
+            if max_docs.is_some_and(|m| texts.len() >= m) {
+                enough = true;
+                // Stops the walk; told apart from a real error below.
+                return Err(pretext_tasks::Error::Config("enough documents".into()));
+            }
+            Ok(())
+        },
+    );
+    if !enough {
+        walked?;
+    }
+    if let Some(m) = max_docs {
+        texts.truncate(m);
+    }
+    if texts.is_empty() {
+        anyhow::bail!("no documents to train a tokenizer on");
+    }
+    let tok = TextTokenizer::new(train_wordpiece(texts.iter(), vocab_size)?, max_len)?;
+    Ok((tok, texts.len()))
 }
 
 /// Trains a BERT-style WordPiece tokenizer (lower-casing, accent

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use pretext::config::Config;
+use pretext::config::Memory;
 use pretext::dist::ThreadGroup;
 use pretext::tokenize::TextTokenizer;
-use pretext::train::config::Memory;
 use pretext::train::data::Batch;
-use pretext::train::Trainer;
+use pretext::train::{Start, Trainer};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -61,7 +61,8 @@ fn ranks_give_the_loss_and_gradients_of_the_global_batch() {
     let tok =
         TextTokenizer::from_file(&root().join("corpora/python-docs.tokenizer.json"), 24).unwrap();
     let (world, b) = (2, 4);
-    let mut single = Trainer::new(config(&dir.path().join("single"), world * b), false).unwrap();
+    let mut single =
+        Trainer::new(config(&dir.path().join("single"), world * b), Start::Fresh).unwrap();
     let (loss, grads) = single.gradients(&batch(&tok, 0..world * b)).unwrap();
     assert!(grads.len() > 10);
     let ranks: Vec<(f32, Vec<(String, candle_core::Tensor)>)> = std::thread::scope(|s| {
@@ -72,7 +73,7 @@ fn ranks_give_the_loss_and_gradients_of_the_global_batch() {
                 s.spawn(move || {
                     let r = pretext::dist::ProcessGroup::rank(&g);
                     let cfg = config(&dir.join(format!("rank{r}")), b);
-                    let mut t = Trainer::with_group(cfg, false, Box::new(g)).unwrap();
+                    let mut t = Trainer::with_group(cfg, Start::Fresh, Box::new(g)).unwrap();
                     t.gradients(&batch(tok, r * b..(r + 1) * b)).unwrap()
                 })
             })
@@ -106,7 +107,7 @@ fn ranks_give_the_loss_and_gradients_of_the_global_batch() {
         }
     }
     // Without the gather a rank would only see its own share: a different loss.
-    let mut alone = Trainer::new(config(&dir.path().join("alone"), b), false).unwrap();
+    let mut alone = Trainer::new(config(&dir.path().join("alone"), b), Start::Fresh).unwrap();
     let (own, _) = alone.gradients(&batch(&tok, 0..b)).unwrap();
     assert!((own - loss).abs() > 1e-3, "{own} vs {loss}");
 }

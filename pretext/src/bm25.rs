@@ -67,6 +67,28 @@ impl std::str::FromStr for Stemming {
     }
 }
 
+impl Bm25Config {
+    /// Checks the scoring constants: `k1` finite and non-negative, `b` in
+    /// `[0, 1]` (outside it the length norm turns negative and rankings
+    /// invert). `field` names the setting in the error (`negatives.bm25`,
+    /// `--k1`).
+    pub fn validate(&self, field: &str) -> Result<(), String> {
+        if !(self.k1.is_finite() && self.k1 >= 0.0) {
+            return Err(format!(
+                "{field}.k1 = {} must be a finite number >= 0 (Anserini: 0.9)",
+                self.k1
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.b) {
+            return Err(format!(
+                "{field}.b = {} must be in [0, 1] (Anserini: 0.4)",
+                self.b
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Bm25Config {
     fn default() -> Self {
         Bm25Config {

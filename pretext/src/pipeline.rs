@@ -187,6 +187,19 @@ pub fn doc_freq(corpus: &Corpus, skip_bad: bool) -> Result<DocFreq> {
     Ok(total)
 }
 
+/// `task` ready to run on `corpus`: given the corpus's document
+/// frequencies when it scores words against them. Every caller (`pairs`,
+/// training, mining) readies its task here, so the statistics are counted
+/// one way, once, and a bad record is an error rather than a task silently
+/// left without them.
+pub fn ready_task(task: &TaskSpec, corpus: &Corpus, skip_bad: bool) -> Result<TaskSpec> {
+    let mut task = task.clone();
+    if task.needs_doc_freq() {
+        task.set_doc_freq(Arc::new(doc_freq(corpus, skip_bad)?));
+    }
+    Ok(task)
+}
+
 /// A complete `pairs` job.
 #[derive(Debug, Clone)]
 pub struct PairsJob {
@@ -250,10 +263,7 @@ impl PairsJob {
     ) -> Result<PairsSummary> {
         self.task.validate().map_err(Error::Config)?;
         self.augment.validate().map_err(Error::Config)?;
-        let mut task = self.task.clone();
-        if task.needs_doc_freq() {
-            task.set_doc_freq(Arc::new(doc_freq(corpus, self.read.skip_bad)?));
-        }
+        let task = ready_task(&self.task, corpus, self.read.skip_bad)?;
         let mut summary = PairsSummary::default();
         let work = |doc: &Document<'_>| {
             let mut rng = doc_rng(self.seed, doc.ordinal);

@@ -11,7 +11,7 @@ use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
 use pretext::memory::{peak_rss_kib, PeakSampler};
 use pretext::pretext_tasks::formats::PairFormat;
 use pretext::pretext_tasks::negatives::{CorpusTexts, PairNegatives, Source};
-use pretext::pretext_tasks::pipeline::{doc_freq, PairsJob, PairsSummary, ReadOptions};
+use pretext::pretext_tasks::pipeline::{ready_task, PairsJob, PairsSummary, ReadOptions};
 use serde::Serialize;
 
 use super::data::{finish, DataArgs};
@@ -203,10 +203,7 @@ pub fn stream_negatives(
         ..ReadOptions::default()
     };
     let texts = CorpusTexts::load(corpus, read)?;
-    let mut task = config.task.clone();
-    if task.needs_doc_freq() {
-        task.set_doc_freq(std::sync::Arc::new(doc_freq(corpus, read.skip_bad)?));
-    }
+    let task = ready_task(&config.task, corpus, read.skip_bad)?;
     let n = PairNegatives::new(
         config.negatives.clone(),
         std::sync::Arc::new(texts),

@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pretext::pretext_tasks::pipeline::for_each_batch;
-use pretext::tokenize::{train_wordpiece, TextTokenizer};
-use pretext::train::{StepLog, TrainProgress, Trainer};
+use pretext::tokenize::train_on_corpus;
+use pretext::train::{Start, StepLog, TrainProgress, Trainer};
 
 use super::data::{finish, DataArgs};
 
@@ -37,9 +36,14 @@ pub struct TrainArgs {
     /// Train on a pair dataset (any of the three formats) instead of the task.
     #[arg(long)]
     pairs: Option<PathBuf>,
-    /// Continue from the run directory's latest checkpoint.
-    #[arg(long)]
+    /// Continue from the run directory's latest checkpoint (it must have
+    /// one, trained with the same settings bar steps and the like).
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Start again in a run directory that holds a previous run, removing
+    /// its checkpoints, metrics and best model.
+    #[arg(long)]
+    overwrite: bool,
     /// Processes (one per GPU) training together over NCCL; each takes
     /// `batch_size` pairs of a global batch and sees all as negatives.
     #[arg(long, default_value_t = 1)]
@@ -120,7 +124,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = finish(&b)?;
     let steps = config.train.steps;
     let group = process_group(&args, &config)?;
-    let mut trainer = Trainer::with_group(config, args.resume, group)?;
+    let start = match (args.resume, args.overwrite) {
+        (true, _) => Start::Resume,
+        (_, true) => Start::Overwrite,
+        _ => Start::Fresh,
+    };
+    let mut trainer = Trainer::with_group(config, start, group)?;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -191,24 +200,13 @@ pub struct TokenizerArgs {
 pub fn tokenizer(args: TokenizerArgs) -> Result<()> {
     let config = finish(&args.data.builder()?)?;
     let c = &config.corpus;
-    let corpus = c.open()?;
-    let mut texts = Vec::new();
-    let opts = c.read_options();
-    for_each_batch(
-        &corpus,
-        opts,
-        |d| d.text.to_string(),
-        |batch, _| {
-            texts.extend(batch);
-            Ok(())
-        },
-    )?;
-    let tok = TextTokenizer::new(train_wordpiece(texts.iter(), args.vocab)?, 512)?;
+    let (tok, docs) = train_on_corpus(&c.open()?, c.read_options(), args.vocab, None, 512)
+        .with_context(|| format!("training a tokenizer on {}", c.path.display()))?;
     tok.save(&args.out)?;
     eprintln!(
         "trained a WordPiece vocabulary of {} tokens on {} documents: {}",
         tok.vocab_size(),
-        texts.len(),
+        docs,
         args.out.display()
     );
     Ok(())

@@ -5,9 +5,10 @@ pub mod beir;
 pub mod metrics;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use crate::model::pretrained::Pretrained;
+use crate::negatives::{top_k, Blocks, Embeddings};
 use beir::Item;
 use metrics::Run;
 
@@ -56,9 +57,10 @@ pub fn embed_texts(
     Ok(sorted.index_select(&index, 0)?)
 }
 
-/// Exact top-`k` search by dot product, queries in blocks so memory is
-/// `block × documents` scores. A hit whose id equals its query's id is
-/// skipped (BEIR's convention for corpora that contain their queries).
+/// Exact top-`k` search by dot product (the search mining and the ANCE
+/// refresh use, [`crate::negatives::top_k`]), queries in blocks of
+/// `block`. A hit whose id equals its query's id is skipped (BEIR's
+/// convention for corpora that contain their queries).
 pub fn search(
     queries: &Tensor,
     q_items: &[Item],
@@ -67,30 +69,32 @@ pub fn search(
     k: usize,
     block: usize,
 ) -> Result<Run> {
+    let index = Embeddings::from_tensor(docs)?;
+    // Enough extra hits to fill `k` after dropping each query's own id.
+    let mut per_id: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for d in d_items {
+        *per_id.entry(d.id.as_str()).or_default() += 1;
+    }
+    let extra = q_items
+        .iter()
+        .map(|q| per_id.get(q.id.as_str()).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let blocks = Blocks {
+        queries: block.max(1),
+        ..Blocks::default()
+    };
+    let ranked = top_k(queries, &index, k + extra, blocks, queries.device())?;
     let mut run = Run::new();
-    let n_docs = d_items.len();
-    let docs_t = docs.t()?.contiguous()?;
-    for start in (0..q_items.len()).step_by(block.max(1)) {
-        let len = block.min(q_items.len() - start);
-        let scores = queries
-            .narrow(0, start, len)?
-            .matmul(&docs_t)?
-            .to_device(&Device::Cpu)?
-            .to_vec2::<f32>()?;
-        for (row, q) in scores.into_iter().zip(&q_items[start..start + len]) {
-            let mut idx: Vec<usize> = (0..n_docs).filter(|&j| d_items[j].id != q.id).collect();
-            let take = (k).min(idx.len());
-            if take < idx.len() {
-                idx.select_nth_unstable_by(take, |&a, &b| row[b].total_cmp(&row[a]));
-                idx.truncate(take);
-            }
-            run.insert(
-                q.id.clone(),
-                idx.into_iter()
-                    .map(|j| (d_items[j].id.clone(), row[j]))
-                    .collect(),
-            );
-        }
+    for (q, hits) in q_items.iter().zip(ranked) {
+        let kept = hits
+            .into_iter()
+            .map(|c| (&d_items[c.item as usize].id, c.score))
+            .filter(|(id, _)| **id != q.id)
+            .take(k)
+            .map(|(id, score)| (id.clone(), score))
+            .collect();
+        run.insert(q.id.clone(), kept);
     }
     Ok(run)
 }

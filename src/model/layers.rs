@@ -5,12 +5,12 @@
 //! here the model's heavy ops (dense layers, attention, layer norm, GELU,
 //! dropout) are [`super::kernels`]: fused on the CPU with their own
 //! backward, composed from differentiable candle ops elsewhere.
-//! Dropout masks come from the run's seeded generator, so a training run is
-//! reproducible and resumable on CPU (candle's CPU `rand` cannot be seeded).
+//! Dropout masks come from the run's seeded generator on every device, so a
+//! training run is reproducible and resumable wherever it runs.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, SeedableRng};
 
 /// Layer normalisation over the last dimension, HF names `weight`/`bias`.
 #[derive(Debug, Clone)]
@@ -64,10 +64,13 @@ impl Module for LayerNorm {
 
 /// Where dropout masks come from.
 ///
-/// The fused CPU kernel hashes a seed drawn from this generator with each
-/// element's index; the composed CPU path draws the mask on the host from
-/// it; other devices use their own seeded generator (`Device::set_seed`) so
-/// no host round trip slows them down.
+/// Every mask is a hash of a seed drawn from this generator (itself seeded
+/// by the run's seed and the step) and each element's index
+/// ([`super::kernels::DropMask`]). The fused CPU kernel applies it in place;
+/// on other devices, and for other dtypes, the same mask is built on the
+/// host and uploaded, so a run on CUDA or Metal is as reproducible and
+/// resumable as on the CPU, and drops the same elements (device generators
+/// such as `Tensor::rand` are not seeded by the run).
 #[derive(Debug)]
 pub struct DropoutRng {
     rng: std::sync::Mutex<rand::rngs::Xoshiro256PlusPlus>,
@@ -81,8 +84,7 @@ impl DropoutRng {
         }
     }
 
-    /// The generator's state, for checkpoints: re-seeding with it resumes
-    /// the stream.
+    /// The seed of the next dropout site.
     pub fn next_seed(&self) -> u64 {
         self.rng.lock().expect("dropout rng").next_u64()
     }
@@ -92,40 +94,16 @@ impl DropoutRng {
         if p <= 0.0 {
             return Ok(x.clone());
         }
+        let mask = super::kernels::DropMask::new(p, self.next_seed());
         if super::kernels::fused_for(x) {
-            // The mask is a hash of a per-call seed and the element index:
-            // nothing to draw serially or keep for the backward pass.
-            let mask = super::kernels::DropMask::new(p, self.next_seed());
+            // Nothing to draw serially or keep for the backward pass.
             return super::kernels::dropout(x, mask);
         }
-        let scale = 1.0 / (1.0 - p);
-        let mask = match x.device() {
-            Device::Cpu => {
-                // The scaled mask is built in one pass, as f32, from 32 random
-                // bits per element: one upload and one multiply, no dtype casts.
-                let n = x.elem_count();
-                let threshold = (p * u32::MAX as f64) as u32;
-                let kept = scale as f32;
-                let mut rng = self.rng.lock().expect("dropout rng");
-                let values: Vec<f32> = (0..n)
-                    .map(|_| {
-                        if rng.random::<u32>() >= threshold {
-                            kept
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
-                Tensor::from_vec(values, x.shape(), x.device())?.to_dtype(x.dtype())?
-            }
-            dev => {
-                (Tensor::rand(0f32, 1f32, x.shape(), dev)?
-                    .ge(p)?
-                    .to_dtype(x.dtype())?
-                    * scale)?
-            }
-        };
-        x.mul(&mask)
+        // The scaled mask, one pass on the host, one upload, one multiply.
+        let mut factors = vec![1f32; x.elem_count()];
+        mask.apply(&mut factors, 0);
+        let factors = Tensor::from_vec(factors, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        x.mul(&factors)
     }
 }
 

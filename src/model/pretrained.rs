@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
-use super::{BertConfig, Head, Mode, Pooling, Tower};
+use super::{BertConfig, Head, Mode, Pooling, Similarity, Tower};
 use crate::tokenize::TextTokenizer;
 
 /// An encoder ready to embed text.
@@ -20,6 +20,37 @@ pub struct Pretrained {
     pub tokenizer: TextTokenizer,
     /// The device.
     pub device: Device,
+    /// How the folder says its embeddings are compared. Embeddings come out
+    /// L2-normalised when it is cosine, so every consumer (eval, bench,
+    /// mining, the ANCE refresh) scores them by dot product and gets the
+    /// similarity the model was trained with.
+    pub similarity: Similarity,
+}
+
+/// The similarity a folder declares: `similarity_fn_name` of
+/// `config_sentence_transformers.json` (`cosine`, `dot`), else
+/// sentence-transformers' default, cosine, for a sentence-transformers folder
+/// (one with `modules.json`), and dot product for a bare Hugging Face folder
+/// (Contriever, DPR).
+pub fn declared_similarity(dir: &Path) -> Result<Similarity> {
+    let p = dir.join("config_sentence_transformers.json");
+    let name = if p.exists() {
+        read_json(&p)?["similarity_fn_name"]
+            .as_str()
+            .map(str::to_string)
+    } else {
+        None
+    };
+    match name.as_deref() {
+        Some("cosine") => Ok(Similarity::Cosine),
+        Some("dot") | Some("dot_product") => Ok(Similarity::Dot),
+        Some(other) => Err(anyhow!(
+            "{}: similarity_fn_name `{other}` is not supported (cosine or dot)",
+            p.display()
+        )),
+        None if dir.join("modules.json").exists() => Ok(Similarity::Cosine),
+        None => Ok(Similarity::Dot),
+    }
 }
 
 fn read_json(p: &Path) -> Result<Value> {
@@ -63,6 +94,11 @@ impl Pretrained {
                 }
             }
         }
+        let similarity = declared_similarity(dir)?;
+        if similarity == Similarity::Cosine {
+            // Normalising twice changes nothing when a Normalize module is there.
+            head.normalize = true;
+        }
         let max_len = match max_len {
             Some(n) => n,
             None => {
@@ -92,6 +128,7 @@ impl Pretrained {
             tower,
             tokenizer,
             device: device.clone(),
+            similarity,
         })
     }
 

@@ -52,6 +52,30 @@ impl Ance {
             || (every > 0 && step.is_multiple_of(every) && self.refreshed_at != Some(step))
     }
 
+    /// The current index and the step whose weights encoded it, for a
+    /// checkpoint.
+    pub fn index_tensor(&self) -> Option<(Tensor, usize)> {
+        let (index, at) = (self.index.as_ref()?, self.refreshed_at?);
+        let t = Tensor::from_slice(index.as_slice(), (index.rows(), index.dim()), &Device::Cpu);
+        t.ok().map(|t| (t, at))
+    }
+
+    /// Puts back an index saved by [`Ance::index_tensor`]: a resumed run
+    /// then draws what the unbroken run drew, instead of re-encoding the
+    /// corpus with later weights.
+    pub fn restore(&mut self, index: &Tensor, refreshed_at: usize) -> Result<()> {
+        if index.dim(0)? != self.texts.texts.len() {
+            anyhow::bail!(
+                "the checkpoint's dense index holds {} documents, the corpus {}",
+                index.dim(0)?,
+                self.texts.texts.len()
+            );
+        }
+        self.index = Some(Embeddings::from_tensor(index)?);
+        self.refreshed_at = Some(refreshed_at);
+        Ok(())
+    }
+
     /// Re-encodes the corpus with `tower`; returns the seconds it took.
     #[allow(clippy::too_many_arguments)]
     pub fn refresh(
@@ -68,6 +92,7 @@ impl Ance {
             tower: tower.clone(),
             tokenizer: tokenizer.clone(),
             device: device.clone(),
+            similarity,
         };
         let refs: Vec<&str> = self.texts.texts.iter().map(String::as_str).collect();
         let mut e = embed_texts(&model, &refs, batch, &mut |_| {})?.detach();

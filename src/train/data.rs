@@ -12,7 +12,7 @@ use pretext_tasks::augment::Augmentations;
 use pretext_tasks::corpus::{Corpus, CorpusConfig, Format};
 use pretext_tasks::formats::{flat, parse_pair_line, OwnedPair};
 use pretext_tasks::negatives::{MiningStats, PairNegatives};
-use pretext_tasks::pipeline::{doc_freq, doc_rng, for_each_batch, ReadOptions};
+use pretext_tasks::pipeline::{doc_rng, for_each_batch, ReadOptions};
 use pretext_tasks::tasks::{PretextTask, TaskSpec};
 use pretext_tasks::Error as DataError;
 use rand::{RngExt, SeedableRng};
@@ -285,7 +285,6 @@ fn produce(
         pending: Vec::new(),
         emitted: 0,
     };
-    let mut task_ready = None;
     let mut skipped = Skipped::default();
     for epoch in 0u64.. {
         let before =
@@ -297,15 +296,6 @@ fn produce(
                 augment,
                 read,
             } => {
-                let task = task_ready.get_or_insert_with(|| {
-                    let mut t = task.clone();
-                    if t.needs_doc_freq() {
-                        if let Ok(df) = doc_freq(corpus, read.skip_bad) {
-                            t.set_doc_freq(Arc::new(df));
-                        }
-                    }
-                    t
-                });
                 let seed = config
                     .seed
                     .wrapping_add(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));

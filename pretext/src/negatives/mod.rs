@@ -170,6 +170,9 @@ impl NegativesConfig {
         if self.source == Source::None {
             return Ok(());
         }
+        if self.source == Source::Bm25 {
+            self.bm25.validate("negatives.bm25")?;
+        }
         if self.count == 0 {
             return Err("negatives.count must be at least 1".into());
         }

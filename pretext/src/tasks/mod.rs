@@ -187,11 +187,14 @@ impl TaskSpec {
         }
     }
 
-    /// Whether the task scores words against corpus statistics (then the
-    /// caller computes a [`DocFreq`] and hands it to [`TaskSpec::set_doc_freq`]).
+    /// Whether the task scores words against corpus statistics it has not
+    /// been given yet (then [`crate::pipeline::ready_task`] computes a
+    /// [`DocFreq`] and hands it to [`TaskSpec::set_doc_freq`]).
     pub fn needs_doc_freq(&self) -> bool {
         match self {
-            TaskSpec::PseudoQuery(t) => t.kinds.contains(&PseudoKind::Salient),
+            TaskSpec::PseudoQuery(t) => {
+                t.kinds.contains(&PseudoKind::Salient) && t.doc_freq.is_none()
+            }
             TaskSpec::Mix(m) => m.tasks.iter().any(|w| w.task.needs_doc_freq()),
             _ => false,
         }

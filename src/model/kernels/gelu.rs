@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::math::{normal_cdf, normal_pdf};
-use super::{contiguous_f32, fused_for, rows_per_task, sum_partials, unpack};
+use super::{contiguous_f32, fused_for, rows_per_reduction, rows_per_task, sum_partials, unpack};
 
 /// `gelu(x + bias)` with the exact GELU `v·Φ(v)` (BERT's `gelu`), `bias`
 /// the size of `x`'s last dimension.
@@ -145,7 +145,7 @@ impl candle_core::CustomOp3 for BiasGeluGrad {
         let n = x.len();
         let mut packed = vec![0f32; n + w];
         let (dx, dbias) = packed.split_at_mut(n);
-        let step = rows_per_task(n / w.max(1), w) * w;
+        let step = rows_per_reduction(w) * w;
         let partial = sum_partials(
             dx.par_chunks_mut(step)
                 .zip(x.par_chunks(step))

@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use super::math::{dot, sum};
-use super::{contiguous_f32, fused_for, rows_per_task, sum_partials, unpack};
+use super::{contiguous_f32, fused_for, rows_per_reduction, rows_per_task, sum_partials, unpack};
 
 /// `(x - mean) / sqrt(var + eps) * gamma + beta` over the last dimension
 /// of `x`; `gamma` and `beta` have that dimension's size.
@@ -167,7 +167,7 @@ impl CustomOp3 for LayerNormGrad {
         let n = x.len();
         let mut packed = vec![0f32; n + 2 * w];
         let (dx, dparams) = packed.split_at_mut(n);
-        let step = rows_per_task(n / w.max(1), w) * w;
+        let step = rows_per_reduction(w) * w;
         let eps = self.eps as f32;
         let partial = sum_partials(
             dx.par_chunks_mut(step)

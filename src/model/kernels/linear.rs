@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::gemm::{matmul, matmul_new, Mat, Threads};
-use super::{contiguous_f32, fused_for, rows_per_task, sum_partials, unpack};
+use super::{contiguous_f32, fused_for, rows_per_reduction, sum_partials, unpack};
 
 /// `x·Wᵀ (+ b)` over the last dimension of `x`, `W` of shape `(out, in)`
 /// (Hugging Face's layout), `b` of `out`.
@@ -167,7 +167,7 @@ simd_kernel! {
 
 /// Column sums of a row-major `(rows, n)` matrix.
 pub(super) fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
-    let step = rows_per_task(g.len() / n.max(1), n) * n;
+    let step = rows_per_reduction(n) * n;
     sum_partials(
         g.par_chunks(step.max(1)).map(|c| {
             let mut acc = vec![0f32; n];

@@ -41,7 +41,7 @@ mod softmax;
 mod tests;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
-use rayon::iter::ParallelIterator;
+use rayon::iter::IndexedParallelIterator;
 
 pub use attention::attention;
 pub(crate) use dropout::dropout;
@@ -76,23 +76,35 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
 }
 
 /// Element-wise sum of the per-task partial vectors of length `len` (the
-/// parameter gradients each parallel task accumulates over its rows).
-fn sum_partials(parts: impl ParallelIterator<Item = Vec<f32>>, len: usize) -> Vec<f32> {
-    parts.reduce(
-        || vec![0f32; len],
-        |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
-        },
-    )
+/// parameter gradients each parallel task accumulates over its rows), added
+/// in task order: with tasks of [`rows_per_reduction`] rows the sum is the
+/// same bits whatever the thread count and however rayon splits the work
+/// (its `reduce` combines partials in an order that depends on stealing).
+fn sum_partials(parts: impl IndexedParallelIterator<Item = Vec<f32>>, len: usize) -> Vec<f32> {
+    let parts: Vec<Vec<f32>> = parts.collect();
+    let mut total = vec![0f32; len];
+    for part in &parts {
+        total.iter_mut().zip(part).for_each(|(x, y)| *x += y);
+    }
+    total
 }
 
 /// Rows per parallel task: enough tasks to balance the threads, each big
-/// enough (about 16k elements) that scheduling costs nothing.
+/// enough (about 16k elements) that scheduling costs nothing. For passes
+/// without a reduction across rows only: the split depends on the thread
+/// count.
 fn rows_per_task(rows: usize, width: usize) -> usize {
     let by_size = (16_384 / width.max(1)).max(1);
     let by_count = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
     by_size.min(by_count).max(1)
+}
+
+/// Rows per task of a pass that sums across rows (parameter gradients):
+/// fixed by the width alone (about 16k elements), so the partial sums, and
+/// their rounding, never depend on the machine's thread count and a
+/// resumed run on another machine reaches the same weights.
+fn rows_per_reduction(width: usize) -> usize {
+    (16_384 / width.max(1)).max(1)
 }
 
 /// Splits a packed gradient `[d_input | d_param...]` (one buffer, so that a

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::dropout::DropMask;
 use super::layer_norm;
-use super::{contiguous_f32, fused_for, rows_per_task, with_f32};
+use super::{contiguous_f32, fused_for, rows_per_reduction, rows_per_task, with_f32};
 use crate::model::layers::Mode;
 
 /// `LayerNorm(dropout(y + bias) + residual)` over the last dimension, the
@@ -115,7 +115,7 @@ impl ResidualNorm {
         let mut packed = vec![0f32; n + 3 * w + extra];
         let (dpre, rest) = packed.split_at_mut(n);
         let (dparams, dy) = rest.split_at_mut(3 * w);
-        let step = rows_per_task(n / w.max(1), w) * w;
+        let step = rows_per_reduction(w) * w;
         let mask = self.mask.as_ref();
         let eps = self.eps as f32;
         let sums = dpre

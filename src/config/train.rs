@@ -152,8 +152,22 @@ impl TrainSection {
                 self.momentum
             ));
         }
-        if self.steps == 0 || self.lr <= 0.0 {
-            return Err("train.steps and train.lr must be positive".into());
+        if self.steps == 0 {
+            return Err("train.steps must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!(
+                "train.lr = {} must be a finite number > 0",
+                self.lr
+            ));
+        }
+        for (name, v) in [
+            ("weight_decay", self.weight_decay),
+            ("clip_norm", self.clip_norm),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("train.{name} = {v} must be a finite number >= 0"));
+            }
         }
         Ok(())
     }

@@ -16,7 +16,12 @@ use pretext_tasks::shard::Shard;
 use pretext_tasks::tasks::TaskSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::train::config::{ModelSection, TrainSection};
+pub mod bench;
+pub mod check;
+mod train;
+
+pub use bench::BenchSection;
+pub use train::{Memory, ModelSection, TrainSection};
 
 /// A whole run's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +46,7 @@ pub struct Config {
     /// Training.
     pub train: TrainSection,
     /// `pretext bench`.
-    pub bench: crate::bench::BenchSection,
+    pub bench: BenchSection,
 }
 
 impl Default for Config {
@@ -56,7 +61,7 @@ impl Default for Config {
             negatives: NegativesConfig::default(),
             model: ModelSection::default(),
             train: TrainSection::default(),
-            bench: crate::bench::BenchSection::default(),
+            bench: BenchSection::default(),
         }
     }
 }
@@ -178,6 +183,12 @@ pub struct ConfigBuilder {
     /// The file's text while no override has touched it: parsing it again
     /// gives errors with line and column.
     text: Option<String>,
+    /// The table before any override, and the overrides in order: when the
+    /// result does not parse, the override that broke it is named.
+    base: toml::Table,
+    overrides: Vec<(String, toml::Value)>,
+    /// The file's text, kept to locate an error of the file itself.
+    file_text: Option<String>,
 }
 
 impl ConfigBuilder {
@@ -188,9 +199,12 @@ impl ConfigBuilder {
             message: e.to_string(),
         })?;
         Ok(ConfigBuilder {
+            base: table.clone(),
             table,
             origin: origin.to_string(),
             text: None,
+            overrides: Vec::new(),
+            file_text: None,
         })
     }
 
@@ -201,6 +215,9 @@ impl ConfigBuilder {
                 table: toml::Table::new(),
                 origin: "command line".into(),
                 text: None,
+                base: toml::Table::new(),
+                overrides: Vec::new(),
+                file_text: None,
             });
         };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -214,9 +231,12 @@ impl ConfigBuilder {
                 message: e.to_string(),
             })?;
         Ok(ConfigBuilder {
+            base: table.clone(),
             table,
             origin: path.display().to_string(),
+            file_text: Some(text.clone()),
             text: Some(text),
+            overrides: Vec::new(),
         })
     }
 
@@ -233,22 +253,11 @@ impl ConfigBuilder {
 
     /// Sets a dotted key to a TOML value.
     pub fn set_value(&mut self, key: &str, value: toml::Value) -> &mut Self {
-        let mut parts: Vec<&str> = key.split('.').collect();
-        let last = parts.pop().unwrap_or(key);
         if self.text.take().is_some() {
             self.origin.push_str(" with command-line overrides");
         }
-        let mut table = &mut self.table;
-        for p in parts {
-            let entry = table
-                .entry(p.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            table = entry.as_table_mut().expect("made a table above");
-        }
-        table.insert(last.to_string(), value);
+        self.overrides.push((key.to_string(), value.clone()));
+        set_in(&mut self.table, key, value);
         self
     }
 
@@ -286,6 +295,25 @@ impl ConfigBuilder {
         Ok(self)
     }
 
+    /// A parse error of the whole table, with the override that caused it
+    /// named (`--set train.batch_size=abc` names `train.batch_size`): the
+    /// overrides are applied to the base one by one until one fails.
+    fn explain(&self, e: toml::de::Error) -> String {
+        if let Some(text) = &self.file_text {
+            if let Err(e) = toml::from_str::<Config>(text) {
+                return e.to_string();
+            }
+        }
+        let mut table = self.base.clone();
+        for (key, value) in &self.overrides {
+            set_in(&mut table, key, value.clone());
+            if let Err(e) = parse_table(&table) {
+                return format!("`{key}` = {value}: {}", e.message());
+            }
+        }
+        e.message().to_string()
+    }
+
     /// Checks and builds the configuration.
     pub fn build(&self) -> Result<Config, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
@@ -294,16 +322,50 @@ impl ConfigBuilder {
         };
         let config: Config = match &self.text {
             Some(text) => toml::from_str(text).map_err(|e| invalid(e.to_string()))?,
-            None => toml::Value::Table(self.table.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?,
+            None => parse_table(&self.table).map_err(|e| invalid(self.explain(e)))?,
         };
-        config.task.validate().map_err(invalid)?;
-        config.augment.validate().map_err(invalid)?;
-        config.train.validate().map_err(invalid)?;
-        config.negatives.validate().map_err(invalid)?;
-        Ok(config)
+        let problems = check::problems(&config);
+        match problems.len() {
+            0 => Ok(config),
+            1 => Err(invalid(problems.into_iter().next().expect("one"))),
+            n => Err(invalid(format!(
+                "{n} problems:\n  - {}",
+                problems.join("\n  - ")
+            ))),
+        }
     }
+}
+
+/// Sets a dotted key in a TOML table, making the tables on the way.
+fn set_in(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut table = table;
+    for p in parts {
+        let entry = table
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        table = entry.as_table_mut().expect("made a table above");
+    }
+    table.insert(last.to_string(), value);
+}
+
+fn parse_table(table: &toml::Table) -> Result<Config, toml::de::Error> {
+    let mut table = table.clone();
+    // `--set train.loss.temperature=0.1` on a config without a loss table
+    // means the default loss (InfoNCE) with that temperature.
+    if let Some(loss) = table
+        .get_mut("train")
+        .and_then(|t| t.get_mut("loss"))
+        .and_then(|l| l.as_table_mut())
+    {
+        loss.entry("type")
+            .or_insert_with(|| toml::Value::String("infonce".into()));
+    }
+    toml::Value::Table(table).try_into()
 }
 
 #[cfg(test)]

@@ -1,0 +1,169 @@
+//! The whole configuration checked in one pass, before any work starts.
+//!
+//! Each section's own rules (ranges serde cannot express) and the rules
+//! that span sections (a loss that cannot use the memory it is given, a
+//! refresh encoder that does not exist) are collected together, so a user
+//! sees every offending field at once, each with what would work, instead
+//! of a crash at step 1 or a setting silently ignored.
+
+use std::path::Path;
+
+use pretext_tasks::negatives::{RefreshEncoder, Source};
+
+use super::{Config, Memory};
+use crate::model::BertConfig;
+use crate::objective::Loss;
+
+/// Worker threads above this are refused: rayon starts every one of them
+/// up front, and a typo such as `--threads 100000` would hang the machine.
+pub const MAX_THREADS: usize = 1024;
+
+/// Every problem of `config`, one message each, naming its field(s).
+pub fn problems(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |r: Result<(), String>| {
+        if let Err(e) = r {
+            out.push(e);
+        }
+    };
+    push(config.task.validate());
+    push(config.augment.validate());
+    push(config.train.validate());
+    push(config.negatives.validate());
+    push(threads(config.threads));
+    push(loss(config));
+    push(model(config));
+    push(refresh(config));
+    out
+}
+
+/// `threads` within [`MAX_THREADS`].
+pub fn threads(n: usize) -> Result<(), String> {
+    if n > MAX_THREADS {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return Err(format!(
+            "threads = {n} is above the cap of {MAX_THREADS} (this machine has {cores} cores; 0 uses one per core)"
+        ));
+    }
+    Ok(())
+}
+
+/// The loss's own numbers, and what it can use of the negatives it is given.
+fn loss(config: &Config) -> Result<(), String> {
+    let t = &config.train;
+    let hard = t.hard_negatives > 0 || config.negatives.source != Source::None;
+    match t.loss {
+        Loss::Infonce {
+            temperature,
+            symmetric,
+            in_batch,
+            ..
+        } => {
+            if !(temperature.is_finite() && temperature > 0.0) {
+                return Err(format!(
+                    "train.loss.temperature = {temperature} must be a finite number > 0 (Contriever: 0.05)"
+                ));
+            }
+            if symmetric {
+                let mut with = Vec::new();
+                if !in_batch {
+                    with.push("train.loss.in_batch = false");
+                }
+                if t.memory != Memory::None {
+                    with.push("train.memory (a queue)");
+                }
+                if hard {
+                    with.push("hard negatives (train.hard_negatives, [negatives])");
+                }
+                if !with.is_empty() {
+                    return Err(format!(
+                        "train.loss.symmetric = true scores each positive against the batch's queries only, so it cannot use {}; set symmetric = false, or train with in-batch negatives alone",
+                        with.join(", ")
+                    ));
+                }
+            }
+            if !in_batch && t.memory == Memory::None && !hard {
+                return Err(
+                    "train.loss.in_batch = false leaves the loss no negatives: give hard negatives, a queue (train.memory), or in_batch = true".into(),
+                );
+            }
+        }
+        Loss::Triplet { margin, .. } => {
+            if !(margin.is_finite() && margin >= 0.0) {
+                return Err(format!(
+                    "train.loss.margin = {margin} must be a finite number >= 0"
+                ));
+            }
+            if t.memory != Memory::None {
+                return Err(format!(
+                    "train.loss.type = \"triplet\" compares each query with one negative and cannot use the queue of train.memory = \"{}\"; set train.memory = \"none\", or use type = \"infonce\"",
+                    memory_name(t.memory)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn memory_name(m: Memory) -> &'static str {
+    match m {
+        Memory::None => "none",
+        Memory::Moco => "moco",
+        Memory::MemoryBank => "memory-bank",
+    }
+}
+
+/// Preset, dropout and `max_len` against the model's position table.
+fn model(config: &Config) -> Result<(), String> {
+    let m = &config.model;
+    if let Some(p) = m.dropout {
+        if !(0.0..1.0).contains(&p) {
+            return Err(format!("model.dropout = {p} must be in [0, 1)"));
+        }
+    }
+    let positions = match &m.init {
+        Some(dir) => init_positions(dir)?,
+        None => match BertConfig::preset(&m.preset, 1) {
+            Some(b) => b.max_position_embeddings,
+            None => {
+                return Err(format!(
+                    "model.preset = \"{}\" is unknown; expected one of {}",
+                    m.preset,
+                    BertConfig::PRESETS.join(", ")
+                ))
+            }
+        },
+    };
+    if m.max_len < 2 || m.max_len > positions {
+        return Err(format!(
+            "model.max_len = {} must be in [2, {positions}] (the model's position table; [CLS] and [SEP] take two)",
+            m.max_len
+        ));
+    }
+    Ok(())
+}
+
+/// The position-table size of an init folder's `config.json`.
+fn init_positions(dir: &Path) -> Result<usize, String> {
+    let p = dir.join("config.json");
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| format!("model.init: cannot read {}: {e}", p.display()))?;
+    let bert: BertConfig = serde_json::from_str(&text)
+        .map_err(|e| format!("model.init: {} is not a BERT config: {e}", p.display()))?;
+    Ok(bert.max_position_embeddings)
+}
+
+/// A momentum refresh needs a momentum encoder.
+fn refresh(config: &Config) -> Result<(), String> {
+    let n = &config.negatives;
+    if n.source == Source::Dense
+        && n.refresh_encoder == RefreshEncoder::Momentum
+        && config.train.memory != Memory::Moco
+    {
+        return Err(format!(
+            "negatives.refresh_encoder = \"momentum\" needs train.memory = \"moco\" (it is \"{}\"); use refresh_encoder = \"model\"",
+            memory_name(config.train.memory)
+        ));
+    }
+    Ok(())
+}

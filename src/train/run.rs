@@ -1,0 +1,156 @@
+//! The training loop: the data stream, dense refreshes when due, one step
+//! at a time, metrics, checkpoints on schedule and at the end, the curves
+//! and the negatives report.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use pretext_tasks::negatives::{MiningStats, RefreshEncoder, Source};
+
+use super::data::{BatchStream, StreamConfig};
+use super::metrics::{self, StepLog};
+use super::setup::{negatives_for, pair_source};
+use super::{ance, TrainProgress, TrainReport, Trainer};
+
+impl Trainer {
+    /// Writes the current (e.g. untrained) state as a checkpoint, for
+    /// evaluating the initialisation.
+    pub fn save_initial(&mut self) -> Result<TrainReport> {
+        let checkpoint = self.save()?;
+        Ok(TrainReport {
+            last: None,
+            checkpoint,
+            run: self.run_dir.root().to_path_buf(),
+        })
+    }
+
+    /// Trains until `train.steps`, checkpointing on the way and at the end.
+    pub fn run(&mut self, progress: &mut dyn TrainProgress) -> Result<TrainReport> {
+        let t = self.config.train.clone();
+        let run = self.run_dir.clone();
+        let source = pair_source(&self.config)?;
+        let neg = &self.config.negatives;
+        let mined = match neg.source {
+            Source::None | Source::Dense => 0,
+            _ => neg.count,
+        };
+        // Every rank makes the global batch and keeps its share, so N ranks
+        // of batch B see exactly the pairs one process of batch N·B sees.
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        let lead = rank == 0;
+        let stream_config = StreamConfig {
+            seed: self.config.seed,
+            batch_size: t.batch_size * world,
+            shuffle_buffer: t.shuffle_buffer,
+            hard_negatives: t.hard_negatives + mined,
+            own_negatives: t.hard_negatives,
+            skip_batches: self.step,
+            rank,
+            world,
+        };
+        let (pair_negatives, corpus_texts) = negatives_for(&self.config)?;
+        if neg.source == Source::Dense {
+            let texts = corpus_texts.context("dense negatives need the corpus")?;
+            let mut a = ance::Ance::new(texts);
+            if let Some((index, at)) = self.resumed_ance.take() {
+                // The index the unbroken run had at this step, so the
+                // resumed run draws the same negatives.
+                a.restore(&index, at)?;
+            }
+            self.ance = Some(a);
+        }
+        let producer_stats = Arc::new(std::sync::Mutex::new(MiningStats::default()));
+        let mut stream = BatchStream::start(
+            source,
+            self.tokenizer.clone(),
+            stream_config,
+            pair_negatives.map(|n| (n, producer_stats.clone())),
+        )?;
+        // Rank 0 writes metrics and checkpoints for the group.
+        let mut log = metrics::MetricsFile::open(&run.metrics(rank), self.step)?;
+        let abort_after = std::env::var("PRETEXT_ABORT_AFTER_STEP")
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok());
+        let mut last = None;
+        let mut checkpoint_path = run.latest()?;
+        while self.step < t.steps {
+            let batch = stream.next_batch()?;
+            let refresh = self.refresh_if_due()?;
+            let mut entry = self.train_step(&batch)?;
+            entry.refresh_seconds = refresh;
+            log.write(&entry)?;
+            progress.step(&entry);
+            last = Some(entry);
+            if lead
+                && t.checkpoint_every > 0
+                && self.step.is_multiple_of(t.checkpoint_every)
+                && self.step < t.steps
+            {
+                let p = self.save()?;
+                progress.checkpoint(&p);
+                checkpoint_path = Some(p);
+            }
+            if abort_after == Some(self.step) {
+                // Test hook: die like a killed process, with no cleanup.
+                std::process::abort();
+            }
+        }
+        drop(stream);
+        let final_ckpt = match checkpoint_path.filter(|p| p == &run.checkpoint(self.step)) {
+            Some(p) => p,
+            None if lead => self.save()?,
+            None => run.checkpoint(self.step),
+        };
+        progress.checkpoint(&final_ckpt);
+        if lead && self.config.negatives.source != Source::None {
+            // What mining saw: the producer's draws (random, gold, BM25;
+            // batches generated ahead of the last step included) or the
+            // dense refreshes'.
+            let mut stats = std::mem::take(&mut *producer_stats.lock().expect("mining stats"));
+            if let Some(a) = &self.ance {
+                stats.merge(a.stats.clone());
+            }
+            crate::atomic::write(
+                &run.negatives_report(),
+                serde_json::to_string_pretty(&stats.to_json())? + "\n",
+            )?;
+        }
+        metrics::plot(&run.metrics(0), &run.curves())?;
+        Ok(TrainReport {
+            last,
+            checkpoint: final_ckpt,
+            run: run.root().to_path_buf(),
+        })
+    }
+
+    /// Re-encodes the corpus for dense negatives when a refresh is due.
+    fn refresh_if_due(&mut self) -> Result<Option<f64>> {
+        let every = self.config.negatives.refresh_every;
+        let Some(a) = &mut self.ance else {
+            return Ok(None);
+        };
+        if !a.due(self.step, every) {
+            return Ok(None);
+        }
+        let tower = match (&self.key, self.config.negatives.refresh_encoder) {
+            (Some(k), RefreshEncoder::Momentum) => &k.tower,
+            _ => self.model.doc(),
+        };
+        let secs = a.refresh(
+            tower,
+            &self.tokenizer,
+            &self.device,
+            self.config.model.similarity,
+            (self.config.train.batch_size * 2).max(16),
+            self.step,
+        )?;
+        Ok(Some(secs))
+    }
+}
+
+/// The last step a run logged in its `metrics.jsonl`, if any.
+pub fn last_logged_step(run: &Path) -> Option<StepLog> {
+    let text = std::fs::read_to_string(super::RunDir::new(run).metrics(0)).ok()?;
+    serde_json::from_str(text.lines().last()?).ok()
+}

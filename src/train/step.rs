@@ -1,0 +1,258 @@
+//! One optimisation step: encode the batch (query tower, document tower or
+//! the momentum encoder), add hard and dense negatives, gather across
+//! ranks, compute the loss, backpropagate, all-reduce, check the gradient,
+//! update the weights, the queue and the step counter.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+
+use super::data::Batch;
+use super::metrics::{self, StepLog};
+use super::setup::sorted_vars;
+use super::Trainer;
+use crate::dist::gather_with_grad;
+use crate::model::{DropoutRng, Mode};
+use crate::objective::StepEmbeddings;
+use crate::optim::{clip_scale, learning_rate};
+use crate::tokenize::TokenBatch;
+
+/// Tensors of a token batch on the device: ids and mask, `(rows, seq)`.
+fn to_device(b: &TokenBatch, dev: &Device) -> Result<(Tensor, Tensor)> {
+    Ok((
+        Tensor::from_slice(&b.ids, (b.rows, b.seq), dev)?,
+        Tensor::from_slice(&b.mask, (b.rows, b.seq), dev)?,
+    ))
+}
+
+/// Seeds of step `step`: dropout draws from a generator that depends on the
+/// run seed and the step only, so a resumed run repeats the same masks.
+fn step_seed(seed: u64, step: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// What the forward and backward pass of a step computed.
+pub struct Forward {
+    /// The loss of the global batch.
+    pub loss: f32,
+    /// Pretext accuracy.
+    pub accuracy: f32,
+    /// Gradients of every trained variable (summed over ranks).
+    pub grads: GradStore,
+    queries: Tensor,
+    /// Keys of the whole (global) batch, for the queue.
+    keys: Tensor,
+}
+
+impl Trainer {
+    /// The loss of a batch and the gradients of every variable, summed
+    /// over the ranks of the group (what the optimizer would apply), without
+    /// stepping. For tests and tools that check gradients.
+    pub fn gradients(&mut self, batch: &Batch) -> Result<(f32, Vec<(String, Tensor)>)> {
+        let f = self.forward_backward(batch)?;
+        let vars = sorted_vars(&self.varmap);
+        Ok((
+            f.loss,
+            vars.into_iter()
+                .filter_map(|(n, v)| f.grads.get(v.as_tensor()).map(|g| (n, g.clone())))
+                .collect(),
+        ))
+    }
+
+    /// Encodes the batch, computes the loss of the global batch and its
+    /// gradients (all-reduced across ranks).
+    pub fn forward_backward(&mut self, batch: &Batch) -> Result<Forward> {
+        let t = &self.config.train;
+        let group = &*self.group;
+        let world = group.world_size();
+        // Ranks see different data; their dropout masks differ too.
+        let seed = self.config.seed ^ (group.rank() as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        let dropout = DropoutRng::new(step_seed(seed, self.step));
+        let mode = Mode::Train(&dropout);
+        let (q_ids, q_mask) = to_device(&batch.queries, &self.device)?;
+        let (p_ids, p_mask) = to_device(&batch.positives, &self.device)?;
+        let queries = self.model.query().encode(&q_ids, &q_mask, mode)?;
+        if let Some(k) = &self.key {
+            k.update(t.momentum)?;
+        }
+        // With one shared tower, MoCo's key encoder encodes the documents
+        // (no gradient; Contriever). With separate towers the document tower
+        // encodes them with gradient, and the key encoder only fills the queue.
+        let key_encodes_docs = self.key.as_ref().filter(|k| !k.follows_separate_tower());
+        let encode_doc = |ids: &Tensor, mask: &Tensor| -> Result<Tensor> {
+            Ok(match key_encodes_docs {
+                Some(k) => k.tower.encode(ids, mask, Mode::Eval)?.detach(),
+                None => self.model.doc().encode(ids, mask, mode)?,
+            })
+        };
+        let positives = encode_doc(&p_ids, &p_mask)?;
+        let rows = batch.queries.rows;
+        let encode_hard = |tb: &TokenBatch, present: &[u32]| -> Result<(Tensor, Tensor)> {
+            let (ids, mask) = to_device(tb, &self.device)?;
+            let n = tb.rows / rows;
+            let h = encode_doc(&ids, &mask)?;
+            let dim = h.dim(1)?;
+            let h = h.reshape((rows, n, dim))?;
+            let present = Tensor::from_slice(present, (rows, n), &self.device)?;
+            Ok((h, present))
+        };
+        let mut hard = match &batch.hard {
+            Some((tb, present)) => Some(encode_hard(tb, present)?),
+            None => None,
+        };
+        if let Some(a) = &mut self.ance {
+            let neg = &self.config.negatives;
+            let found = a.negatives(
+                neg,
+                &queries,
+                &positives,
+                &batch.positive_texts,
+                &batch.sources,
+                self.config.model.similarity,
+                self.config.seed,
+                self.step,
+            )?;
+            let (texts, present) = slots(&found, neg.count);
+            let tb = self.tokenizer.encode(&texts)?;
+            let dense = encode_hard(&tb, &present)?;
+            hard = Some(match hard {
+                Some((h, m)) => (
+                    Tensor::cat(&[&h, &dense.0], 1)?,
+                    Tensor::cat(&[&m, &dense.1], 1)?,
+                ),
+                None => dense,
+            });
+        }
+        // Cross-device negatives: the whole batch, this rank's share live.
+        let queries_all = gather_with_grad(group, &queries)?;
+        let positives_all = gather_with_grad(group, &positives)?;
+        let keys = match self.key.as_ref().filter(|k| k.follows_separate_tower()) {
+            Some(k) => {
+                let own = k.tower.encode(&p_ids, &p_mask, Mode::Eval)?.detach();
+                group.all_gather(&own)?
+            }
+            None => positives_all.detach(),
+        };
+        let hard = match hard {
+            Some((h, m)) if world > 1 => Some((
+                gather_with_grad(group, &h)?,
+                group.all_gather(&m.to_dtype(DType::F32)?)?,
+            )),
+            h => h,
+        };
+        let queue_keys = self.queue.as_ref().map(|q| q.keys()).transpose()?;
+        let out = t.loss.compute(
+            &StepEmbeddings {
+                queries: &queries_all,
+                positives: &positives_all,
+                hard: hard.as_ref().map(|(h, m)| (h, m)),
+                queue: queue_keys.as_ref(),
+            },
+            self.config.model.similarity,
+        )?;
+        let loss = out.loss.to_scalar::<f32>()?;
+        if !loss.is_finite() {
+            bail!(
+                "the loss is {loss} at step {}; stopping. {}",
+                self.step + 1,
+                self.last_good()?
+            );
+        }
+        let mut grads = out.loss.backward()?;
+        if world > 1 {
+            // Every rank reduces the same variables in the same (sorted) order.
+            for (_, v) in sorted_vars(&self.varmap) {
+                if let Some(g) = grads.remove(v.as_tensor()) {
+                    grads.insert(v.as_tensor(), group.all_reduce_sum(&g)?);
+                }
+            }
+        }
+        Ok(Forward {
+            loss,
+            accuracy: out.accuracy,
+            grads,
+            queries,
+            keys,
+        })
+    }
+
+    /// "Last good checkpoint: ..." for an error that stops the run.
+    fn last_good(&self) -> Result<String> {
+        let last = self.run_dir.latest()?;
+        Ok(format!(
+            "Last good checkpoint: {}",
+            last.map_or("none".into(), |p| p.display().to_string())
+        ))
+    }
+
+    /// Applies a step's gradients: the weights, the queue and the step
+    /// counter move only if the global gradient norm is finite (a finite
+    /// loss can still have an infinite or NaN gradient, and one such update
+    /// would poison every weight).
+    pub fn apply(&mut self, f: Forward, batch: &Batch, started: Instant) -> Result<StepLog> {
+        let t = &self.config.train;
+        let norm = self.optimizer.grad_norm(&f.grads)?;
+        if !norm.is_finite() {
+            bail!(
+                "the gradient norm is {norm} at step {} (loss {}); stopping before the update, weights unchanged. {}",
+                self.step + 1,
+                f.loss,
+                self.last_good()?
+            );
+        }
+        let lr = learning_rate(self.step + 1, t.lr, t.warmup_steps, t.steps);
+        let clip = (t.clip_norm > 0.0).then_some(t.clip_norm);
+        self.optimizer.step(&f.grads, lr, clip_scale(norm, clip))?;
+        if let Some(q) = &mut self.queue {
+            q.enqueue(&f.keys)?;
+        }
+        self.step += 1;
+        let (q_norm, q_std) = metrics::norm_and_std(&f.queries)?;
+        Ok(StepLog {
+            step: self.step,
+            loss: f.loss,
+            accuracy: f.accuracy,
+            lr,
+            grad_norm: norm,
+            embedding_norm: q_norm,
+            embedding_std: q_std,
+            queue_fill: self.queue.as_ref().map_or(0.0, |q| q.fill_ratio()),
+            tokens: batch.queries.tokens() + batch.positives.tokens(),
+            seconds: started.elapsed().as_secs_f64(),
+            refresh_seconds: None,
+        })
+    }
+
+    /// One optimisation step on a batch.
+    pub fn train_step(&mut self, batch: &Batch) -> Result<StepLog> {
+        let started = Instant::now();
+        let f = self.forward_backward(batch)?;
+        self.apply(f, batch, started)
+    }
+
+    /// A copy of the trained variables by name, for tests that compare
+    /// weights.
+    pub fn weights(&self) -> Result<Vec<(String, Tensor)>> {
+        sorted_vars(&self.varmap)
+            .into_iter()
+            .map(|(n, v)| Ok((n, v.as_tensor().copy()?)))
+            .collect()
+    }
+}
+
+/// Negatives per query as `rows × n` texts (empty where missing) and the
+/// 0/1 mask of which exist.
+fn slots(found: &[Vec<String>], n: usize) -> (Vec<&str>, Vec<u32>) {
+    let mut texts = Vec::with_capacity(found.len() * n);
+    let mut present = Vec::with_capacity(found.len() * n);
+    for f in found {
+        for i in 0..n {
+            let t = f.get(i);
+            texts.push(t.map_or("", String::as_str));
+            present.push(t.is_some() as u32);
+        }
+    }
+    (texts, present)
+}
