@@ -73,6 +73,15 @@ pub fn run(args: Bm25Args) -> Result<()> {
             stemmer,
             no_stem,
         } => {
+            let bm = Bm25Config {
+                k1,
+                b,
+                stopwords: !keep_stopwords,
+                stemmer: if no_stem { Stemming::None } else { stemmer },
+                ..Bm25Config::default()
+            };
+            bm.validate("bm25")
+                .map_err(|e| anyhow::anyhow!("--k1/--b: {e}"))?;
             let config = finish(&data.builder()?)?;
             let c = &config.corpus;
             let corpus = c.open()?;
@@ -94,13 +103,6 @@ pub fn run(args: Bm25Args) -> Result<()> {
                     Ok(())
                 },
             )?;
-            let bm = Bm25Config {
-                k1,
-                b,
-                stopwords: !keep_stopwords,
-                stemmer: if no_stem { Stemming::None } else { stemmer },
-                ..Bm25Config::default()
-            };
             let index = Bm25Index::build(&docs, bm);
             index.save(&out)?;
             let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);

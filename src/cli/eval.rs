@@ -69,7 +69,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let data = Beir::load(&args.data, &args.split)?;
     let run = match &args.model {
         Some(model) if args.retriever == "dense" => dense(&args, model, &data)?,
-        _ => bm25(&args, &data),
+        _ => bm25(&args, &data)?,
     };
     let (means, per_query) = evaluate(&data.qrels, &run, &Measure::DEFAULT);
     println!(
@@ -96,7 +96,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 /// BM25 over the data set's corpus, self-hits skipped as for dense runs.
-fn bm25(args: &EvalArgs, data: &Beir) -> Run {
+fn bm25(args: &EvalArgs, data: &Beir) -> Result<Run> {
     let docs: Vec<(String, String)> = data
         .corpus
         .iter()
@@ -107,13 +107,16 @@ fn bm25(args: &EvalArgs, data: &Beir) -> Run {
         b: args.b,
         ..Bm25Config::default()
     };
+    config
+        .validate("bm25")
+        .map_err(|e| anyhow::anyhow!("--k1/--b: {e}"))?;
     let index = Bm25Index::build(&docs, config);
     let queries: Vec<(String, String)> = data
         .queries
         .iter()
         .map(|q| (q.id.clone(), q.text.clone()))
         .collect();
-    index
+    Ok(index
         .search_all(&queries, args.k + 1)
         .into_iter()
         .map(|(q, hits)| {
@@ -124,7 +127,7 @@ fn bm25(args: &EvalArgs, data: &Beir) -> Run {
                 .collect();
             (q, hits)
         })
-        .collect()
+        .collect())
 }
 
 fn dense(args: &EvalArgs, model: &std::path::Path, data: &Beir) -> Result<Run> {

@@ -395,6 +395,98 @@ mod tests {
         assert!(e.contains("shard"), "{e}");
     }
 
+    /// The message of building the defaults with `sets` applied.
+    fn problem(sets: &[&str]) -> String {
+        let mut b = ConfigBuilder::new(None).unwrap();
+        for kv in sets {
+            b.set_pair(kv).unwrap();
+        }
+        match b.build() {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn combinations_that_cannot_work_are_refused_naming_their_fields() {
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["train.loss.temperature=0"], &["train.loss.temperature"]),
+            (&["train.loss.temperature=nan"], &["train.loss.temperature"]),
+            (&["train.lr=nan"], &["train.lr"]),
+            (&["train.lr=inf"], &["train.lr"]),
+            (&["model.max_len=0"], &["model.max_len"]),
+            (&["model.max_len=513"], &["model.max_len", "512"]),
+            (&["threads=100000"], &["threads", "cap"]),
+            (
+                &["negatives.source=\"bm25\"", "negatives.bm25.k1=-1"],
+                &["negatives.bm25.k1"],
+            ),
+            (
+                &["negatives.source=\"bm25\"", "negatives.bm25.b=1.5"],
+                &["negatives.bm25.b"],
+            ),
+            (
+                &["train.loss={type=\"triplet\"}"],
+                &["triplet", "train.memory"],
+            ),
+            (
+                &[
+                    "train.loss.symmetric=true",
+                    "train.memory=\"none\"",
+                    "train.loss.in_batch=false",
+                    "train.hard_negatives=1",
+                ],
+                &["symmetric", "in_batch = false", "hard negatives"],
+            ),
+            (&["train.loss.symmetric=true"], &["symmetric", "queue"]),
+            (
+                &["train.memory=\"none\"", "train.loss.in_batch=false"],
+                &["in_batch = false", "no negatives"],
+            ),
+            (
+                &[
+                    "negatives.source=\"dense\"",
+                    "negatives.refresh_encoder=\"momentum\"",
+                    "train.memory=\"none\"",
+                ],
+                &["refresh_encoder", "moco"],
+            ),
+            (&["train.batch_size=abc"], &["train.batch_size", "abc"]),
+            (&["train.steps=\"five\""], &["train.steps"]),
+        ];
+        for (sets, words) in cases {
+            let e = problem(sets);
+            for w in *words {
+                assert!(e.contains(w), "{sets:?}: `{w}` not in: {e}");
+            }
+        }
+        // Several problems are reported together.
+        let e = problem(&["train.lr=nan", "threads=5000", "model.max_len=0"]);
+        assert!(
+            e.contains("3 problems") && e.contains("train.lr") && e.contains("threads"),
+            "{e}"
+        );
+        // What does work is accepted.
+        assert_eq!(problem(&["train.loss.temperature=0.1"]), "");
+        assert_eq!(
+            problem(&["train.loss={type=\"triplet\"}", "train.memory=\"none\""]),
+            ""
+        );
+        assert_eq!(
+            problem(&["train.loss.symmetric=true", "train.memory=\"none\""]),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_file_with_a_wrong_type_names_the_field_and_line() {
+        let e = from("[train]\nsteps = \"five\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("c.toml") && e.contains("steps") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn overrides_and_task_choice() {
         let mut b = ConfigBuilder::new(None).unwrap();

@@ -232,6 +232,11 @@ impl Trainer {
         self.apply(f, batch, started)
     }
 
+    /// The trained variables by name, sorted (tests poison their gradients).
+    pub fn variables(&self) -> Vec<(String, candle_core::Var)> {
+        sorted_vars(&self.varmap)
+    }
+
     /// A copy of the trained variables by name, for tests that compare
     /// weights.
     pub fn weights(&self) -> Result<Vec<(String, Tensor)>> {

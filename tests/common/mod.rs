@@ -101,3 +101,59 @@ pub fn failure_stderr(cmd: &mut Command) -> String {
     let out = cmd.assert().failure();
     String::from_utf8(out.get_output().stderr.clone()).unwrap()
 }
+
+/// The shipped WordPiece vocabulary, cut at `max_len`.
+pub fn shipped_tokenizer(max_len: usize) -> pretext::tokenize::TextTokenizer {
+    pretext::tokenize::TextTokenizer::from_file(
+        &root().join("corpora/python-docs.tokenizer.json"),
+        max_len,
+    )
+    .unwrap()
+}
+
+/// A tiny model without dropout or queue, one hard negative per query,
+/// for library tests that build batches by hand ([`toy_batch`]).
+pub fn toy_config(out: &Path, batch: usize) -> pretext::config::Config {
+    let mut c = pretext::config::Config {
+        seed: 9,
+        ..Default::default()
+    };
+    c.model.preset = "tiny".into();
+    c.model.tokenizer = Some(root().join("corpora/python-docs.tokenizer.json"));
+    c.model.max_len = 24;
+    c.model.dropout = Some(0.0);
+    c.train.out = out.to_path_buf();
+    c.train.batch_size = batch;
+    c.train.memory = pretext::config::Memory::None;
+    c.train.hard_negatives = 1;
+    c
+}
+
+/// Queries, positives and one hard negative for the pairs `rows`.
+pub fn toy_batch(
+    tok: &pretext::tokenize::TextTokenizer,
+    rows: std::ops::Range<usize>,
+) -> pretext::train::data::Batch {
+    let q: Vec<String> = rows
+        .clone()
+        .map(|i| format!("how do I use feature {i} of python"))
+        .collect();
+    let p: Vec<String> = rows
+        .clone()
+        .map(|i| format!("feature {i}: a module of the standard library, with examples"))
+        .collect();
+    let h: Vec<String> = rows
+        .clone()
+        .map(|i| format!("an unrelated passage about item {}", i * 7))
+        .collect();
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    pretext::train::data::Batch {
+        queries: tok.encode(&refs(&q)).unwrap(),
+        positives: tok.encode(&refs(&p)).unwrap(),
+        hard: Some((tok.encode(&refs(&h)).unwrap(), vec![1; rows.len()])),
+        positive_texts: p,
+        sources: vec![None; rows.len()],
+    }
+}

@@ -350,3 +350,79 @@ fn dense_gelu_matches_composed_ops() {
         3,
     );
 }
+
+#[test]
+fn parameter_gradients_are_the_same_bits_on_any_thread_count() {
+    // Layer norm, bias + GELU, residual norm and the dense layer sum their
+    // parameter gradients over rows; those sums must not depend on how many
+    // threads split the rows (a resumed run on another machine, or rayon
+    // stealing differently, must reach the same weights).
+    let (rows, width) = (3000, 64);
+    let grads_with = |threads: usize| -> Vec<Vec<f32>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let x = randn(&[rows, width], 50);
+            let w = randn(&[width, width], 51).affine(0.1, 0.0).unwrap();
+            let gamma = randn(&[width], 52).affine(0.3, 1.0).unwrap();
+            let beta = randn(&[width], 53);
+            let b = randn(&[width], 54);
+            let r = randn(&[rows, width], 55);
+            let (_, g) = value_and_grads(&[x, w, gamma, beta, b, r], |t| {
+                let y = super::linear(&t[0], &t[1], None).unwrap();
+                let y = super::residual_norm::residual_norm(
+                    &y,
+                    &t[4],
+                    &t[5],
+                    &t[2],
+                    &t[3],
+                    1e-12,
+                    crate::model::layers::Mode::Eval,
+                    0.0,
+                )
+                .unwrap();
+                let y = super::gelu::bias_gelu(&y, &t[4]).unwrap();
+                layer_norm::layer_norm(&y, &t[2], &t[3], 1e-12).unwrap()
+            });
+            g.iter()
+                .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect()
+        })
+    };
+    let one = grads_with(1);
+    for threads in [2, 3, 7] {
+        let many = grads_with(threads);
+        for (i, (a, b)) in one.iter().zip(&many).enumerate() {
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same,
+                "input {i}: gradients differ between 1 and {threads} threads"
+            );
+        }
+    }
+}
+
+#[test]
+fn dropout_off_the_fused_path_uses_the_same_seeded_mask() {
+    // Other devices (and other dtypes) take the composed path; its mask
+    // comes from the run's generator too, and is the fused kernel's mask.
+    use crate::model::layers::DropoutRng;
+    let p = 0.3;
+    let x = randn(&[40, 50], 60).affine(0.0, 1.0).unwrap();
+    let fused = DropoutRng::new(11).dropout(&x, p).unwrap();
+    let x64 = x.to_dtype(candle_core::DType::F64).unwrap();
+    assert!(!super::fused_for(&x64), "f64 takes the composed path");
+    let composed = DropoutRng::new(11).dropout(&x64, p).unwrap();
+    let again = DropoutRng::new(11).dropout(&x64, p).unwrap();
+    let (f, c, a) = (
+        fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        composed.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+        again.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+    );
+    assert_eq!(c, a, "the same seed gives the same mask");
+    assert!(f.iter().zip(&c).all(|(f, c)| (*f as f64 - c).abs() < 1e-6));
+    let dropped = c.iter().filter(|&&v| v == 0.0).count() as f64 / c.len() as f64;
+    assert!((dropped - p).abs() < 0.05, "dropped {dropped}");
+}
