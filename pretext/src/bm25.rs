@@ -224,7 +224,12 @@ pub struct Bm25Index {
     avgdl: std::sync::OnceLock<f32>,
 }
 
-const MAGIC: &[u8; 8] = b"PRTXBM25";
+/// Format 2: the layout of format 1 followed by a BLAKE3 hash of every
+/// byte before it.
+const MAGIC: &[u8; 8] = b"PRTXBM2\x02";
+/// Format 1 (no checksum), named in the error that asks for a rebuild.
+const MAGIC_V1: &[u8; 8] = b"PRTXBM25";
+const HASH_LEN: usize = 32;
 
 impl Bm25Index {
     /// Indexes `(id, text)` documents in parallel: chunks are analysed with
@@ -427,20 +432,35 @@ impl Bm25Index {
             .collect()
     }
 
-    /// Writes the index to one file (written to a temporary name, renamed).
+    /// Writes the index to one file (written to a temporary name, renamed;
+    /// the temporary file is removed if writing fails), ending with a BLAKE3
+    /// hash of its contents.
     pub fn save(&self, path: &Path) -> Result<()> {
         let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
         };
         let tmp = path.with_extension("tmp");
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-        let mut w = |bytes: &[u8]| f.write_all(bytes).map_err(io);
+        let written = self.write_to(&tmp).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io)
+    }
+
+    fn write_to(&self, tmp: &Path) -> std::io::Result<()> {
+        let mut f = HashingWriter {
+            out: std::io::BufWriter::new(std::fs::File::create(tmp)?),
+            hash: blake3::Hasher::new(),
+        };
+        let mut w = |bytes: &[u8]| f.write(bytes);
         w(MAGIC)?;
         let config = serde_json::to_vec(&self.config).expect("plain struct");
         w(&(config.len() as u64).to_le_bytes())?;
         w(&config)?;
-        let strings = |w: &mut dyn FnMut(&[u8]) -> Result<()>, v: &[String]| -> Result<()> {
+        let strings = |w: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+                       v: &[String]|
+         -> std::io::Result<()> {
             w(&(v.len() as u64).to_le_bytes())?;
             for s in v {
                 w(&(s.len() as u32).to_le_bytes())?;
@@ -456,13 +476,17 @@ impl Bm25Index {
         }
         w(&(self.offsets.len() as u64).to_le_bytes())?;
         self.offsets.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
-        f.flush().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io)
+        let hash = f.hash.finalize();
+        f.out.write_all(hash.as_bytes())?;
+        f.out.flush()
     }
 
     /// Reads an index written by [`Bm25Index::save`] (memory-mapped, then
-    /// decoded; a truncated or foreign file is an error, not a panic).
+    /// decoded). The checksum must match and the structure must hold
+    /// (offsets start at 0, never decrease and end at the postings' length;
+    /// every posting names a document that exists; terms are sorted and
+    /// distinct): a truncated, corrupted, foreign or extended file is an
+    /// error naming the file, never a panic or a silently wrong ranking.
     pub fn load(path: &Path) -> Result<Bm25Index> {
         let bytes = FileBytes::open(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -470,17 +494,30 @@ impl Bm25Index {
         })?;
         let bad = |why: &str| {
             Error::Config(format!(
-                "{}: not a pretext BM25 index ({why})",
+                "{}: not a valid pretext BM25 index ({why})",
                 path.display()
             ))
         };
-        let mut r = Reader {
-            bytes: &bytes,
-            at: 0,
-        };
-        if r.take(8).ok_or_else(|| bad("too short"))? != MAGIC {
-            return Err(bad("wrong magic"));
+        match bytes.get(..8) {
+            Some(m) if m == MAGIC => {}
+            Some(m) if m == MAGIC_V1 => {
+                return Err(bad(
+                    "written by an older pretext without a checksum; rebuild it with `pretext bm25 index`",
+                ))
+            }
+            _ => return Err(bad("wrong magic or too short")),
         }
+        let body_len = bytes
+            .len()
+            .checked_sub(HASH_LEN)
+            .ok_or_else(|| bad("too short"))?;
+        let (body, hash) = bytes.split_at(body_len);
+        if blake3::hash(body).as_bytes() != hash {
+            return Err(bad(
+                "checksum mismatch: the file is corrupted, truncated or has bytes appended",
+            ));
+        }
+        let mut r = Reader { bytes: body, at: 8 };
         let n = r.u64().ok_or_else(|| bad("truncated"))? as usize;
         let config: Bm25Config = serde_json::from_slice(r.take(n).ok_or_else(|| bad("truncated"))?)
             .map_err(|_| bad("bad header"))?;
@@ -494,10 +531,31 @@ impl Bm25Index {
             .map(|_| r.u64())
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad("truncated offsets"))?;
+        if r.at != body.len() {
+            return Err(bad("unexpected bytes after the offsets"));
+        }
         if offsets.len() != terms.len() + 1 || docs.len() != tfs.len() || lengths.len() != ids.len()
         {
             return Err(bad("inconsistent sizes"));
         }
+        if offsets.first() != Some(&0)
+            || offsets.windows(2).any(|w| w[1] < w[0])
+            || offsets.last().copied() != Some(docs.len() as u64)
+        {
+            return Err(bad("postings offsets out of order or out of range"));
+        }
+        if let Some(d) = docs.iter().find(|&&d| d as usize >= ids.len()) {
+            return Err(bad(&format!(
+                "a posting names document {d} of {}",
+                ids.len()
+            )));
+        }
+        if terms.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("terms not sorted"));
+        }
+        config
+            .validate("the index's bm25")
+            .map_err(|e| bad(&e))?;
         Ok(Bm25Index {
             avgdl: std::sync::OnceLock::new(),
             config,
@@ -508,6 +566,19 @@ impl Bm25Index {
             lengths,
             ids,
         })
+    }
+}
+
+/// A buffered writer that hashes what it writes.
+struct HashingWriter<W: Write> {
+    out: W,
+    hash: blake3::Hasher,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hash.update(bytes);
+        self.out.write_all(bytes)
     }
 }
 
@@ -655,5 +726,68 @@ mod tests {
             std::fs::write(&p, &bytes[..cut]).unwrap();
             assert!(Bm25Index::load(&p).is_err(), "cut at {cut} loaded");
         }
+        // Every flipped byte, a block of 0xFF, appended garbage: errors
+        // naming the file (the checksum), never a panic or a wrong ranking.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x5a;
+            std::fs::write(&p, &b).unwrap();
+            let e = Bm25Index::load(&p).err().unwrap_or_else(|| panic!("byte {i} flipped loaded"));
+            assert!(e.to_string().contains("i.bm25"), "{e}");
+        }
+        let mut b = bytes.clone();
+        let mid = b.len() / 2;
+        b[mid..mid + 16].fill(0xff);
+        std::fs::write(&p, &b).unwrap();
+        assert!(Bm25Index::load(&p).is_err());
+        let mut b = bytes.clone();
+        b.extend_from_slice(b"garbage");
+        std::fs::write(&p, &b).unwrap();
+        let e = Bm25Index::load(&p).err().expect("refused").to_string();
+        assert!(e.contains("checksum"), "{e}");
+    }
+
+    /// `body` (a saved index without its hash) with a fresh hash: a file
+    /// whose bytes are intact but whose structure is not.
+    fn rehash(mut body: Vec<u8>) -> Vec<u8> {
+        let h = blake3::hash(&body);
+        body.extend_from_slice(h.as_bytes());
+        body
+    }
+
+    #[test]
+    fn a_well_checksummed_index_with_a_broken_structure_is_refused() {
+        let idx = Bm25Index::build(&docs(), Bm25Config::default());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.bm25");
+        idx.save(&p).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let body = bytes[..bytes.len() - HASH_LEN].to_vec();
+        let n_off = idx.offsets.len();
+        let off_at = body.len() - 8 * n_off;
+        // Offsets that decrease, and that run past the postings.
+        let mut b = body.clone();
+        b[off_at + 8..off_at + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&p, rehash(b)).unwrap();
+        let e = Bm25Index::load(&p).err().expect("refused").to_string();
+        assert!(e.contains("offsets"), "{e}");
+        // A posting naming a document that does not exist.
+        let postings_at = off_at - 8 - 4 * idx.lengths.len() - 8 - 4 * idx.tfs.len() - 8 - 4 * idx.docs.len();
+        let mut b = body.clone();
+        b[postings_at..postings_at + 4].copy_from_slice(&1000u32.to_le_bytes());
+        std::fs::write(&p, rehash(b)).unwrap();
+        let e = Bm25Index::load(&p).err().expect("refused").to_string();
+        assert!(e.contains("document 1000"), "{e}");
+        // Bytes between the offsets and the hash.
+        let mut b = body.clone();
+        b.extend_from_slice(&[0; 8]);
+        std::fs::write(&p, rehash(b)).unwrap();
+        assert!(Bm25Index::load(&p).is_err());
+        // An index of the old format asks for a rebuild.
+        let mut b = body;
+        b[..8].copy_from_slice(MAGIC_V1);
+        std::fs::write(&p, b).unwrap();
+        let e = Bm25Index::load(&p).err().expect("refused").to_string();
+        assert!(e.contains("rebuild"), "{e}");
     }
 }

@@ -90,6 +90,18 @@ pub enum Error {
         extensions: String,
     },
     /// An option or configuration value that cannot work.
+    /// A compressed file, which the readers do not decompress (yet).
+    #[error(
+        "pretext corpus error: {path}: the file is {kind}-compressed; decompress it first (e.g. `{tool} -dk FILE`), pretext reads uncompressed text and JSONL"
+    )]
+    Compressed {
+        /// The file.
+        path: PathBuf,
+        /// gzip, zstd, bzip2 or xz.
+        kind: &'static str,
+        /// The command that decompresses it.
+        tool: &'static str,
+    },
     #[error("pretext config error: {0}")]
     Config(String),
 }

@@ -155,7 +155,12 @@ impl Corpus {
         })?;
         let mut files = Vec::new();
         if meta.is_dir() {
-            for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+            // Symbolic links are followed (a corpus assembled from links to
+            // dumps elsewhere); walkdir reports a link loop as an error.
+            for entry in walkdir::WalkDir::new(path)
+                .follow_links(true)
+                .sort_by_file_name()
+            {
                 let entry = entry.map_err(|e| Error::Io {
                     path: e.path().unwrap_or(path).to_path_buf(),
                     source: e.into(),
@@ -196,6 +201,9 @@ impl Corpus {
                     path: path.clone(),
                     source,
                 })?;
+                if let Some((kind, tool)) = compression(&bytes) {
+                    return Err(Error::Compressed { path, kind, tool });
+                }
                 let format = resolve_format(config.format, &path);
                 Ok(Source {
                     path,
@@ -269,6 +277,18 @@ impl Corpus {
             });
         }
         Ok(doc)
+    }
+}
+
+/// The compression a file's first bytes announce (gzip, zstd, bzip2, xz),
+/// with the tool that undoes it.
+fn compression(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    match bytes {
+        [0x1f, 0x8b, ..] => Some(("gzip", "gzip")),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(("zstd", "zstd")),
+        [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(("bzip2", "bzip2")),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some(("xz", "xz")),
+        _ => None,
     }
 }
 

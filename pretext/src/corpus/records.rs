@@ -67,6 +67,9 @@ impl<'a> Records<'a> {
     }
 }
 
+/// The UTF-8 byte-order mark.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
 fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| b.is_ascii_whitespace())
 }
@@ -78,6 +81,11 @@ impl<'a> Iterator for Records<'a> {
         loop {
             let source = self.sources.get(self.file)?;
             let bytes: &'a [u8] = &source.bytes;
+            // A UTF-8 byte-order mark (editors on Windows write one) is not
+            // part of the first record.
+            if self.pos == 0 && bytes.starts_with(BOM) {
+                self.pos = BOM.len();
+            }
             // Skip blank lines, then take one line or one block.
             let mut found = None;
             while let Some((start, end, terminated)) = self.next_line(bytes) {

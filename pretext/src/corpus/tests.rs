@@ -254,3 +254,47 @@ fn shards_cover_every_document_exactly_once() {
         assert_eq!(union, sorted);
     }
 }
+
+#[test]
+fn byte_order_marks_symlinks_and_compressed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // A BOM is not part of the first record, in JSONL or in plain text.
+    let p = write(dir.path(), "bom.jsonl", b"\xef\xbb\xbf{\"_id\": \"a\", \"text\": \"first\"}\n");
+    let c = Corpus::open(&p, CorpusConfig::default()).unwrap();
+    assert_eq!(docs(&c)[0].as_ref().unwrap().2, "first");
+    let p = write(dir.path(), "bom.txt", b"\xef\xbb\xbffirst line\nsecond\n");
+    let c = Corpus::open(&p, CorpusConfig::default()).unwrap();
+    let got: Vec<_> = docs(&c).into_iter().map(|d| d.unwrap().2).collect();
+    assert_eq!(got, ["first line", "second"]);
+
+    // A folder follows its symbolic links, to files and to folders.
+    let outside = tempfile::tempdir().unwrap();
+    let target = write(outside.path(), "elsewhere.txt", b"linked doc\n");
+    write(outside.path(), "sub/inner.txt", b"inner doc\n");
+    let corpus = dir.path().join("corpus");
+    write(&corpus, "own.txt", b"own doc\n");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&target, corpus.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("sub"), corpus.join("sub")).unwrap();
+        let c = Corpus::open(&corpus, CorpusConfig::default()).unwrap();
+        let texts: Vec<_> = docs(&c).into_iter().map(|d| d.unwrap().2).collect();
+        assert_eq!(texts, ["linked doc", "own doc", "inner doc"]);
+        // A link back to the folder is a loop: an error, not a hang.
+        std::os::unix::fs::symlink(&corpus, corpus.join("sub2")).unwrap();
+        let e = Corpus::open(&corpus, CorpusConfig::default()).err().unwrap();
+        assert!(e.to_string().contains("corpus"), "{e}");
+    }
+
+    // Compressed files say so instead of "invalid UTF-8 at byte 1".
+    for (name, bytes, kind) in [
+        ("d.jsonl.gz", &b"\x1f\x8b\x08\x00rest"[..], "gzip"),
+        ("d.zst", &b"\x28\xb5\x2f\xfdrest"[..], "zstd"),
+        ("d.bz2", &b"BZh91AY&SY"[..], "bzip2"),
+    ] {
+        let p = write(dir.path(), name, bytes);
+        let e = Corpus::open(&p, CorpusConfig::default()).err().unwrap();
+        assert!(matches!(e, Error::Compressed { .. }), "{e}");
+        assert!(e.to_string().contains(kind) && e.to_string().contains(name), "{e}");
+    }
+}
