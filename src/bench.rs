@@ -50,6 +50,9 @@ pub fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>> {
     let data = Beir::load(&bench.data, &bench.split)?;
+    for w in &data.warnings {
+        progress(&format!("warning: {w}"));
+    }
     let device = crate::train::device(&base.train.device)?;
     std::fs::create_dir_all(&bench.out)
         .with_context(|| format!("creating {}", bench.out.display()))?;

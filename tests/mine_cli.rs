@@ -327,3 +327,45 @@ fn pairs_get_bm25_negatives_the_same_whatever_the_threads() {
         }
     }
 }
+
+#[test]
+fn empty_positives_are_refused_or_skipped_and_columns_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = corpus_and_queries(dir.path());
+    let mut text = std::fs::read_to_string(&queries).unwrap();
+    text.push_str("{\"anchor\": \"a query\", \"positive\": \"   \"}\n");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, &text).unwrap();
+    let mine = |args: &[&str], out: &Path| {
+        let mut c = pretext();
+        c.args(["mine", "--quiet", "--retriever", "random", "--queries"])
+            .arg(&bad)
+            .arg("--corpus")
+            .arg(&corpus)
+            .args(["--num-negatives", "12"])
+            .args(args)
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    let out = dir.path().join("mined.jsonl");
+    let err = failure_stderr(&mut mine(&[], &out));
+    assert!(
+        err.contains("bad.jsonl:14") && err.contains("positive is empty"),
+        "{err}"
+    );
+    let run = mine(&["--skip-bad"], &out).assert().success();
+    let err = String::from_utf8_lossy(&run.get_output().stderr).to_string();
+    assert!(err.contains("skipped 1 bad lines"), "{err}");
+    // sentence-transformers reads columns by position.
+    let first = std::fs::read_to_string(&out).unwrap();
+    let line = first.lines().next().unwrap();
+    let pieces: Vec<&str> = line.split("\":").collect();
+    let keys: Vec<String> = pieces[..pieces.len() - 1]
+        .iter()
+        .filter_map(|p| p.rsplit('"').next().map(str::to_string))
+        .collect();
+    let mut want = vec!["anchor".to_string(), "positive".to_string()];
+    want.extend((1..=12).map(|i| format!("negative_{i}")));
+    assert_eq!(keys, want, "{line}");
+}

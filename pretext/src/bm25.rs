@@ -441,7 +441,9 @@ impl Bm25Index {
             source,
         };
         let tmp = path.with_extension("tmp");
-        let written = self.write_to(&tmp).and_then(|()| std::fs::rename(&tmp, path));
+        let written = self
+            .write_to(&tmp)
+            .and_then(|()| std::fs::rename(&tmp, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -553,9 +555,7 @@ impl Bm25Index {
         if terms.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad("terms not sorted"));
         }
-        config
-            .validate("the index's bm25")
-            .map_err(|e| bad(&e))?;
+        config.validate("the index's bm25").map_err(|e| bad(&e))?;
         Ok(Bm25Index {
             avgdl: std::sync::OnceLock::new(),
             config,
@@ -732,7 +732,9 @@ mod tests {
             let mut b = bytes.clone();
             b[i] ^= 0x5a;
             std::fs::write(&p, &b).unwrap();
-            let e = Bm25Index::load(&p).err().unwrap_or_else(|| panic!("byte {i} flipped loaded"));
+            let e = Bm25Index::load(&p)
+                .err()
+                .unwrap_or_else(|| panic!("byte {i} flipped loaded"));
             assert!(e.to_string().contains("i.bm25"), "{e}");
         }
         let mut b = bytes.clone();
@@ -772,7 +774,8 @@ mod tests {
         let e = Bm25Index::load(&p).err().expect("refused").to_string();
         assert!(e.contains("offsets"), "{e}");
         // A posting naming a document that does not exist.
-        let postings_at = off_at - 8 - 4 * idx.lengths.len() - 8 - 4 * idx.tfs.len() - 8 - 4 * idx.docs.len();
+        let postings_at =
+            off_at - 8 - 4 * idx.lengths.len() - 8 - 4 * idx.tfs.len() - 8 - 4 * idx.docs.len();
         let mut b = body.clone();
         b[postings_at..postings_at + 4].copy_from_slice(&1000u32.to_le_bytes());
         std::fs::write(&p, rehash(b)).unwrap();

@@ -89,7 +89,6 @@ pub enum Error {
         /// The extensions that were looked for.
         extensions: String,
     },
-    /// An option or configuration value that cannot work.
     /// A compressed file, which the readers do not decompress (yet).
     #[error(
         "pretext corpus error: {path}: the file is {kind}-compressed; decompress it first (e.g. `{tool} -dk FILE`), pretext reads uncompressed text and JSONL"
@@ -102,6 +101,7 @@ pub enum Error {
         /// The command that decompresses it.
         tool: &'static str,
     },
+    /// An option or configuration value that cannot work.
     #[error("pretext config error: {0}")]
     Config(String),
 }

@@ -67,6 +67,9 @@ fn bar(quiet: bool, len: usize, what: &str) -> ProgressBar {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let data = Beir::load(&args.data, &args.split)?;
+    for w in &data.warnings {
+        eprintln!("warning: {w}");
+    }
     let run = match &args.model {
         Some(model) if args.retriever == "dense" => dense(&args, model, &data)?,
         _ => bm25(&args, &data)?,

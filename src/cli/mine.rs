@@ -196,7 +196,15 @@ pub fn run(args: MineArgs) -> Result<()> {
     let config = finish(&b)?;
     let format: MineFormat = args.format.parse()?;
     let started = Instant::now();
-    let queries = read_queries(&args.queries)?;
+    let (queries, skipped) = read_queries(&args.queries, args.skip_bad)?;
+    if skipped.count > 0 {
+        eprintln!(
+            "skipped {} bad lines of {}; the first: {}",
+            skipped.count,
+            args.queries.display(),
+            skipped.first.as_deref().unwrap_or("")
+        );
+    }
     let corpus = if args.corpus.is_some() || args.config.is_some() {
         let c = config.corpus.open()?;
         let read = ReadOptions {

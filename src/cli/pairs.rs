@@ -151,6 +151,15 @@ pub fn run(args: PairsArgs) -> Result<()> {
         let json = serde_json::to_string_pretty(&stats)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
+    if summary.pairs == 0 {
+        anyhow::bail!(
+            "the {} task made no pairs from {} documents of {}: {}",
+            job.task_name(),
+            summary.read.documents,
+            config.corpus.path.display(),
+            job.task.needs()
+        );
+    }
     Ok(())
 }
 
@@ -245,7 +254,7 @@ fn dense_pairs(
             .with_context(|| format!("generating {} pairs", job.task_name()))?;
         w.flush()?;
     }
-    let queries = read_queries(tmp.path())?;
+    let (queries, _) = read_queries(tmp.path(), false)?;
     let read = ReadOptions {
         skip_bad: config.corpus.skip_bad,
         ..ReadOptions::default()

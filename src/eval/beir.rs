@@ -28,11 +28,33 @@ pub struct Beir {
     pub queries: Vec<Item>,
     /// Judgements of the split.
     pub qrels: Qrels,
+    /// What is odd but allowed (judgements naming documents or queries the
+    /// set does not have; trec_eval counts them as it does), for the user.
+    pub warnings: Vec<String>,
 }
 
 /// Reads a JSONL file of `_id`/`text` items (queries).
 pub fn read_items(path: &Path) -> Result<Vec<Item>> {
     read_jsonl(path, false)
+}
+
+/// Ids that occur twice are an error naming the id and both lines: a
+/// duplicate document would be counted twice by every metric (R@100 of 2).
+fn check_unique(path: &Path, items: &[(Item, Option<u64>)]) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, Option<u64>> = std::collections::HashMap::new();
+    for (item, line) in items {
+        if let Some(first) = seen.insert(&item.id, *line) {
+            let at = |l: Option<u64>| l.map_or("?".into(), |l| l.to_string());
+            bail!(
+                "{}: the id `{}` occurs twice, on lines {} and {}; ids must be unique",
+                path.display(),
+                item.id,
+                at(first),
+                at(*line)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn read_jsonl(path: &Path, with_title: bool) -> Result<Vec<Item>> {
@@ -47,19 +69,25 @@ fn read_jsonl(path: &Path, with_title: bool) -> Result<Vec<Item>> {
     for_each_batch(
         &corpus,
         ReadOptions::default(),
-        |d| Item {
-            id: d.id.to_string(),
-            text: match (&d.title, with_title) {
-                (Some(t), true) => format!("{t} {}", d.text),
-                _ => d.text.to_string(),
-            },
+        |d| {
+            (
+                Item {
+                    id: d.id.to_string(),
+                    text: match (&d.title, with_title) {
+                        (Some(t), true) => format!("{t} {}", d.text),
+                        _ => d.text.to_string(),
+                    },
+                },
+                d.line,
+            )
         },
         |batch, _| {
             out.extend(batch);
             Ok(())
         },
     )?;
-    Ok(out)
+    check_unique(path, &out)?;
+    Ok(out.into_iter().map(|(item, _)| item).collect())
 }
 
 impl Beir {
@@ -81,12 +109,50 @@ impl Beir {
                 qrels_path.display()
             );
         }
+        let warnings = unknown_judgements(&qrels, &corpus, &queries, &qrels_path);
         Ok(Beir {
             corpus,
             queries,
             qrels,
+            warnings,
         })
     }
+}
+
+/// Warnings for judgements of queries that `queries.jsonl` lacks and of
+/// documents the corpus lacks (kept, as trec_eval keeps them: a missing
+/// relevant document still counts against recall).
+fn unknown_judgements(
+    qrels: &Qrels,
+    corpus: &[Item],
+    queries: &[Item],
+    path: &Path,
+) -> Vec<String> {
+    let docs: std::collections::HashSet<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
+    let asked: std::collections::HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
+    let lost_queries = qrels.keys().filter(|q| !asked.contains(q.as_str())).count();
+    let (mut lost_docs, mut judged) = (0, 0);
+    for judgements in qrels.values() {
+        for d in judgements.keys() {
+            judged += 1;
+            lost_docs += usize::from(!docs.contains(d.as_str()));
+        }
+    }
+    let mut out = Vec::new();
+    if lost_queries > 0 {
+        out.push(format!(
+            "{}: {lost_queries} of {} judged queries are not in queries.jsonl (not run)",
+            path.display(),
+            qrels.len()
+        ));
+    }
+    if lost_docs > 0 {
+        out.push(format!(
+            "{}: {lost_docs} of {judged} judgements name documents the corpus lacks (they still count as relevant)",
+            path.display()
+        ));
+    }
+    out
 }
 
 /// Parses a qrels TSV (`query-id corpus-id score`, optional header; the
@@ -154,4 +220,51 @@ pub fn means_table(means: &BTreeMap<String, f64>) -> String {
         .map(|(k, v)| format!("{k} {v:.4}"))
         .collect::<Vec<_>>()
         .join("  ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(dir: &Path, corpus: &str, queries: &str, qrels: &str) {
+        std::fs::create_dir_all(dir.join("qrels")).unwrap();
+        std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+        std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
+        std::fs::write(dir.join("qrels/test.tsv"), qrels).unwrap();
+    }
+
+    #[test]
+    fn duplicate_ids_are_errors_and_unknown_judgements_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = "{\"_id\": \"q1\", \"text\": \"question\"}\n";
+        set(
+            dir.path(),
+            "{\"_id\": \"d1\", \"text\": \"a\"}\n{\"_id\": \"d2\", \"text\": \"b\"}\n{\"_id\": \"d1\", \"text\": \"c\"}\n",
+            q,
+            "query-id\tcorpus-id\tscore\nq1\td1\t1\n",
+        );
+        let e = Beir::load(dir.path(), "test").unwrap_err().to_string();
+        assert!(
+            e.contains("corpus.jsonl") && e.contains("`d1`") && e.contains("lines 1 and 3"),
+            "{e}"
+        );
+        set(
+            dir.path(),
+            "{\"_id\": \"d1\", \"text\": \"a\"}\n",
+            q,
+            "q1\td1\t1\nq1\tgone\t1\nq9\td1\t1\n",
+        );
+        let b = Beir::load(dir.path(), "test").unwrap();
+        assert_eq!(b.warnings.len(), 2, "{:?}", b.warnings);
+        assert!(
+            b.warnings[0].contains("1 of 2 judged queries"),
+            "{:?}",
+            b.warnings
+        );
+        assert!(
+            b.warnings[1].contains("1 of 3 judgements"),
+            "{:?}",
+            b.warnings
+        );
+    }
 }

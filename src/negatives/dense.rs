@@ -42,7 +42,12 @@ impl Embeddings {
 
     /// Wraps a mapped file whose vectors start at `offset` (4-byte aligned).
     pub fn mapped(map: Mmap, offset: usize, rows: usize, dim: usize) -> Result<Embeddings> {
-        if map.len() != offset + rows * dim * 4 || !offset.is_multiple_of(4) {
+        // Checked: the sizes come from a file header and may be anything.
+        let bytes = rows
+            .checked_mul(dim)
+            .and_then(|n| n.checked_mul(4))
+            .and_then(|n| n.checked_add(offset));
+        if bytes != Some(map.len()) || !offset.is_multiple_of(4) {
             bail!(
                 "the embedding file holds {} bytes, not {rows} x {dim} floats",
                 map.len().saturating_sub(offset)

@@ -36,18 +36,64 @@ pub struct QueryLine {
     pub answers: Vec<String>,
 }
 
+/// The lines [`read_queries`] skipped under `skip_bad`.
+#[derive(Debug, Default)]
+pub struct SkippedLines {
+    /// How many.
+    pub count: usize,
+    /// The first one's error.
+    pub first: Option<String>,
+}
+
 /// Reads a pair dataset in any of the three layouts; an `answers` list of
-/// strings on a line is kept for the answer rule. Errors name file and line.
-pub fn read_queries(path: &Path) -> Result<Vec<QueryLine>> {
+/// strings on a line is kept for the answer rule. Errors name file and
+/// line; a pair whose query or positive is empty (or only whitespace) is
+/// one too, since nothing can be mined for it. With `skip_bad` such lines
+/// are skipped and counted instead.
+pub fn read_queries(path: &Path, skip_bad: bool) -> Result<(Vec<QueryLine>, SkippedLines)> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
+    let mut skipped = SkippedLines::default();
     for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        match read_line(path, i + 1, line) {
+            Ok(lines) => out.extend(lines),
+            Err(e) if skip_bad => {
+                skipped.count += 1;
+                skipped.first.get_or_insert_with(|| format!("{e:#}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no pairs", path.display());
+    }
+    Ok((out, skipped))
+}
+
+/// The queries of line `n` (1-based) of `path`.
+fn read_line(path: &Path, n: usize, line: &[u8]) -> Result<Vec<QueryLine>> {
+    let i = n - 1;
+    {
         let at = || format!("{}:{}", path.display(), i + 1);
         let line = std::str::from_utf8(line).with_context(|| format!("{}: invalid UTF-8", at()))?;
         if line.trim().is_empty() {
-            continue;
+            return Ok(Vec::new());
         }
         let pairs = parse_pair_line(line).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+        if let Some(p) = pairs
+            .iter()
+            .find(|p| p.query.trim().is_empty() || p.positive.trim().is_empty())
+        {
+            let side = if p.query.trim().is_empty() {
+                "query"
+            } else {
+                "positive"
+            };
+            bail!(
+                "{}: the {side} is empty; nothing to mine negatives for",
+                at()
+            );
+        }
         let answers = match serde_json::from_str::<serde_json::Value>(line)?.get("answers") {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(a)) => a
@@ -60,17 +106,27 @@ pub fn read_queries(path: &Path) -> Result<Vec<QueryLine>> {
                 .collect::<Result<_>>()?,
             Some(_) => bail!("{}: `answers` is not a list of strings", at()),
         };
-        out.extend(pairs.into_iter().map(|p| QueryLine {
-            line: i + 1,
-            query: p.query,
-            positive: p.positive,
-            answers: answers.clone(),
-        }));
+        Ok(pairs
+            .into_iter()
+            .map(|p| QueryLine {
+                line: i + 1,
+                query: p.query,
+                positive: p.positive,
+                answers: answers.clone(),
+            })
+            .collect())
     }
-    if out.is_empty() {
-        bail!("{}: no pairs", path.display());
-    }
-    Ok(out)
+}
+
+/// A JSON object with its keys in the given order (serde_json's map sorts
+/// them, and `negative_10` would come before `negative_2`):
+/// sentence-transformers reads dataset columns by position.
+fn ordered_object(fields: &[(String, serde_json::Value)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", serde_json::Value::String(k.clone())))
+        .collect();
+    format!("{{{}}}", body.join(","))
 }
 
 /// The distinct positives of `queries` as a corpus (ids `pos-N`), the pool
@@ -342,7 +398,7 @@ pub fn write_mined(
     corpus: &CorpusTexts,
     mined: &Mined,
 ) -> Result<()> {
-    use serde_json::{json, Map, Value};
+    use serde_json::{json, Value};
     let text = |p: &Picked| -> &str {
         match p.kind {
             Kind::Gold => &queries[p.item as usize].positive,
@@ -367,13 +423,16 @@ pub fn write_mined(
     for (i, (q, picks)) in queries.iter().zip(&mined.picks).enumerate() {
         let row = match format {
             MineFormat::Pairs(PairFormat::SentenceTransformers) => {
-                let mut m = Map::new();
-                m.insert("anchor".into(), json!(q.query));
-                m.insert("positive".into(), json!(q.positive));
+                let mut fields = vec![
+                    ("anchor".to_string(), json!(q.query)),
+                    ("positive".to_string(), json!(q.positive)),
+                ];
                 for (j, p) in picks.iter().enumerate() {
-                    m.insert(format!("negative_{}", j + 1), json!(text(p)));
+                    fields.push((format!("negative_{}", j + 1), json!(text(p))));
                 }
-                Value::Object(m)
+                out.write_all(ordered_object(&fields).as_bytes())?;
+                out.write_all(b"\n")?;
+                continue;
             }
             MineFormat::Pairs(PairFormat::Flag) => json!({
                 "query": q.query, "pos": [q.positive],

@@ -379,7 +379,18 @@ fn produce(
         let after =
             batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
         if after == before {
-            return Err(anyhow!("the training data gives no pairs"));
+            return Err(match &source {
+                PairSource::Task { task, corpus, .. } => anyhow!(
+                    "the training data gives no pairs: the {} task made none from {}: {}",
+                    task.name(),
+                    corpus
+                        .sources()
+                        .first()
+                        .map_or(String::new(), |s| s.path.display().to_string()),
+                    task.needs()
+                ),
+                PairSource::File { .. } => anyhow!("the training data gives no pairs"),
+            });
         }
     }
     Ok(())

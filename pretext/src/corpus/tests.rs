@@ -259,7 +259,11 @@ fn shards_cover_every_document_exactly_once() {
 fn byte_order_marks_symlinks_and_compressed_files() {
     let dir = tempfile::tempdir().unwrap();
     // A BOM is not part of the first record, in JSONL or in plain text.
-    let p = write(dir.path(), "bom.jsonl", b"\xef\xbb\xbf{\"_id\": \"a\", \"text\": \"first\"}\n");
+    let p = write(
+        dir.path(),
+        "bom.jsonl",
+        b"\xef\xbb\xbf{\"_id\": \"a\", \"text\": \"first\"}\n",
+    );
     let c = Corpus::open(&p, CorpusConfig::default()).unwrap();
     assert_eq!(docs(&c)[0].as_ref().unwrap().2, "first");
     let p = write(dir.path(), "bom.txt", b"\xef\xbb\xbffirst line\nsecond\n");
@@ -282,7 +286,9 @@ fn byte_order_marks_symlinks_and_compressed_files() {
         assert_eq!(texts, ["linked doc", "own doc", "inner doc"]);
         // A link back to the folder is a loop: an error, not a hang.
         std::os::unix::fs::symlink(&corpus, corpus.join("sub2")).unwrap();
-        let e = Corpus::open(&corpus, CorpusConfig::default()).err().unwrap();
+        let e = Corpus::open(&corpus, CorpusConfig::default())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("corpus"), "{e}");
     }
 
@@ -295,6 +301,9 @@ fn byte_order_marks_symlinks_and_compressed_files() {
         let p = write(dir.path(), name, bytes);
         let e = Corpus::open(&p, CorpusConfig::default()).err().unwrap();
         assert!(matches!(e, Error::Compressed { .. }), "{e}");
-        assert!(e.to_string().contains(kind) && e.to_string().contains(name), "{e}");
+        assert!(
+            e.to_string().contains(kind) && e.to_string().contains(name),
+            "{e}"
+        );
     }
 }

@@ -226,6 +226,113 @@ impl PretextTask for TaskSpec {
     }
 
     fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
+        if doc.text.len() <= MAX_DOC_BYTES {
+            return self.pairs_whole(doc, rng);
+        }
+        // A huge document (a 50 MB one-line dump) is cut into windows
+        // processed one after the other: a task's working memory stays that
+        // of one window, not 40 times the document.
+        let mut out = Vec::new();
+        for window in doc_windows(&doc.text, MAX_DOC_BYTES) {
+            let part = Document {
+                id: doc.id.clone(),
+                title: doc.title.clone(),
+                text: Cow::Borrowed(window.of(&doc.text)),
+                ordinal: doc.ordinal,
+                line: doc.line,
+            };
+            out.extend(
+                self.pairs_whole(&part, rng)
+                    .into_iter()
+                    .map(|p| rebase_pair(p, doc, window.start)),
+            );
+        }
+        out
+    }
+}
+
+/// Documents longer than this (bytes) are cut into windows of at most this
+/// size, at whitespace, before a task sees them.
+pub const MAX_DOC_BYTES: usize = 1 << 20;
+
+/// Windows of at most `max` bytes covering `text`, each ending at
+/// whitespace where there is some (else at a character boundary).
+pub fn doc_windows(text: &str, max: usize) -> Vec<Span> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + max).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end < text.len() {
+            if let Some(ws) = text[start..end].rfind(char::is_whitespace) {
+                if ws > 0 {
+                    end = start + ws;
+                }
+            }
+        }
+        if end == start {
+            // One character wider than `max`: take it whole.
+            end = start + text[start..].chars().next().map_or(1, char::len_utf8);
+        }
+        out.push(Span::new(start, end));
+        start = end;
+    }
+    out
+}
+
+/// A pair made from a window starting at byte `offset` of `doc`, with its
+/// spans moved to the document's coordinates and its borrowed text
+/// re-borrowed from the document (the window was a temporary view).
+fn rebase_pair<'a>(p: Pair<'_>, doc: &'a Document<'a>, offset: usize) -> Pair<'a> {
+    let text = |t: Text<'_>| -> Text<'a> {
+        let span = t.span.map(|s| Span::new(s.start + offset, s.end + offset));
+        let body = match (&t.text, span) {
+            (Cow::Borrowed(b), Some(s)) if s.of(&doc.text) == *b => Cow::Borrowed(s.of(&doc.text)),
+            _ => Cow::Owned(t.text.into_owned()),
+        };
+        let title = match (&t.title, &doc.title) {
+            (Some(a), Some(b)) if a == b => Some(b.clone()),
+            (a, _) => a.as_ref().map(|a| Cow::Owned(a.to_string())),
+        };
+        Text {
+            text: body,
+            title,
+            span,
+        }
+    };
+    Pair {
+        query: text(p.query),
+        positive: text(p.positive),
+        negatives: p.negatives.into_iter().map(text).collect(),
+        shared: p
+            .shared
+            .map(|s| Span::new(s.start + offset, s.end + offset)),
+        task: p.task,
+    }
+}
+
+impl TaskSpec {
+    /// What a document needs for this task to make a pair from it, for the
+    /// message of a run that made none.
+    pub fn needs(&self) -> &'static str {
+        match self {
+            TaskSpec::Crop(_) => "crop needs documents with at least a few words",
+            TaskSpec::Ict(_) => "ict needs documents of at least two sentences (ending in . ! or ?)",
+            TaskSpec::Spans(_) => "spans needs documents in which a span of 2-10 words (no stopword at either end) occurs in two passages",
+            TaskSpec::Neighbors(_) => "neighbors needs documents longer than one piece (task.piece words)",
+            TaskSpec::PseudoQuery(_) => "pseudo-query needs titles, several sentences or salient chunks",
+            TaskSpec::Mix(_) => "none of the mixed tasks found what it needs",
+        }
+    }
+
+    /// The pairs of a document of at most [`MAX_DOC_BYTES`].
+    fn pairs_whole<'a, R: Rng + ?Sized>(
+        &self,
+        doc: &'a Document<'a>,
+        rng: &mut R,
+    ) -> Vec<Pair<'a>> {
         match self {
             TaskSpec::Crop(t) => t.pairs(doc, rng),
             TaskSpec::Ict(t) => t.pairs(doc, rng),
@@ -292,5 +399,59 @@ pub(crate) mod testutil {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::testutil::doc;
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn windows_cover_the_text_at_whitespace_within_the_cap() {
+        let text = "alpha beta gamma delta épsilon zeta ".repeat(40);
+        let w = doc_windows(&text, 50);
+        assert_eq!(w.first().unwrap().start, 0);
+        assert_eq!(w.last().unwrap().end, text.len());
+        for pair in w.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start, "contiguous");
+        }
+        for s in &w {
+            assert!(s.end - s.start <= 50);
+            assert!(s.end == text.len() || text[s.end..].starts_with(char::is_whitespace));
+        }
+        // A single unbroken word longer than the cap is still covered.
+        let w = doc_windows(&"x".repeat(120), 50);
+        assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn a_huge_document_is_processed_in_windows_with_document_offsets() {
+        // 3 MiB on one line: three windows; every pair's text is the slice
+        // of the document its span names, as for a small document.
+        let sentence = "The interpreter reads each line of the module before it runs. ";
+        let text = sentence.repeat(3 * MAX_DOC_BYTES / sentence.len());
+        let d = doc(&text, Some("title"));
+        for task in [
+            TaskSpec::Crop(RandomCrop::default()),
+            TaskSpec::Ict(InverseCloze::default()),
+        ] {
+            let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1);
+            let pairs = task.pairs(&d, &mut rng);
+            assert!(!pairs.is_empty(), "{}", task.name());
+            let beyond = pairs
+                .iter()
+                .filter(|p| p.positive.span.is_some_and(|s| s.start > 2 * MAX_DOC_BYTES))
+                .count();
+            assert!(beyond > 0, "{}: the last window made pairs", task.name());
+            for p in &pairs {
+                for side in [&p.query, &p.positive] {
+                    if let (Some(s), Cow::Borrowed(b)) = (side.span, &side.text) {
+                        assert_eq!(s.of(&text), *b, "{}", task.name());
+                    }
+                }
+            }
+        }
     }
 }
