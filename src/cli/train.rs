@@ -150,6 +150,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let report = trainer.run(&mut progress)?;
     progress.bar.finish_and_clear();
+    // Said even with --quiet: whether the run made the model better.
+    if let Some(b) = &report.best {
+        match b.step {
+            0 if b.best_trained.is_some() => eprintln!(
+                "no step beat the initialisation on {} (init {:.4}, best trained step {:.4}): `export --best` exports the initialisation unchanged",
+                b.metric,
+                b.init,
+                b.best_trained.unwrap_or(f64::NAN)
+            ),
+            _ => eprintln!(
+                "best {} {:.4} at step {} (initialisation {:.4}): `export --best --run {}` exports it",
+                b.metric,
+                b.value,
+                b.step,
+                b.init,
+                report.run.display()
+            ),
+        }
+    }
     if !args.quiet {
         if let Some(l) = &report.last {
             eprintln!(
@@ -173,13 +192,30 @@ pub struct ExportArgs {
     /// A run directory (its latest checkpoint) or one checkpoint folder.
     #[arg(long)]
     run: PathBuf,
+    /// Export the run's best checkpoint by its eval metric (`RUN/best`;
+    /// the initialisation when no step beat it).
+    #[arg(long)]
+    best: bool,
     /// Output folder (Hugging Face + sentence-transformers layout).
     #[arg(long, short)]
     out: PathBuf,
 }
 
 pub fn export(args: ExportArgs) -> Result<()> {
-    pretext::export::export(&args.run, &args.out)?;
+    let from = if args.best {
+        let best = pretext::train::RunDir::new(&args.run).best();
+        if !best.join("state.json").exists() {
+            anyhow::bail!(
+                "{} has no best checkpoint ({}): train with an [eval] section (eval.data) to keep one",
+                args.run.display(),
+                best.display()
+            );
+        }
+        best
+    } else {
+        args.run.clone()
+    };
+    pretext::export::export(&from, &args.out)?;
     eprintln!("exported {} to {}", args.run.display(), args.out.display());
     Ok(())
 }

@@ -30,6 +30,7 @@ pub fn problems(config: &Config) -> Vec<String> {
     push(config.augment.validate());
     push(config.train.validate());
     push(config.negatives.validate());
+    push(config.eval.validate());
     push(threads(config.threads));
     push(loss(config));
     push(model(config));

@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod bench;
 pub mod check;
+mod eval;
 mod train;
 
 pub use bench::BenchSection;
+pub use eval::EvalSection;
 pub use train::{Memory, ModelSection, TrainSection};
 
 /// A whole run's configuration.
@@ -45,6 +47,8 @@ pub struct Config {
     pub model: ModelSection,
     /// Training.
     pub train: TrainSection,
+    /// Evaluation during training.
+    pub eval: EvalSection,
     /// `pretext bench`.
     pub bench: BenchSection,
 }
@@ -61,6 +65,7 @@ impl Default for Config {
             negatives: NegativesConfig::default(),
             model: ModelSection::default(),
             train: TrainSection::default(),
+            eval: EvalSection::default(),
             bench: BenchSection::default(),
         }
     }

@@ -65,6 +65,18 @@ impl Tensors {
 /// failed write (a full disk) removes its partial folder and names the file.
 pub fn save(run: &RunDir, state: &State, tensors: &Tensors, keep: usize) -> Result<PathBuf> {
     let final_dir = run.checkpoint(state.step);
+    write(&final_dir, state, tensors)?;
+    let mut all = run.list()?;
+    while all.len() > keep.max(1) {
+        let old = all.remove(0);
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(final_dir)
+}
+
+/// Writes a checkpoint folder at `final_dir` atomically (built beside it,
+/// renamed into place; removed if writing fails).
+pub fn write(final_dir: &Path, state: &State, tensors: &Tensors) -> Result<()> {
     let mut state = state.clone();
     state.files = tensors
         .files()
@@ -72,7 +84,7 @@ pub fn save(run: &RunDir, state: &State, tensors: &Tensors, keep: usize) -> Resu
         .filter(|(_, m)| !m.is_empty())
         .map(|(n, _)| n.to_string())
         .collect();
-    crate::atomic::write_dir(&final_dir, |tmp| {
+    crate::atomic::write_dir(final_dir, |tmp| {
         for (name, map) in tensors.files() {
             if !map.is_empty() {
                 let p = tmp.join(format!("{name}.safetensors"));
@@ -90,13 +102,7 @@ pub fn save(run: &RunDir, state: &State, tensors: &Tensors, keep: usize) -> Resu
         )
         .with_context(|| format!("writing {}", final_dir.join("state.json").display()))?;
         Ok(())
-    })?;
-    let mut all = run.list()?;
-    while all.len() > keep.max(1) {
-        let old = all.remove(0);
-        let _ = std::fs::remove_dir_all(old);
-    }
-    Ok(final_dir)
+    })
 }
 
 /// Reads a checkpoint's `state.json`, and checks that every tensor file it

@@ -66,10 +66,16 @@ impl MetricsFile {
     /// Opens `path`, keeping the lines of steps up to `from_step` (a resumed
     /// run drops what the killed run logged after its last checkpoint).
     pub fn open(path: &Path, from_step: usize) -> Result<MetricsFile> {
+        // Step rows and eval rows alike carry their step.
+        let step_of = |l: &str| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+        };
         let kept: Vec<String> = match std::fs::read_to_string(path) {
             Ok(text) => text
                 .lines()
-                .filter(|l| serde_json::from_str::<StepLog>(l).is_ok_and(|s| s.step <= from_step))
+                .filter(|l| step_of(l).is_some_and(|s| s as usize <= from_step))
                 .map(String::from)
                 .collect(),
             Err(_) => Vec::new(),
@@ -81,6 +87,21 @@ impl MetricsFile {
             writeln!(file, "{l}")?;
         }
         Ok(MetricsFile { file })
+    }
+
+    /// Appends an evaluation: `{"step", "eval": {metric: value, ...}}`.
+    pub fn write_eval(
+        &mut self,
+        step: usize,
+        metrics: &std::collections::BTreeMap<String, f64>,
+    ) -> Result<()> {
+        serde_json::to_writer(
+            &mut self.file,
+            &serde_json::json!({"step": step, "eval": metrics}),
+        )?;
+        writeln!(self.file)?;
+        self.file.flush()?;
+        Ok(())
     }
 
     /// Appends a step.
@@ -95,9 +116,22 @@ impl MetricsFile {
 /// Draws loss and accuracy against steps from a metrics file into an SVG.
 pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
     crate::plot::register_fonts();
-    let logs: Vec<StepLog> = std::fs::read_to_string(metrics)?
+    let text = std::fs::read_to_string(metrics)?;
+    let logs: Vec<StepLog> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // Eval rows: the first metric of each (nDCG@10 when reported).
+    let evals: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let e = v.get("eval")?;
+            let y = e
+                .get("nDCG@10")
+                .or_else(|| e.as_object()?.values().next())?;
+            Some((v["step"].as_f64()?, y.as_f64()?))
+        })
         .collect();
     if logs.is_empty() {
         return Ok(());
@@ -114,7 +148,8 @@ pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
     let draw = |area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
                 title: &str,
                 top: f64,
-                ys: Vec<(f64, f64)>|
+                ys: Vec<(f64, f64)>,
+                extra: &[(f64, f64)]|
      -> Result<()> {
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 18))
@@ -131,6 +166,11 @@ pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
         chart
             .draw_series(LineSeries::new(ys, &BLUE))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !extra.is_empty() {
+            chart
+                .draw_series(LineSeries::new(extra.iter().copied(), &RED))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
         Ok(())
     };
     draw(
@@ -140,14 +180,21 @@ pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
         logs.iter()
             .map(|l| (l.step as f64, l.loss as f64))
             .collect(),
+        &[],
     )?;
+    let title = if evals.is_empty() {
+        "pretext accuracy"
+    } else {
+        "pretext accuracy (blue), eval nDCG@10 (red)"
+    };
     draw(
         &right,
-        "pretext accuracy",
+        title,
         1.0,
         logs.iter()
             .map(|l| (l.step as f64, l.accuracy as f64))
             .collect(),
+        &evals,
     )?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())

@@ -10,13 +10,15 @@
 //! - [`run_dir`]: the run folder's layout and who may write into it;
 //! - [`checkpoint`]: what a checkpoint holds and how it is read back;
 //! - [`data`]: the producer thread that tokenizes batches;
-//! - [`ance`]: dense hard negatives refreshed during training.
+//! - [`ance`]: dense hard negatives refreshed during training;
+//! - [`evaluate`]: the `[eval]` set scored during training, the best checkpoint.
 //!
 //! MoCo's key encoder lives in [`crate::momentum`], beside the queue.
 
 pub mod ance;
 pub mod checkpoint;
 pub mod data;
+pub mod evaluate;
 mod metrics;
 pub mod run;
 pub mod run_dir;
@@ -85,6 +87,8 @@ pub struct TrainReport {
     pub checkpoint: PathBuf,
     /// The run directory.
     pub run: PathBuf,
+    /// The best evaluation, when the run had an `[eval]` set.
+    pub best: Option<evaluate::Best>,
 }
 
 impl Trainer {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use pretext_tasks::negatives::{MiningStats, RefreshEncoder, Source};
 
 use super::data::{BatchStream, StreamConfig};
+use super::evaluate::Evaluator;
 use super::metrics::{self, StepLog};
 use super::setup::{negatives_for, pair_source};
 use super::{ance, TrainProgress, TrainReport, Trainer};
@@ -22,6 +23,7 @@ impl Trainer {
             last: None,
             checkpoint,
             run: self.run_dir.root().to_path_buf(),
+            best: None,
         })
     }
 
@@ -74,6 +76,24 @@ impl Trainer {
             .and_then(|s| s.parse::<usize>().ok());
         let mut last = None;
         let mut checkpoint_path = run.latest()?;
+        let mut evaluator = match lead {
+            true => Evaluator::new(
+                &self.config.eval,
+                &run.tokenizer(),
+                self.config.model.max_len,
+            )?,
+            false => None,
+        };
+        let mut evaluated_at = None;
+        if let Some(ev) = &mut evaluator {
+            if let Ok(text) = std::fs::read_to_string(run.best_report()) {
+                ev.best = serde_json::from_str(&text).ok();
+            }
+            if self.step == 0 {
+                self.evaluate(ev, &mut log)?;
+                evaluated_at = Some(0);
+            }
+        }
         while self.step < t.steps {
             let batch = stream.next_batch()?;
             let refresh = self.refresh_if_due()?;
@@ -82,6 +102,21 @@ impl Trainer {
             log.write(&entry)?;
             progress.step(&entry);
             last = Some(entry);
+            let mut stop = false;
+            if let Some(ev) = evaluator.as_mut().filter(|ev| ev.due(self.step)) {
+                // Before the checkpoint of the same step: a run killed in
+                // between repeats this evaluation when it resumes.
+                self.evaluate(ev, &mut log)?;
+                evaluated_at = Some(self.step);
+                stop = ev.out_of_patience();
+            }
+            if stop {
+                eprintln!(
+                    "stopping at step {}: eval.patience = {} evaluations without a better {}",
+                    self.step, self.config.eval.patience, self.config.eval.metric
+                );
+                break;
+            }
             if lead
                 && t.checkpoint_every > 0
                 && self.step.is_multiple_of(t.checkpoint_every)
@@ -97,6 +132,11 @@ impl Trainer {
             }
         }
         drop(stream);
+        if let Some(ev) = evaluator.as_mut() {
+            if evaluated_at != Some(self.step) {
+                self.evaluate(ev, &mut log)?;
+            }
+        }
         let final_ckpt = match checkpoint_path.filter(|p| p == &run.checkpoint(self.step)) {
             Some(p) => p,
             None if lead => self.save()?,
@@ -121,7 +161,31 @@ impl Trainer {
             last,
             checkpoint: final_ckpt,
             run: run.root().to_path_buf(),
+            best: evaluator.and_then(|ev| ev.best),
         })
+    }
+
+    /// Scores the current towers on the eval set, logs the row, and keeps
+    /// the checkpoint in `best/` when it is the best so far.
+    fn evaluate(&mut self, ev: &mut Evaluator, log: &mut metrics::MetricsFile) -> Result<()> {
+        let scores = ev.score(
+            self.model.query(),
+            self.model.doc(),
+            &self.device,
+            self.config.model.similarity,
+        )?;
+        log.write_eval(self.step, &scores)?;
+        let value = scores.get(ev.metric()).copied().unwrap_or(f64::NAN);
+        if ev.record(self.step, value) {
+            self.save_best()?;
+        }
+        if let Some(best) = &ev.best {
+            crate::atomic::write(
+                &self.run_dir.best_report(),
+                serde_json::to_string_pretty(best)? + "\n",
+            )?;
+        }
+        Ok(())
     }
 
     /// Re-encodes the corpus for dense negatives when a refresh is due.
@@ -149,8 +213,11 @@ impl Trainer {
     }
 }
 
-/// The last step a run logged in its `metrics.jsonl`, if any.
+/// The last step a run logged in its `metrics.jsonl`, if any (eval rows
+/// skipped).
 pub fn last_logged_step(run: &Path) -> Option<StepLog> {
     let text = std::fs::read_to_string(super::RunDir::new(run).metrics(0)).ok()?;
-    serde_json::from_str(text.lines().last()?).ok()
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
 }

@@ -66,8 +66,14 @@ impl RunDir {
         RunDir { root: root.into() }
     }
 
-    /// The run folder a checkpoint folder belongs to.
+    /// The run folder a checkpoint folder (`RUN/checkpoints/step-N` or
+    /// `RUN/best`) belongs to.
     pub fn of_checkpoint(ckpt: &Path) -> Result<RunDir> {
+        if ckpt.file_name().is_some_and(|n| n == "best") {
+            if let Some(run) = ckpt.parent() {
+                return Ok(RunDir::new(run));
+            }
+        }
         ckpt.parent()
             .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"))
             .and_then(Path::parent)
@@ -131,6 +137,11 @@ impl RunDir {
     /// The best checkpoint by the eval metric.
     pub fn best(&self) -> PathBuf {
         self.root.join("best")
+    }
+
+    /// What picked the best checkpoint (`best/eval.json`).
+    pub fn best_report(&self) -> PathBuf {
+        self.best().join("eval.json")
     }
 
     /// Finished checkpoints, oldest first.

@@ -223,6 +223,23 @@ impl Trainer {
 
     /// Writes a checkpoint of the current state.
     pub(super) fn save(&self) -> Result<std::path::PathBuf> {
+        let (state, tensors) = self.snapshot()?;
+        checkpoint::save(
+            &self.run_dir,
+            &state,
+            &tensors,
+            self.config.train.keep_checkpoints,
+        )
+    }
+
+    /// Writes the current state as the run's best checkpoint (`best/`).
+    pub(super) fn save_best(&self) -> Result<()> {
+        let (state, tensors) = self.snapshot()?;
+        checkpoint::write(&self.run_dir.best(), &state, &tensors)
+    }
+
+    /// The current state as a checkpoint's contents.
+    fn snapshot(&self) -> Result<(checkpoint::State, checkpoint::Tensors)> {
         let (keys, next, filled) = match &self.queue {
             Some(q) => {
                 let (k, n, f) = q.state();
@@ -254,12 +271,7 @@ impl Trainer {
                 .map(|(t, _)| [("index".to_string(), t)].into_iter().collect())
                 .unwrap_or_default(),
         };
-        checkpoint::save(
-            &self.run_dir,
-            &state,
-            &tensors,
-            self.config.train.keep_checkpoints,
-        )
+        Ok((state, tensors))
     }
 }
 

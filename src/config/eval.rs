@@ -1,0 +1,67 @@
+//! The `[eval]` section: a BEIR set scored during training, so a run keeps
+//! its best checkpoint and never ships a model worse than its start
+//! without saying so.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The `[eval]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// A BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/SPLIT.tsv`);
+    /// none: no evaluation during training.
+    pub data: Option<PathBuf>,
+    /// Judgements to use.
+    pub split: String,
+    /// Evaluate every this many steps (0: at the start and the end only).
+    /// Step 0, the initialisation, is always evaluated.
+    pub every: usize,
+    /// The metric that picks the best checkpoint (an ir-measures name:
+    /// nDCG@10, R@100, R@1000, RR@10, AP@100).
+    pub metric: String,
+    /// Longest input in tokens (default: `model.max_len`).
+    pub max_len: Option<usize>,
+    /// Texts per encoding batch.
+    pub batch_size: usize,
+    /// Stop after this many evaluations without a new best (0: never).
+    pub patience: usize,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        EvalSection {
+            data: None,
+            split: "test".into(),
+            every: 0,
+            metric: "nDCG@10".into(),
+            max_len: None,
+            batch_size: 64,
+            patience: 0,
+        }
+    }
+}
+
+impl EvalSection {
+    /// The metrics an evaluation reports (the chosen one among them).
+    pub const METRICS: [&'static str; 5] = ["nDCG@10", "R@100", "R@1000", "RR@10", "AP@100"];
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !Self::METRICS.contains(&self.metric.as_str()) {
+            return Err(format!(
+                "eval.metric = \"{}\" is not one of {}",
+                self.metric,
+                Self::METRICS.join(", ")
+            ));
+        }
+        if self.data.is_none() && (self.every > 0 || self.patience > 0) {
+            return Err("eval.every and eval.patience need eval.data (a BEIR folder)".into());
+        }
+        if self.batch_size == 0 {
+            return Err("eval.batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}

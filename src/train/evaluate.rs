@@ -1,0 +1,145 @@
+//! Evaluation during training: the `[eval]` set scored with the towers
+//! being trained (queries by the query tower, documents by the document
+//! tower, by the training similarity), at step 0 (the initialisation),
+//! every `eval.every` steps and at the end. The best checkpoint is kept in
+//! `RUN/best/`, so `export --best` never ships a model worse than the start.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::config::EvalSection;
+use crate::eval::beir::Beir;
+use crate::eval::metrics::{evaluate, Measure};
+use crate::eval::{embed_all, search};
+use crate::model::pretrained::Pretrained;
+use crate::model::{l2_normalize, Similarity, Tower};
+use crate::tokenize::TextTokenizer;
+
+/// The best evaluation of a run (`RUN/best/eval.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// The metric.
+    pub metric: String,
+    /// The step of the best checkpoint (0: the initialisation).
+    pub step: usize,
+    /// Its value.
+    pub value: f64,
+    /// The initialisation's value.
+    pub init: f64,
+    /// The best value of a trained step, if any step was evaluated.
+    pub best_trained: Option<f64>,
+}
+
+/// The eval set and the state of model selection.
+pub struct Evaluator {
+    data: Beir,
+    tokenizer: TextTokenizer,
+    section: EvalSection,
+    /// The best so far (restored from `best/eval.json` on resume).
+    pub best: Option<Best>,
+    /// Evaluations since the best one.
+    since_best: usize,
+}
+
+impl Evaluator {
+    /// The evaluator of `[eval]`, if it names a data set; texts are cut at
+    /// `eval.max_len`, else `max_len`.
+    pub fn new(
+        section: &EvalSection,
+        tokenizer: &std::path::Path,
+        max_len: usize,
+    ) -> Result<Option<Evaluator>> {
+        let Some(dir) = &section.data else {
+            return Ok(None);
+        };
+        let data = Beir::load(dir, &section.split)
+            .with_context(|| format!("eval.data = {}", dir.display()))?;
+        for w in &data.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(Some(Evaluator {
+            data,
+            tokenizer: TextTokenizer::from_file(tokenizer, section.max_len.unwrap_or(max_len))?,
+            section: section.clone(),
+            best: None,
+            since_best: 0,
+        }))
+    }
+
+    /// Whether step `step` (completed) is due for an evaluation.
+    pub fn due(&self, step: usize) -> bool {
+        self.section.every > 0 && step.is_multiple_of(self.section.every)
+    }
+
+    /// The metric that selects the best checkpoint.
+    pub fn metric(&self) -> &str {
+        &self.section.metric
+    }
+
+    /// Mean metrics of the towers on the eval set.
+    pub fn score(
+        &self,
+        query: &Tower,
+        doc: &Tower,
+        device: &Device,
+        similarity: Similarity,
+    ) -> Result<BTreeMap<String, f64>> {
+        let encode = |tower: &Tower, items: &[crate::eval::beir::Item]| {
+            let model = Pretrained {
+                tower: tower.clone(),
+                tokenizer: self.tokenizer.clone(),
+                device: device.clone(),
+                similarity,
+            };
+            let e = embed_all(&model, items, self.section.batch_size, &mut |_| {})?;
+            match similarity {
+                Similarity::Cosine => Ok::<_, anyhow::Error>(l2_normalize(&e)?),
+                Similarity::Dot => Ok(e),
+            }
+        };
+        let docs = encode(doc, &self.data.corpus)?;
+        let queries = encode(query, &self.data.queries)?;
+        let run = search(
+            &queries,
+            &self.data.queries,
+            &docs,
+            &self.data.corpus,
+            1000,
+            256,
+        )?;
+        Ok(evaluate(&self.data.qrels, &run, &Measure::DEFAULT).0)
+    }
+
+    /// Records the evaluation of `step`; true when it is a new best (the
+    /// initialisation is the first best; later steps must beat it).
+    pub fn record(&mut self, step: usize, value: f64) -> bool {
+        let metric = self.section.metric.clone();
+        let best = self.best.get_or_insert(Best {
+            metric,
+            step,
+            value: f64::NEG_INFINITY,
+            init: value,
+            best_trained: None,
+        });
+        if step > 0 {
+            best.best_trained = Some(best.best_trained.map_or(value, |b| b.max(value)));
+        }
+        if value > best.value {
+            best.step = step;
+            best.value = value;
+            self.since_best = 0;
+            true
+        } else {
+            self.since_best += 1;
+            false
+        }
+    }
+
+    /// Whether `eval.patience` evaluations passed without a new best.
+    pub fn out_of_patience(&self) -> bool {
+        self.section.patience > 0 && self.since_best >= self.section.patience
+    }
+}

@@ -1,0 +1,119 @@
+//! Training that must leave a model better, never worse: evaluation during
+//! training, the best checkpoint, the no-harm guard.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use common::{pretext, root, tiny_config, tiny_model};
+
+fn eval_rows(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("eval").is_some())
+        .collect()
+}
+
+fn faq_eval(every: usize) -> String {
+    format!(
+        "[eval]\ndata = \"{}\"\nevery = {every}\nbatch_size = 128",
+        root().join("corpora/python-faq").display()
+    )
+}
+
+#[test]
+fn evaluation_during_training_keeps_the_best_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), &faq_eval(2));
+    pretext()
+        .args(["train", "--quiet", "--steps", "4", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let run = dir.path().join("run");
+    let rows = eval_rows(&run);
+    let steps: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![0, 2, 4], "the initialisation, every 2 steps");
+    for r in &rows {
+        let v = r["eval"]["nDCG@10"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v));
+        assert!(r["eval"]["R@100"].is_number());
+    }
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best/eval.json")).unwrap())
+            .unwrap();
+    let values: Vec<f64> = rows
+        .iter()
+        .map(|r| r["eval"]["nDCG@10"].as_f64().unwrap())
+        .collect();
+    let top = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(best["value"].as_f64().unwrap(), top);
+    assert_eq!(best["init"].as_f64().unwrap(), values[0]);
+    let out = dir.path().join("best-model");
+    pretext()
+        .args(["export", "--best", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.join("model.safetensors").exists());
+    assert!(std::fs::read_to_string(run.join("curves.svg"))
+        .unwrap()
+        .contains("eval"));
+}
+
+fn load(p: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(p, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn a_run_that_only_harms_exports_the_initialisation_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = tiny_model(dir.path());
+    let adapt = dir.path().join("adapt");
+    std::fs::create_dir_all(&adapt).unwrap();
+    let cfg = tiny_config(&adapt, &faq_eval(1));
+    // A learning rate that wrecks the model: no step may beat the start.
+    let out = pretext()
+        .args([
+            "train",
+            "--quiet",
+            "--steps",
+            "3",
+            "--lr",
+            "3.0",
+            "--set",
+            "train.warmup_steps=0",
+        ])
+        .args(["--set", "train.clip_norm=0.0", "--init"])
+        .arg(&init)
+        .arg("--config")
+        .arg(&cfg)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("no step beat the initialisation"), "{err}");
+    let exported = dir.path().join("exported");
+    pretext()
+        .args(["export", "--best", "--run"])
+        .arg(adapt.join("run"))
+        .arg("--out")
+        .arg(&exported)
+        .assert()
+        .success();
+    let (a, b) = (
+        load(&init.join("model.safetensors")),
+        load(&exported.join("model.safetensors")),
+    );
+    assert_eq!(a.len(), b.len());
+    for (k, t) in &a {
+        let same = t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            == b[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(same, "{k} changed");
+    }
+}
