@@ -117,3 +117,42 @@ fn a_run_that_only_harms_exports_the_initialisation_unchanged() {
         assert!(same, "{k} changed");
     }
 }
+
+#[test]
+fn frozen_parts_keep_their_bits_and_the_rest_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = tiny_model(dir.path());
+    let adapt = dir.path().join("adapt");
+    std::fs::create_dir_all(&adapt).unwrap();
+    let cfg = tiny_config(&adapt, "freeze = { embeddings = true, layers = 1 }");
+    pretext()
+        .args(["train", "--quiet", "--steps", "3", "--init"])
+        .arg(&init)
+        .arg("--config")
+        .arg(&cfg)
+        .assert()
+        .success();
+    let before = load(&init.join("model.safetensors"));
+    let after = load(&adapt.join("run/checkpoints/step-00000003/model.safetensors"));
+    let (mut frozen, mut moved) = (0, 0);
+    for (k, t) in &after {
+        let same = t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            == before[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        if k.starts_with("embeddings.") || k.starts_with("encoder.layer.0.") {
+            assert!(same, "{k} is frozen but changed");
+            frozen += 1;
+        } else if !same {
+            moved += 1;
+        }
+    }
+    assert!(frozen > 10 && moved > 10, "{frozen} frozen, {moved} trained");
+    let cfg = tiny_config(&adapt, "freeze = { layers = 9 }");
+    let err = common::failure_stderr(
+        pretext()
+            .args(["train", "--quiet", "--overwrite", "--init"])
+            .arg(&init)
+            .arg("--config")
+            .arg(&cfg),
+    );
+    assert!(err.contains("train.freeze.layers = 9"), "{err}");
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Pooling, Similarity};
+use crate::model::{Freeze, Pooling, Similarity};
 use crate::objective::Loss;
 
 /// The `[model]` section.
@@ -106,6 +106,9 @@ pub struct TrainSection {
     pub keep_checkpoints: usize,
     /// A pair dataset to train on instead of the pretext task.
     pub pairs: Option<PathBuf>,
+    /// Parts of the model kept as they are (`{ embeddings = true, layers =
+    /// N }`): no update, and no backward pass below the frozen part.
+    pub freeze: Freeze,
 }
 
 impl Default for TrainSection {
@@ -128,6 +131,7 @@ impl Default for TrainSection {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             pairs: None,
+            freeze: Freeze::default(),
         }
     }
 }

@@ -156,6 +156,40 @@ pub struct Bert {
     embeddings: Embeddings,
     layers: Vec<Layer>,
     config: BertConfig,
+    /// Where the backward pass stops: the states after the embeddings
+    /// (`Some(0)`) or after layer `n - 1` (`Some(n)`) are detached, so
+    /// nothing below is differentiated.
+    detach_after: Option<usize>,
+}
+
+/// What of a BERT is frozen (`train.freeze`): its embeddings, its lowest
+/// `layers` layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Freeze {
+    /// The embedding tables and their layer norm.
+    pub embeddings: bool,
+    /// The lowest this many transformer layers.
+    pub layers: usize,
+}
+
+impl Freeze {
+    /// Whether nothing is frozen.
+    pub fn is_none(&self) -> bool {
+        !self.embeddings && self.layers == 0
+    }
+
+    /// Whether the variable `name` (HF name, after any tower prefix) is
+    /// frozen.
+    pub fn covers(&self, name: &str) -> bool {
+        if self.embeddings && name.starts_with("embeddings.") {
+            return true;
+        }
+        name.strip_prefix("encoder.layer.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < self.layers)
+    }
 }
 
 impl Bert {
@@ -168,7 +202,17 @@ impl Bert {
             embeddings: Embeddings::new(config, vb.pp("embeddings"))?,
             layers,
             config: config.clone(),
+            detach_after: None,
         })
+    }
+
+    /// Stops the backward pass below the frozen part: when the embeddings
+    /// and the lowest `layers` layers are all frozen, their output is
+    /// detached, so they get no backward pass at all (a frozen layer above
+    /// trainable embeddings is still passed through, and only kept out of
+    /// the optimizer).
+    pub fn freeze(&mut self, f: Freeze) {
+        self.detach_after = f.embeddings.then_some(f.layers.min(self.layers.len()));
     }
 
     /// The configuration.
@@ -180,8 +224,14 @@ impl Bert {
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let bias = attention_bias(mask, candle_core::DType::F32)?;
         let mut x = self.embeddings.forward(ids, mode)?;
-        for layer in &self.layers {
+        if self.detach_after == Some(0) {
+            x = x.detach();
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x, &bias, mode)?;
+            if self.detach_after == Some(i + 1) {
+                x = x.detach();
+            }
         }
         Ok(x)
     }

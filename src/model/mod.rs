@@ -13,7 +13,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-pub use bert::{mean_pool, Bert};
+pub use bert::{mean_pool, Bert, Freeze};
 pub use config::BertConfig;
 pub use layers::{DropoutRng, Mode};
 
@@ -75,6 +75,11 @@ impl Tower {
     /// The BERT inside.
     pub fn bert(&self) -> &Bert {
         &self.bert
+    }
+
+    /// Stops the backward pass below the frozen part (see [`Bert::freeze`]).
+    pub fn freeze(&mut self, f: Freeze) {
+        self.bert.freeze(f);
     }
 
     /// The head settings.
@@ -142,6 +147,14 @@ impl DualEncoder {
     /// The document tower (the query tower when shared).
     pub fn doc(&self) -> &Tower {
         self.doc.as_ref().unwrap_or(&self.query)
+    }
+
+    /// Freezes the same part of both towers.
+    pub fn freeze(&mut self, f: Freeze) {
+        self.query.freeze(f);
+        if let Some(d) = &mut self.doc {
+            d.freeze(f);
+        }
     }
 }
 

@@ -119,13 +119,22 @@ impl Trainer {
             projection: (m.projection > 0).then_some(m.projection),
             normalize: m.normalize,
         };
+        let freeze = config.train.freeze;
+        if freeze.layers > bert.num_hidden_layers {
+            bail!(
+                "train.freeze.layers = {} is more than the model's {} layers",
+                freeze.layers,
+                bert.num_hidden_layers
+            );
+        }
         let varmap = VarMap::new();
-        let model = DualEncoder::new(
+        let mut model = DualEncoder::new(
             &bert,
             head,
             m.shared_towers,
             VarBuilder::from_varmap(&varmap, DType::F32, &device),
         )?;
+        model.freeze(freeze);
         weights::seeded_init(&varmap, config.seed)?;
         if let Some(dir) = &m.init {
             let p = dir.join("model.safetensors");
@@ -144,8 +153,13 @@ impl Trainer {
             )?),
             _ => None,
         };
+        // Frozen variables are not the optimizer's: they keep their bits.
+        let trained: Vec<_> = sorted_vars(&varmap)
+            .into_iter()
+            .filter(|(name, _)| !freeze.covers(name.strip_prefix("doc.").unwrap_or(name)))
+            .collect();
         let optimizer = AdamW::new(
-            sorted_vars(&varmap),
+            trained,
             AdamWConfig {
                 weight_decay: config.train.weight_decay,
                 ..AdamWConfig::default()
