@@ -10,6 +10,7 @@ pub mod atomic;
 pub mod bench;
 pub mod config;
 pub mod dist;
+pub mod encode;
 pub mod eval;
 pub mod export;
 pub mod memory;

@@ -145,7 +145,10 @@ fn frozen_parts_keep_their_bits_and_the_rest_trains() {
             moved += 1;
         }
     }
-    assert!(frozen > 10 && moved > 10, "{frozen} frozen, {moved} trained");
+    assert!(
+        frozen > 10 && moved > 10,
+        "{frozen} frozen, {moved} trained"
+    );
     let cfg = tiny_config(&adapt, "freeze = { layers = 9 }");
     let err = common::failure_stderr(
         pretext()
@@ -155,4 +158,63 @@ fn frozen_parts_keep_their_bits_and_the_rest_trains() {
             .arg(&cfg),
     );
     assert!(err.contains("train.freeze.layers = 9"), "{err}");
+}
+
+#[test]
+fn encode_writes_ids_and_vectors_as_the_model_embeds_them() {
+    use pretext::model::pretrained::Pretrained;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = dir.path().join("corpus.jsonl");
+    let out = dir.path().join("emb");
+    pretext()
+        .args(["encode", "--quiet", "--npy", "--model"])
+        .arg(&model)
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let (ids, e) = pretext::encode::read_back(&out).unwrap();
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want: Vec<String> = lines
+        .iter()
+        .map(|v| v["_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, want);
+    let (rows, dim) = e.dims2().unwrap();
+    assert_eq!(rows, want.len());
+    let m = Pretrained::load(&model, &Device::Cpu, None).unwrap();
+    let docs: Vec<String> = lines[..3]
+        .iter()
+        .map(|v| {
+            let t = v["title"].as_str().unwrap_or("");
+            let b = v["text"].as_str().unwrap();
+            if t.trim().is_empty() {
+                b.to_string()
+            } else {
+                format!("{t} {b}")
+            }
+        })
+        .collect();
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let direct = m.embed(&refs).unwrap().to_vec2::<f32>().unwrap();
+    let got = e.narrow(0, 0, 3).unwrap().to_vec2::<f32>().unwrap();
+    for (a, b) in direct.iter().zip(&got) {
+        let gap = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(gap < 1e-4, "{gap}");
+    }
+    let npy = std::fs::read(dir.path().join("emb.npy")).unwrap();
+    assert!(npy.starts_with(b"\x93NUMPY"));
+    assert_eq!(npy.len() % 4, 0);
+    assert!(npy.len() >= rows * dim * 4);
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod bm25;
 mod data;
+mod encode;
 mod eval;
 mod mine;
 mod pairs;
@@ -27,6 +28,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Export a trained run for Hugging Face transformers and sentence-transformers.
     Export(train::ExportArgs),
+    /// Embed a corpus with a model folder: ids and vectors (safetensors, .npy).
+    Encode(encode::EncodeArgs),
     /// Evaluate a model on a BEIR-format data set (nDCG@10, R@100, R@1000, RR@10, AP@100).
     Eval(eval::EvalArgs),
     /// Train every pretext task the same way and evaluate them side by side.
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => train::export(args),
         Command::Tokenizer(args) => train::tokenizer(args),
         Command::Eval(args) => eval::run(args),
+        Command::Encode(args) => encode::run(args),
         Command::Bm25(args) => bm25::run(args),
         Command::Mine(args) => mine::run(args),
         Command::Bench(args) => bench::run(args),
