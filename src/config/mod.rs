@@ -416,6 +416,10 @@ mod tests {
     fn combinations_that_cannot_work_are_refused_naming_their_fields() {
         let cases: &[(&[&str], &[&str])] = &[
             (&["train.loss.temperature=0"], &["train.loss.temperature"]),
+            (
+                &["train.loss.temperature=-0.05"],
+                &["train.loss.temperature"],
+            ),
             (&["train.loss.temperature=nan"], &["train.loss.temperature"]),
             (&["train.lr=nan"], &["train.lr"]),
             (&["train.lr=inf"], &["train.lr"]),

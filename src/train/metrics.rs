@@ -80,12 +80,20 @@ impl MetricsFile {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let mut file = std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        );
+        // The kept lines replace the file atomically (a crash here loses
+        // nothing), then new lines are appended.
+        let mut text = String::new();
         for l in kept {
-            writeln!(file, "{l}")?;
+            text.push_str(&l);
+            text.push('\n');
         }
+        crate::atomic::write(path, text)?;
+        let file = std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        );
         Ok(MetricsFile { file })
     }
 
@@ -136,6 +144,11 @@ pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
     if logs.is_empty() {
         return Ok(());
     }
+    // Drawn beside `out` and renamed into place.
+    crate::atomic::write_with(out, |tmp| draw_curves(tmp, &logs, &evals))
+}
+
+fn draw_curves(out: &Path, logs: &[StepLog], evals: &[(f64, f64)]) -> Result<()> {
     let root = SVGBackend::new(out, (900, 400)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (left, right) = root.split_horizontally(450);
@@ -194,7 +207,7 @@ pub fn plot(metrics: &Path, out: &Path) -> Result<()> {
         logs.iter()
             .map(|l| (l.step as f64, l.accuracy as f64))
             .collect(),
-        &evals,
+        evals,
     )?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())

@@ -383,11 +383,21 @@ const TOKENIZER_DOCS: usize = 50_000;
 pub fn load_or_train_tokenizer(config: &Config, own: &Path) -> Result<TextTokenizer> {
     let m = &config.model;
     let max_len = m.max_len;
+    // An init model's own tokenizer wins: its embedding rows are indexed
+    // by that vocabulary, and another one would run without an error but
+    // feed the model the wrong tokens.
+    if let Some(dir) = &m.init {
+        if let Some(p) = &m.tokenizer {
+            eprintln!(
+                "note: model.tokenizer = {} is ignored: the init model {} brings its own tokenizer",
+                p.display(),
+                dir.display()
+            );
+        }
+        return TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len);
+    }
     if let Some(p) = &m.tokenizer {
         return TextTokenizer::from_file(p, max_len);
-    }
-    if let Some(dir) = &m.init {
-        return TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len);
     }
     if own.exists() {
         return TextTokenizer::from_file(own, max_len);
