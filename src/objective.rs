@@ -26,6 +26,11 @@ pub enum Loss {
         /// (default: each query against its own only).
         #[serde(default)]
         share_hard: bool,
+        /// Weight each pair's loss (`"self"`: by the model's own detached
+        /// belief that the positive is right, ReContriever's weighting of
+        /// noisy pseudo-pairs; `"none"`: all alike).
+        #[serde(default)]
+        pair_weighting: PairWeighting,
     },
     /// Triplet margin loss on distances.
     Triplet {
@@ -55,8 +60,23 @@ impl Default for Loss {
             symmetric: false,
             in_batch: true,
             share_hard: false,
+            pair_weighting: PairWeighting::None,
         }
     }
+}
+
+/// How pairs are weighted in the InfoNCE loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairWeighting {
+    /// Every pair counts the same.
+    #[default]
+    None,
+    /// Each pair's loss times the model's detached probability of its
+    /// positive, the weights scaled to mean 1 (ReContriever, Fan et al.,
+    /// 2023): pseudo-pairs the model finds implausible count less.
+    #[serde(rename = "self")]
+    SelfBelief,
 }
 
 /// Distance of the triplet loss.
@@ -112,6 +132,7 @@ impl Loss {
                 symmetric,
                 in_batch,
                 share_hard,
+                pair_weighting,
             } => infonce(
                 &q,
                 &p,
@@ -121,6 +142,7 @@ impl Loss {
                 symmetric,
                 in_batch,
                 share_hard,
+                pair_weighting,
             ),
             Loss::Triplet { margin, distance } => triplet(&q, &p, hard.as_ref(), margin, distance),
         }
@@ -156,6 +178,7 @@ fn infonce(
     symmetric: bool,
     in_batch: bool,
     share_hard: bool,
+    weighting: PairWeighting,
 ) -> Result<LossOutput> {
     let b = q.dim(0)?;
     let device = q.device();
@@ -185,7 +208,16 @@ fn infonce(
         }
     }
     let logits = (Tensor::cat(&parts, 1)? / temperature)?;
-    let mut loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+    let mut loss = match weighting {
+        PairWeighting::None => candle_nn::loss::cross_entropy(&logits, &labels)?,
+        PairWeighting::SelfBelief => {
+            let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let picked = log_p.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
+            let belief = picked.detach().exp()?;
+            let weights = belief.broadcast_div(&belief.mean_all()?.clamp(1e-12, f64::MAX)?)?;
+            (picked.neg()? * weights)?.mean_all()?
+        }
+    };
     let predicted = logits.argmax(D::Minus1)?;
     let accuracy = predicted
         .eq(&labels)?
@@ -198,6 +230,23 @@ fn infonce(
         loss = ((loss + candle_nn::loss::cross_entropy(&back, &labels)?)? * 0.5)?;
     }
     Ok(LossOutput { loss, accuracy })
+}
+
+/// Listwise distillation: `KL(teacher ‖ student)` between the in-batch
+/// score distributions of each query (its row of `q·pᵀ / τ`), averaged over
+/// queries. With the frozen initial model as teacher this holds an adapted
+/// model near what it knew (self-distillation against forgetting).
+pub fn distill_kl(
+    student: (&Tensor, &Tensor),
+    teacher: (&Tensor, &Tensor),
+    temperature: f64,
+) -> Result<Tensor> {
+    let s = (student.0.matmul(&student.1.t()?)? / temperature)?;
+    let t = (teacher.0.matmul(&teacher.1.t()?)? / temperature)?.detach();
+    let log_s = candle_nn::ops::log_softmax(&s, D::Minus1)?;
+    let log_t = candle_nn::ops::log_softmax(&t, D::Minus1)?;
+    let p_t = log_t.exp()?;
+    (p_t * (log_t - log_s)?)?.sum(D::Minus1)?.mean_all()
 }
 
 fn distance(a: &Tensor, b: &Tensor, kind: Distance) -> Result<Tensor> {
@@ -270,6 +319,7 @@ mod tests {
             symmetric: false,
             in_batch: true,
             share_hard: false,
+            pair_weighting: PairWeighting::None,
         };
         let out = loss.compute(&e, Similarity::Dot).unwrap();
         // Row 0 logits [1, 0, 1], label 0: log(e + 1 + e) - 1.
@@ -296,6 +346,7 @@ mod tests {
             symmetric: false,
             in_batch: false,
             share_hard: false,
+            pair_weighting: PairWeighting::None,
         };
         let out = loss.compute(&e, Similarity::Dot).unwrap();
         // Query 0: logits [1, 5] → loss ln(e + e^5) - 1; query 1: its negative is masked → loss 0.
@@ -309,11 +360,60 @@ mod tests {
             symmetric: false,
             in_batch: false,
             share_hard: true,
+            pair_weighting: PairWeighting::None,
         };
         let out = shared.compute(&e, Similarity::Dot).unwrap();
         let q1 = ((1f64.exp() + 1.0).ln() - 1.0) as f32;
         let expected = (((1f64.exp() + 5f64.exp()).ln() - 1.0) as f32 + q1) / 2.0;
         assert!((out.loss.to_scalar::<f32>().unwrap() - expected).abs() < 1e-4);
+    }
+
+    #[test]
+    fn self_weighting_counts_implausible_pairs_less() {
+        // Query 0's positive ties with the other (1 and 1); query 1's is
+        // implausible (-1 against 0).
+        let q = t(&[[1.0, 0.0], [0.0, 1.0]]);
+        let p = t(&[[1.0, 0.0], [1.0, -1.0]]);
+        let e = StepEmbeddings {
+            queries: &q,
+            positives: &p,
+            hard: None,
+            queue: None,
+        };
+        let make = |w| Loss::Infonce {
+            temperature: 1.0,
+            symmetric: false,
+            in_batch: true,
+            share_hard: false,
+            pair_weighting: w,
+        };
+        let plain = make(PairWeighting::None)
+            .compute(&e, Similarity::Dot)
+            .unwrap();
+        let weighted = make(PairWeighting::SelfBelief)
+            .compute(&e, Similarity::Dot)
+            .unwrap();
+        // By hand: rows' log-probabilities of their positive, weights
+        // exp(logp) scaled to mean 1.
+        let lp0 = -(2f64.ln());
+        let lp1 = -1.0 - (1.0 + (-1f64).exp()).ln();
+        let (w0, w1) = (lp0.exp(), lp1.exp());
+        let mean = (w0 + w1) / 2.0;
+        let want = (-(lp0 * w0 / mean) - (lp1 * w1 / mean)) / 2.0;
+        let got = weighted.loss.to_scalar::<f32>().unwrap() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!(got < plain.loss.to_scalar::<f32>().unwrap() as f64);
+    }
+
+    #[test]
+    fn distillation_is_zero_against_itself_and_positive_otherwise() {
+        let q = t(&[[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]);
+        let p = t(&[[0.9, 0.1], [0.2, 0.9], [0.5, 0.5]]);
+        let same = distill_kl((&q, &p), (&q, &p), 0.1).unwrap();
+        assert!(same.to_scalar::<f32>().unwrap().abs() < 1e-6);
+        let other = t(&[[0.0, 1.0], [1.0, 0.0], [0.8, 0.6]]);
+        let kl = distill_kl((&q, &p), (&other, &p), 0.1).unwrap();
+        assert!(kl.to_scalar::<f32>().unwrap() > 0.1);
     }
 
     #[test]

@@ -218,3 +218,52 @@ fn encode_writes_ids_and_vectors_as_the_model_embeds_them() {
     assert_eq!(npy.len() % 4, 0);
     assert!(npy.len() >= rows * dim * 4);
 }
+
+#[test]
+fn self_distillation_and_pair_weighting_change_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = tiny_model(dir.path());
+    let losses = |name: &str, extra: &str| -> Vec<f64> {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let cfg = tiny_config(&d, extra);
+        pretext()
+            .args([
+                "train",
+                "--quiet",
+                "--steps",
+                "3",
+                "--set",
+                "model.dropout=0.0",
+                "--init",
+            ])
+            .arg(&init)
+            .arg("--config")
+            .arg(&cfg)
+            .assert()
+            .success();
+        std::fs::read_to_string(d.join("run/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let plain = losses("plain", "");
+    let distilled = losses("distilled", "distill = { weight = 5.0 }");
+    // At step 1 the model is its teacher (no dropout: KL 0); after an
+    // update it is not.
+    assert!(
+        (plain[0] - distilled[0]).abs() < 1e-4,
+        "{plain:?} vs {distilled:?}"
+    );
+    assert!(distilled[2] > plain[2], "{distilled:?} vs {plain:?}");
+    let weighted = losses(
+        "weighted",
+        "loss = { type = \"infonce\", temperature = 0.05, pair_weighting = \"self\" }",
+    );
+    assert_ne!(weighted[0], plain[0]);
+}

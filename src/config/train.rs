@@ -109,6 +109,29 @@ pub struct TrainSection {
     /// Parts of the model kept as they are (`{ embeddings = true, layers =
     /// N }`): no update, and no backward pass below the frozen part.
     pub freeze: Freeze,
+    /// Self-distillation against the frozen initial model.
+    pub distill: Distill,
+}
+
+/// `train.distill`: the loss gains `weight · KL(init ‖ model)` over each
+/// query's in-batch scores, the teacher being a frozen copy of the model as
+/// it started (the init model, when adapting one).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Distill {
+    /// Weight of the distillation term (0: off).
+    pub weight: f64,
+    /// Temperature of both score distributions.
+    pub temperature: f64,
+}
+
+impl Default for Distill {
+    fn default() -> Self {
+        Distill {
+            weight: 0.0,
+            temperature: 0.05,
+        }
+    }
 }
 
 impl Default for TrainSection {
@@ -132,6 +155,7 @@ impl Default for TrainSection {
             keep_checkpoints: 2,
             pairs: None,
             freeze: Freeze::default(),
+            distill: Distill::default(),
         }
     }
 }
@@ -165,9 +189,16 @@ impl TrainSection {
                 self.lr
             ));
         }
+        if !(self.distill.temperature.is_finite() && self.distill.temperature > 0.0) {
+            return Err(format!(
+                "train.distill.temperature = {} must be a finite number > 0",
+                self.distill.temperature
+            ));
+        }
         for (name, v) in [
             ("weight_decay", self.weight_decay),
             ("clip_norm", self.clip_norm),
+            ("distill.weight", self.distill.weight),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("train.{name} = {v} must be a finite number >= 0"));

@@ -52,6 +52,8 @@ pub struct Trainer {
     varmap: VarMap,
     model: DualEncoder,
     key: Option<KeyEncoder>,
+    /// A frozen copy of the model as it started (`train.distill`).
+    teacher: Option<KeyEncoder>,
     optimizer: AdamW,
     queue: Option<KeyQueue>,
     step: usize,

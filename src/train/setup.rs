@@ -153,6 +153,11 @@ impl Trainer {
             )?),
             _ => None,
         };
+        // The teacher of self-distillation: the query tower as it starts
+        // (copied before a resumed run restores its trained weights).
+        let teacher = (config.train.distill.weight > 0.0)
+            .then(|| KeyEncoder::new(&varmap, &bert, head, true, &device))
+            .transpose()?;
         // Frozen variables are not the optimizer's: they keep their bits.
         let trained: Vec<_> = sorted_vars(&varmap)
             .into_iter()
@@ -179,6 +184,7 @@ impl Trainer {
             varmap,
             model,
             key,
+            teacher,
             optimizer,
             queue,
             step: 0,

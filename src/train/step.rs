@@ -14,8 +14,8 @@ use super::metrics::{self, StepLog};
 use super::setup::sorted_vars;
 use super::Trainer;
 use crate::dist::gather_with_grad;
-use crate::model::{DropoutRng, Mode};
-use crate::objective::StepEmbeddings;
+use crate::model::{l2_normalize, DropoutRng, Mode, Similarity};
+use crate::objective::{distill_kl, StepEmbeddings};
 use crate::optim::{clip_scale, learning_rate};
 use crate::tokenize::TokenBatch;
 
@@ -152,7 +152,25 @@ impl Trainer {
             },
             self.config.model.similarity,
         )?;
-        let loss = out.loss.to_scalar::<f32>()?;
+        let total = match &self.teacher {
+            Some(teacher) => {
+                let d = t.distill;
+                let tq = teacher.tower.encode(&q_ids, &q_mask, Mode::Eval)?.detach();
+                let tp = teacher.tower.encode(&p_ids, &p_mask, Mode::Eval)?.detach();
+                let cosine = self.config.model.similarity == Similarity::Cosine;
+                let unit = |x: &Tensor| -> Result<Tensor> {
+                    Ok(if cosine { l2_normalize(x)? } else { x.clone() })
+                };
+                let kl = distill_kl(
+                    (&unit(&queries)?, &unit(&positives)?),
+                    (&unit(&tq)?, &unit(&tp)?),
+                    d.temperature,
+                )?;
+                (out.loss + (kl * d.weight)?)?
+            }
+            None => out.loss,
+        };
+        let loss = total.to_scalar::<f32>()?;
         if !loss.is_finite() {
             bail!(
                 "the loss is {loss} at step {}; stopping. {}",
@@ -160,7 +178,7 @@ impl Trainer {
                 self.last_good()?
             );
         }
-        let mut grads = out.loss.backward()?;
+        let mut grads = total.backward()?;
         if world > 1 {
             // Every rank reduces the same variables in the same (sorted) order.
             for (_, v) in sorted_vars(&self.varmap) {
