@@ -13,6 +13,7 @@ pub mod dist;
 pub mod encode;
 pub mod eval;
 pub mod export;
+pub mod filter;
 pub mod memory;
 pub mod model;
 pub mod momentum;

@@ -267,3 +267,65 @@ fn self_distillation_and_pair_weighting_change_the_loss() {
     );
     assert_ne!(weighted[0], plain[0]);
 }
+
+#[test]
+fn consistency_filtering_keeps_the_pairs_the_model_ranks_high() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = dir.path().join("corpus.jsonl");
+    let pairs = |name: &str, extra: &[&str]| -> (Vec<String>, String) {
+        let out = dir.path().join(name);
+        let run = pretext()
+            .args(["pairs", "--task", "crop", "--corpus"])
+            .arg(&corpus)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .assert()
+            .success();
+        let err = String::from_utf8_lossy(&run.get_output().stderr).to_string();
+        let lines = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        (lines, err)
+    };
+    let (all, _) = pairs("all.jsonl", &[]);
+    let m = model.display().to_string();
+    let (strict, err) = pairs(
+        "strict.jsonl",
+        &["--filter", "consistency", "--model", &m, "--top-k", "1"],
+    );
+    assert!(
+        err.contains(&format!(
+            "kept {} pairs, dropped {}",
+            strict.len(),
+            all.len() - strict.len()
+        )),
+        "{err}"
+    );
+    assert!(
+        !strict.is_empty() && strict.len() < all.len(),
+        "{} of {}",
+        strict.len(),
+        all.len()
+    );
+    assert!(
+        strict.iter().all(|l| all.contains(l)),
+        "kept lines are unchanged lines"
+    );
+    let (loose, _) = pairs(
+        "loose.jsonl",
+        &[
+            "--filter",
+            "consistency",
+            "--model",
+            &m,
+            "--top-k",
+            "100000",
+        ],
+    );
+    assert_eq!(loose, all);
+    assert!(!dir.path().join("strict.unfiltered.jsonl").exists());
+}

@@ -8,7 +8,7 @@ use pretext::config::{Config, ConfigBuilder};
 use pretext::pretext_tasks::augment::Augmentation;
 
 /// Corpus, task and augmentation flags. Each overrides the config file.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// TOML configuration file (see configs/); flags override its fields.
     #[arg(long, short)]

@@ -33,6 +33,17 @@ pub struct PairsArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     stats: Option<PathBuf>,
+    /// Keep only consistent pairs: `consistency` (E5) keeps a pair when
+    /// `--model` ranks its positive within `--top-k` of all the pairs'
+    /// positives for its query.
+    #[arg(long, value_parser = ["consistency"], requires = "model")]
+    filter: Option<String>,
+    /// The model folder of `--filter consistency`.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Rank a positive must reach to be kept.
+    #[arg(long, default_value_t = 2)]
+    top_k: usize,
     /// No progress bar and no summary on standard error.
     #[arg(long, short)]
     quiet: bool,
@@ -89,6 +100,9 @@ pub fn run(args: PairsArgs) -> Result<()> {
         b.set_value("pairs.with_meta", toml::Value::Boolean(true));
     }
     let config = finish(&b)?;
+    if let (Some(_), Some(model)) = (&args.filter, &args.model) {
+        return filtered_pairs(&args, &config, model);
+    }
     let corpus = config.corpus.open()?;
     if config.negatives.source == Source::Dense {
         return dense_pairs(&config, &corpus, args.quiet);
@@ -296,4 +310,54 @@ fn dense_pairs(
         eprint!("negatives: {}", mined.stats);
     }
     Ok(())
+}
+
+/// `--filter consistency`: the pairs are generated as asked into a
+/// temporary file (next to the output), then filtered into the output.
+fn filtered_pairs(
+    args: &PairsArgs,
+    config: &pretext::config::Config,
+    model: &std::path::Path,
+) -> Result<()> {
+    let out_path = config.pairs.out.clone();
+    if out_path.as_os_str() == "-" {
+        anyhow::bail!("--filter writes to a file: give --out FILE");
+    }
+    let tmp = out_path.with_extension("unfiltered.jsonl");
+    let inner = PairsArgs {
+        data: args.data.clone(),
+        out: Some(tmp.clone()),
+        format: Some(config.pairs.format.to_string()),
+        with_meta: config.pairs.with_meta,
+        stats: args.stats.clone(),
+        filter: None,
+        model: None,
+        top_k: args.top_k,
+        quiet: args.quiet,
+    };
+    let generated = run(inner);
+    let result = generated.and_then(|()| {
+        let device = pretext::train::device(&config.train.device)?;
+        let m = pretext::model::pretrained::Pretrained::load(
+            model,
+            &device,
+            Some(config.model.max_len),
+        )?;
+        let mut out = std::io::BufWriter::new(
+            File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?,
+        );
+        let f = pretext::filter::consistency(&tmp, &m, args.top_k, 64, &mut out)?;
+        out.flush()?;
+        eprintln!(
+            "consistency filter (top {} by {}): kept {} pairs, dropped {}: {}",
+            args.top_k,
+            model.display(),
+            f.kept,
+            f.dropped,
+            out_path.display()
+        );
+        Ok(())
+    });
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
