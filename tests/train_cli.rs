@@ -2,37 +2,14 @@
 //! gives the same weights, a NaN stops the run and keeps the last good
 //! checkpoint, pair datasets train, exports load back.
 
-use std::collections::HashMap;
 mod common;
 
 use std::path::Path;
 
 use assert_cmd::Command;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
-use common::{failure_stderr, minilm, pretext, tiny_config};
-
-fn weights(run: &Path, step: usize) -> HashMap<String, Tensor> {
-    let p = run.join(format!("checkpoints/step-{step:08}/model.safetensors"));
-    candle_core::safetensors::load(&p, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn max_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .map(|(k, t)| {
-            (t - &b[k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        })
-        .fold(0.0, f32::max)
-}
+use common::{failure_stderr, max_diff, minilm, pretext, tiny_config, weights};
 
 /// Trains a WordPiece tokenizer of `vocab` tokens into `out`.
 fn train_tokenizer(dir: &Path, vocab: usize, out: &Path) {

@@ -8,32 +8,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use common::{failure_stderr, pretext, root, tiny_config, tiny_model};
+use common::{failure_stderr, gap, max_diff, pretext, root, tiny_config, tiny_model, weights};
 use pretext::eval::beir::Beir;
 use pretext::eval::embed_all;
 use pretext::model::pretrained::Pretrained;
-
-fn weights(run: &Path, step: usize) -> HashMap<String, Tensor> {
-    let p = run.join(format!("checkpoints/step-{step:08}/model.safetensors"));
-    candle_core::safetensors::load(&p, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn max_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .map(|(k, t)| {
-            (t - &b[k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        })
-        .fold(0.0, f32::max)
-}
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
     t.to_vec2::<f32>().unwrap()
@@ -385,15 +363,8 @@ fn separate_towers_train_with_a_moco_queue() {
     let w = weights(&dir.path().join("run"), 4);
     let q = &w["embeddings.word_embeddings.weight"];
     let d = &w["doc.embeddings.word_embeddings.weight"];
-    let gap = (q - d)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(gap > 0.0, "both towers trained, apart");
+    let apart = gap(q, d);
+    assert!(apart > 0.0, "both towers trained, apart");
     let key = candle_core::safetensors::load(
         dir.path()
             .join("run/checkpoints/step-00000004/key.safetensors"),
@@ -401,22 +372,8 @@ fn separate_towers_train_with_a_moco_queue() {
     )
     .unwrap();
     let k = &key["embeddings.word_embeddings.weight"];
-    let to_doc = (k - d)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let to_query = (k - q)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let to_doc = gap(k, d);
+    let to_query = gap(k, q);
     assert!(
         to_doc < to_query,
         "the key encoder follows the document tower"

@@ -280,7 +280,7 @@ pub fn changed_fields(saved: &Config, now: &Config) -> Result<Vec<String>> {
 }
 
 /// A configuration as `dotted.key -> value` (arrays as one value).
-fn flatten(config: &Config) -> Result<BTreeMap<String, String>> {
+pub fn flatten(config: &Config) -> Result<BTreeMap<String, String>> {
     fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
         match v {
             toml::Value::Table(t) => {

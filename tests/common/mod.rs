@@ -157,3 +157,31 @@ pub fn toy_batch(
         sources: vec![None; rows.len()],
     }
 }
+
+/// The model weights of a run's checkpoint at `step`.
+pub fn weights(run: &Path, step: usize) -> std::collections::HashMap<String, candle_core::Tensor> {
+    let p = run.join(format!("checkpoints/step-{step:08}/model.safetensors"));
+    candle_core::safetensors::load(&p, &candle_core::Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The largest absolute difference between two tensors.
+pub fn gap(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// The largest absolute difference between two sets of named tensors.
+pub fn max_diff(
+    a: &std::collections::HashMap<String, candle_core::Tensor>,
+    b: &std::collections::HashMap<String, candle_core::Tensor>,
+) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().map(|(k, t)| gap(t, &b[k])).fold(0.0, f32::max)
+}

@@ -389,34 +389,17 @@ fn checkpoint_target() -> Target {
 /// made-up ones) and values of any shape: a clean configuration or an
 /// error, never a panic.
 pub fn run_set_overrides(cases: u32) -> Result<(), String> {
-    let keys: Vec<String> = {
-        let mut keys = Vec::new();
-        fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
-            if let toml::Value::Table(t) = v {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                    out.push(key);
-                }
-            }
-        }
-        walk(
-            "",
-            &toml::Value::try_from(pretext::config::Config::default()).unwrap(),
-            &mut keys,
-        );
-        keys.extend([
-            "nope".into(),
-            "train.loss.nope".into(),
-            "train".into(),
-            "".into(),
-        ]);
-        keys
-    };
+    let mut keys: Vec<String> =
+        pretext::train::run_dir::flatten(&pretext::config::Config::default())
+            .unwrap()
+            .into_keys()
+            .collect();
+    keys.extend([
+        "nope".into(),
+        "train.loss.nope".into(),
+        "train".into(),
+        "".into(),
+    ]);
     let value = prop_oneof![
         Just("abc".to_string()),
         Just("-1".to_string()),
