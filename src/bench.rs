@@ -19,6 +19,7 @@ use crate::eval::metrics::{evaluate, Measure, Run};
 use crate::eval::{embed_all, search};
 use crate::model::pretrained::Pretrained;
 use crate::tasks_by_name;
+use crate::tokenize::Side;
 use crate::train::{Start, TrainProgress, Trainer};
 
 /// One row of the results.
@@ -38,8 +39,8 @@ pub struct Row {
 
 fn eval_model(dir: &Path, data: &Beir, batch: usize, device: &Device) -> Result<Run> {
     let model = Pretrained::load(dir, device, None)?;
-    let docs = embed_all(&model, &data.corpus, batch, &mut |_| {})?;
-    let queries = embed_all(&model, &data.queries, batch, &mut |_| {})?;
+    let docs = embed_all(&model, &data.corpus, Side::Document, batch, &mut |_| {})?;
+    let queries = embed_all(&model, &data.queries, Side::Query, batch, &mut |_| {})?;
     search(&queries, &data.queries, &docs, &data.corpus, 1000, 256)
 }
 

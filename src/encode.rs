@@ -14,6 +14,7 @@ use pretext_tasks::pipeline::{for_each_batch, ReadOptions};
 
 use crate::eval::embed_texts;
 use crate::model::pretrained::Pretrained;
+use crate::tokenize::Side;
 
 /// What was written.
 #[derive(Debug)]
@@ -67,7 +68,7 @@ pub fn encode(
                 return Ok(());
             }
             let texts: Vec<&str> = docs.iter().map(|(_, t)| t.as_str()).collect();
-            match embed_texts(model, &texts, batch, &mut |_| {}) {
+            match embed_texts(model, &texts, Side::Document, batch, &mut |_| {}) {
                 Ok(e) => chunks.push(e),
                 Err(e) => failed = Some(e),
             }

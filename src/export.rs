@@ -212,16 +212,21 @@ fn write_tower(
     )?;
     write_json(
         &out.join("sentence_bert_config.json"),
-        &json!({"max_seq_length": m.max_len, "do_lower_case": false}),
+        &json!({"max_seq_length": m.lengths().1, "do_lower_case": false}),
     )?;
     let similarity = match m.similarity {
         Similarity::Dot => "dot",
         Similarity::Cosine => "cosine",
     };
-    write_json(
-        &out.join("config_sentence_transformers.json"),
-        &json!({"__version__": {"sentence_transformers": "3.0.0", "pretext": env!("CARGO_PKG_VERSION")},
-                "similarity_fn_name": similarity}),
-    )?;
+    // Prompts as sentence-transformers keeps them (`encode(...,
+    // prompt_name="query")`), and as `Pretrained::load` reads them back.
+    let prompts = m.prompts();
+    let mut st = json!({"__version__": {"sentence_transformers": "3.0.0", "pretext": env!("CARGO_PKG_VERSION")},
+                        "similarity_fn_name": similarity});
+    if !prompts.query.is_empty() || !prompts.document.is_empty() {
+        st["prompts"] = json!({"query": prompts.query, "document": prompts.document});
+        st["default_prompt_name"] = serde_json::Value::Null;
+    }
+    write_json(&out.join("config_sentence_transformers.json"), &st)?;
     Ok(())
 }

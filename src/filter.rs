@@ -19,6 +19,7 @@ use crate::eval::embed_texts;
 use crate::model::pretrained::Pretrained;
 use crate::model::{l2_normalize, Similarity};
 use crate::negatives::{top_k, Blocks, Embeddings};
+use crate::tokenize::Side;
 
 /// What the filter kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,16 +61,16 @@ pub fn consistency(
             dropped: 0,
         });
     }
-    let embed = |texts: &[String]| -> Result<candle_core::Tensor> {
+    let embed = |texts: &[String], side: Side| -> Result<candle_core::Tensor> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let e = embed_texts(model, &refs, batch, &mut |_| {})?;
+        let e = embed_texts(model, &refs, side, batch, &mut |_| {})?;
         Ok(match model.similarity {
             Similarity::Cosine => l2_normalize(&e)?,
             Similarity::Dot => e,
         })
     };
-    let q = embed(&queries)?;
-    let pool = Embeddings::from_tensor(&embed(&positives)?)?;
+    let q = embed(&queries, Side::Query)?;
+    let pool = Embeddings::from_tensor(&embed(&positives, Side::Document)?)?;
     let ranked = top_k(&q, &pool, k, Blocks::default(), &model.device)?;
     let mut kept = 0;
     for (i, (line, hits)) in lines.iter().zip(&ranked).enumerate() {

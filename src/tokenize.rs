@@ -40,6 +40,80 @@ impl TokenBatch {
     }
 }
 
+/// Which side of a pair a text is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A query (anchor).
+    Query,
+    /// A document (positive, negative, corpus passage).
+    Document,
+}
+
+/// Text prepended to each side before tokenizing (E5's `"query: "` and
+/// `"passage: "`), saved as sentence-transformers prompts on export.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Prompts {
+    /// Before queries.
+    pub query: String,
+    /// Before documents.
+    pub document: String,
+}
+
+impl Prompts {
+    /// `texts` with the prompt of `side` prepended (borrowed when empty).
+    pub fn apply<'t>(&self, side: Side, texts: &[&'t str]) -> Vec<std::borrow::Cow<'t, str>> {
+        let prompt = match side {
+            Side::Query => &self.query,
+            Side::Document => &self.document,
+        };
+        texts
+            .iter()
+            .map(|t| match prompt.is_empty() {
+                true => std::borrow::Cow::Borrowed(*t),
+                false => std::borrow::Cow::Owned(format!("{prompt}{t}")),
+            })
+            .collect()
+    }
+}
+
+/// The tokenizers of the two sides of a pair: one vocabulary, a maximum
+/// length and a prompt each.
+#[derive(Clone)]
+pub struct PairTokenizer {
+    /// Queries, cut at `query_max_len`.
+    pub query: TextTokenizer,
+    /// Documents, cut at `doc_max_len`.
+    pub doc: TextTokenizer,
+    /// The prompts.
+    pub prompts: Prompts,
+}
+
+impl PairTokenizer {
+    /// `base`'s vocabulary cut at `query_len` and `doc_len`.
+    pub fn new(
+        base: &TextTokenizer,
+        query_len: usize,
+        doc_len: usize,
+        prompts: Prompts,
+    ) -> Result<PairTokenizer> {
+        Ok(PairTokenizer {
+            query: base.with_max_len(query_len)?,
+            doc: base.with_max_len(doc_len)?,
+            prompts,
+        })
+    }
+
+    /// Encodes texts of `side`, prompt prepended.
+    pub fn encode(&self, side: Side, texts: &[&str]) -> Result<TokenBatch> {
+        let prompted = self.prompts.apply(side, texts);
+        let refs: Vec<&str> = prompted.iter().map(|c| c.as_ref()).collect();
+        match side {
+            Side::Query => self.query.encode(&refs),
+            Side::Document => self.doc.encode(&refs),
+        }
+    }
+}
+
 /// A tokenizer that pads to the longest text and truncates at `max_len`.
 #[derive(Clone)]
 pub struct TextTokenizer {
@@ -75,6 +149,11 @@ impl TextTokenizer {
             }))
             .map_err(|e| anyhow!("{e}"))?;
         Ok(TextTokenizer { inner })
+    }
+
+    /// The same vocabulary cut at another length.
+    pub fn with_max_len(&self, max_len: usize) -> Result<TextTokenizer> {
+        TextTokenizer::new(self.inner.clone(), max_len)
     }
 
     /// The vocabulary size (added tokens included).

@@ -329,3 +329,63 @@ fn consistency_filtering_keeps_the_pairs_the_model_ranks_high() {
     assert_eq!(loose, all);
     assert!(!dir.path().join("strict.unfiltered.jsonl").exists());
 }
+
+#[test]
+fn prompts_and_lengths_train_export_and_load_back() {
+    use pretext::model::pretrained::Pretrained;
+    use pretext::tokenize::{PairTokenizer, Prompts, Side};
+    let tok = common::shipped_tokenizer(64);
+    let sides = PairTokenizer::new(
+        &tok,
+        8,
+        20,
+        Prompts {
+            query: "query: ".into(),
+            document: "passage: ".into(),
+        },
+    )
+    .unwrap();
+    let long = "open a file and read every line of it until the end of the file ".repeat(3);
+    let q = sides.encode(Side::Query, &[long.as_str()]).unwrap();
+    let d = sides.encode(Side::Document, &[long.as_str()]).unwrap();
+    assert_eq!((q.seq, d.seq), (8, 20));
+    let plain = tok.encode(&[long.as_str()]).unwrap();
+    assert_ne!(q.ids[1], plain.ids[1], "the prompt comes first");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[model]\n",
+        "[model]\nquery_prefix = \"query: \"\ndoc_prefix = \"passage: \"\nquery_max_len = 16\ndoc_max_len = 24\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    pretext()
+        .args(["train", "--quiet", "--steps", "2", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let out = dir.path().join("model");
+    pretext()
+        .args(["export", "--run"])
+        .arg(dir.path().join("run"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("config_sentence_transformers.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["prompts"]["query"], "query: ");
+    assert_eq!(st["prompts"]["document"], "passage: ");
+    let sb: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("sentence_bert_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sb["max_seq_length"], 24);
+    let m = Pretrained::load(&out, &Device::Cpu, None).unwrap();
+    assert_eq!(m.prompts.query, "query: ");
+    let a = m.embed_side(&["read a file"], Side::Query).unwrap();
+    let b = m.embed(&["query: read a file"]).unwrap();
+    assert!(common::gap(&a, &b) < 1e-6);
+}

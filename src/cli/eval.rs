@@ -11,6 +11,7 @@ use pretext::eval::metrics::{evaluate, Measure, Run};
 use pretext::eval::{embed_all, search};
 use pretext::model::pretrained::Pretrained;
 use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index};
+use pretext::tokenize::Side;
 
 /// Flags of `pretext eval`.
 #[derive(Debug, Args)]
@@ -137,14 +138,22 @@ fn dense(args: &EvalArgs, model: &std::path::Path, data: &Beir) -> Result<Run> {
     let device = pretext::train::device(&args.device)?;
     let model = Pretrained::load(model, &device, args.max_len)?;
     let b = bar(args.quiet, data.corpus.len(), "encoding corpus");
-    let docs = embed_all(&model, &data.corpus, args.batch_size, &mut |n| {
-        b.set_position(n as u64)
-    })?;
+    let docs = embed_all(
+        &model,
+        &data.corpus,
+        Side::Document,
+        args.batch_size,
+        &mut |n| b.set_position(n as u64),
+    )?;
     b.finish_and_clear();
     let b = bar(args.quiet, data.queries.len(), "encoding queries");
-    let queries = embed_all(&model, &data.queries, args.batch_size, &mut |n| {
-        b.set_position(n as u64)
-    })?;
+    let queries = embed_all(
+        &model,
+        &data.queries,
+        Side::Query,
+        args.batch_size,
+        &mut |n| b.set_position(n as u64),
+    )?;
     b.finish_and_clear();
     search(&queries, &data.queries, &docs, &data.corpus, args.k, 256)
 }

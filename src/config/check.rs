@@ -135,11 +135,16 @@ fn model(config: &Config) -> Result<(), String> {
             }
         },
     };
-    if m.max_len < 2 || m.max_len > positions {
-        return Err(format!(
-            "model.max_len = {} must be in [2, {positions}] (the model's position table; [CLS] and [SEP] take two)",
-            m.max_len
-        ));
+    for (field, len) in [
+        ("max_len", Some(m.max_len)),
+        ("query_max_len", m.query_max_len),
+        ("doc_max_len", m.doc_max_len),
+    ] {
+        if let Some(len) = len.filter(|&l| l < 2 || l > positions) {
+            return Err(format!(
+                "model.{field} = {len} must be in [2, {positions}] (the model's position table; [CLS] and [SEP] take two)"
+            ));
+        }
     }
     Ok(())
 }

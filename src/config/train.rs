@@ -35,6 +35,34 @@ pub struct ModelSection {
     pub shared_towers: bool,
     /// Dropout override for both dropout rates of the preset or init model.
     pub dropout: Option<f64>,
+    /// Text before every query (E5: `"query: "`), exported as the
+    /// sentence-transformers prompt `query`.
+    pub query_prefix: String,
+    /// Text before every document (E5: `"passage: "`), exported as the
+    /// prompt `document`.
+    pub doc_prefix: String,
+    /// Longest query in tokens (default: `max_len`).
+    pub query_max_len: Option<usize>,
+    /// Longest document in tokens (default: `max_len`).
+    pub doc_max_len: Option<usize>,
+}
+
+impl ModelSection {
+    /// The prompts of the two sides.
+    pub fn prompts(&self) -> crate::tokenize::Prompts {
+        crate::tokenize::Prompts {
+            query: self.query_prefix.clone(),
+            document: self.doc_prefix.clone(),
+        }
+    }
+
+    /// Longest query and document, in tokens.
+    pub fn lengths(&self) -> (usize, usize) {
+        (
+            self.query_max_len.unwrap_or(self.max_len),
+            self.doc_max_len.unwrap_or(self.max_len),
+        )
+    }
 }
 
 impl Default for ModelSection {
@@ -51,6 +79,10 @@ impl Default for ModelSection {
             similarity: Similarity::Dot,
             shared_towers: true,
             dropout: None,
+            query_prefix: String::new(),
+            doc_prefix: String::new(),
+            query_max_len: None,
+            doc_max_len: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use candle_core::Tensor;
 
 use crate::model::pretrained::Pretrained;
 use crate::negatives::{top_k, Blocks, Embeddings};
+use crate::tokenize::Side;
 use beir::Item;
 use metrics::Run;
 
@@ -18,17 +19,19 @@ use metrics::Run;
 pub fn embed_all(
     model: &Pretrained,
     items: &[Item],
+    side: Side,
     batch: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Tensor> {
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
-    embed_texts(model, &texts, batch, progress)
+    embed_texts(model, &texts, side, batch, progress)
 }
 
-/// [`embed_all`] on plain texts.
+/// [`embed_all`] on plain texts, `side`'s prompt prepended.
 pub fn embed_texts(
     model: &Pretrained,
     texts: &[&str],
+    side: Side,
     batch: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Tensor> {
@@ -40,7 +43,7 @@ pub fn embed_texts(
         let chunk: Vec<&str> = ids.iter().map(|&i| texts[i]).collect();
         // Detached: with trainable weights the graph of every chunk would
         // otherwise stay alive until the end (an ANCE refresh runs out of memory).
-        chunks.push(model.embed(&chunk)?.detach());
+        chunks.push(model.embed_side(&chunk, side)?.detach());
         done += ids.len();
         progress(done);
     }

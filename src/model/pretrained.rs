@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use super::{BertConfig, Head, Mode, Pooling, Similarity, Tower};
-use crate::tokenize::TextTokenizer;
+use crate::tokenize::{Prompts, Side, TextTokenizer};
 
 /// An encoder ready to embed text.
 pub struct Pretrained {
@@ -25,6 +25,30 @@ pub struct Pretrained {
     /// mining, the ANCE refresh) scores them by dot product and gets the
     /// similarity the model was trained with.
     pub similarity: Similarity,
+    /// The folder's prompts (`prompts.query`, `prompts.document` of
+    /// `config_sentence_transformers.json`), prepended by [`Pretrained::embed_side`].
+    pub prompts: Prompts,
+}
+
+/// The prompts a folder declares (`query`; `document`, `passage` or
+/// `doc`), empty where it declares none.
+pub fn declared_prompts(dir: &Path) -> Result<Prompts> {
+    let p = dir.join("config_sentence_transformers.json");
+    if !p.exists() {
+        return Ok(Prompts::default());
+    }
+    let v = read_json(&p)?;
+    let get = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| v["prompts"][*n].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok(Prompts {
+        query: get(&["query"]),
+        document: get(&["document", "passage", "doc"]),
+    })
 }
 
 /// The similarity a folder declares: `similarity_fn_name` of
@@ -129,10 +153,18 @@ impl Pretrained {
             tokenizer,
             device: device.clone(),
             similarity,
+            prompts: declared_prompts(dir)?,
         })
     }
 
-    /// Embeds texts (no dropout), `(texts, dim)`.
+    /// Embeds texts of `side` with its prompt (no dropout), `(texts, dim)`.
+    pub fn embed_side(&self, texts: &[&str], side: Side) -> Result<Tensor> {
+        let prompted = self.prompts.apply(side, texts);
+        let refs: Vec<&str> = prompted.iter().map(|c| c.as_ref()).collect();
+        self.embed(&refs)
+    }
+
+    /// Embeds texts as they are (no prompt, no dropout), `(texts, dim)`.
     pub fn embed(&self, texts: &[&str]) -> Result<Tensor> {
         let b = self.tokenizer.encode(texts)?;
         let ids = Tensor::from_slice(&b.ids, (b.rows, b.seq), &self.device)?;

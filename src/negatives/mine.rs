@@ -21,6 +21,7 @@ use super::cache::EmbeddingCache;
 use super::dense::{top_k, Blocks, Embeddings};
 use crate::eval::embed_texts;
 use crate::model::pretrained::Pretrained;
+use crate::tokenize::Side;
 
 /// One query of the input: a pair (one per positive for multi-positive
 /// lines) and its answer strings.
@@ -211,7 +212,9 @@ fn corpus_embeddings(
     }
     progress.stage("encoding corpus", texts.len());
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let t = embed_texts(model, &refs, s.batch_size, &mut |n| progress.advance(n))?;
+    let t = embed_texts(model, &refs, Side::Document, s.batch_size, &mut |n| {
+        progress.advance(n)
+    })?;
     let e = Embeddings::from_tensor(&t)?;
     Ok(match (&s.cache, &key) {
         (Some(c), Some(k)) => (c.store(k, &e)?, false),
@@ -219,8 +222,8 @@ fn corpus_embeddings(
     })
 }
 
-fn embed(model: &Pretrained, texts: &[&str], s: &MineSettings) -> Result<Tensor> {
-    embed_texts(model, texts, s.batch_size, &mut |_| {})
+fn embed(model: &Pretrained, texts: &[&str], side: Side, s: &MineSettings) -> Result<Tensor> {
+    embed_texts(model, texts, side, s.batch_size, &mut |_| {})
 }
 
 fn normalized_rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
@@ -276,8 +279,8 @@ pub fn mine(
             let (docs, hit) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
             cache_hit = Some(hit);
             progress.stage("searching (dense)", queries.len());
-            let q = embed(&model, &qtexts, s)?;
-            let p = embed(&model, &ptexts, s)?;
+            let q = embed(&model, &qtexts, Side::Query, s)?;
+            let p = embed(&model, &ptexts, Side::Document, s)?;
             let pos: Vec<f32> = q
                 .mul(&p)?
                 .sum(1)?
@@ -298,7 +301,10 @@ pub fn mine(
             let (docs, _) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
             let d = crate::model::l2_normalize(&docs.block(0, docs.rows(), &Device::Cpu)?)?;
             let docs = Embeddings::from_tensor(&d)?;
-            Some((normalized_rows(&embed(&model, &qtexts, s)?)?, docs))
+            Some((
+                normalized_rows(&embed(&model, &qtexts, Side::Query, s)?)?,
+                docs,
+            ))
         }
         None => None,
     };

@@ -20,7 +20,7 @@ use crate::eval::embed_texts;
 use crate::model::pretrained::Pretrained;
 use crate::model::{l2_normalize, Similarity, Tower};
 use crate::negatives::{top_k, Blocks, Embeddings};
-use crate::tokenize::TextTokenizer;
+use crate::tokenize::{PairTokenizer, Side};
 
 /// The refreshed index and what mining saw.
 pub struct Ance {
@@ -81,7 +81,7 @@ impl Ance {
     pub fn refresh(
         &mut self,
         tower: &Tower,
-        tokenizer: &TextTokenizer,
+        tokenizer: &PairTokenizer,
         device: &Device,
         similarity: Similarity,
         batch: usize,
@@ -90,12 +90,13 @@ impl Ance {
         let started = Instant::now();
         let model = Pretrained {
             tower: tower.clone(),
-            tokenizer: tokenizer.clone(),
+            tokenizer: tokenizer.doc.clone(),
             device: device.clone(),
             similarity,
+            prompts: tokenizer.prompts.clone(),
         };
         let refs: Vec<&str> = self.texts.texts.iter().map(String::as_str).collect();
-        let mut e = embed_texts(&model, &refs, batch, &mut |_| {})?.detach();
+        let mut e = embed_texts(&model, &refs, Side::Document, batch, &mut |_| {})?.detach();
         if similarity == Similarity::Cosine {
             e = l2_normalize(&e)?;
         }

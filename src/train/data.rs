@@ -17,7 +17,7 @@ use pretext_tasks::tasks::{PretextTask, TaskSpec};
 use pretext_tasks::Error as DataError;
 use rand::{RngExt, SeedableRng};
 
-use crate::tokenize::{TextTokenizer, TokenBatch};
+use crate::tokenize::{PairTokenizer, Side, TokenBatch};
 
 /// Where training pairs come from.
 pub enum PairSource {
@@ -109,7 +109,7 @@ impl BatchStream {
     /// and reports what it saw to `stats`.
     pub fn start(
         source: PairSource,
-        tokenizer: TextTokenizer,
+        tokenizer: PairTokenizer,
         config: StreamConfig,
         negatives: Option<(Arc<PairNegatives>, Arc<Mutex<MiningStats>>)>,
     ) -> Result<BatchStream> {
@@ -154,7 +154,7 @@ fn stopped() -> DataError {
 }
 
 struct Batcher {
-    tokenizer: TextTokenizer,
+    tokenizer: PairTokenizer,
     config: StreamConfig,
     tx: SyncSender<Result<Batch>>,
     rng: rand::rngs::Xoshiro256PlusPlus,
@@ -199,13 +199,13 @@ impl Batcher {
                     present.push(neg.is_some() as u32);
                 }
             }
-            Some((self.tokenizer.encode(&texts)?, present))
+            Some((self.tokenizer.encode(Side::Document, &texts)?, present))
         } else {
             None
         };
         Ok(Batch {
-            queries: self.tokenizer.encode(&q)?,
-            positives: self.tokenizer.encode(&p)?,
+            queries: self.tokenizer.encode(Side::Query, &q)?,
+            positives: self.tokenizer.encode(Side::Document, &p)?,
             hard,
             positive_texts: p.iter().map(|s| s.to_string()).collect(),
             sources: stream.iter().map(|p| p.source).collect(),
@@ -270,7 +270,7 @@ impl Skipped {
 
 fn produce(
     source: PairSource,
-    tokenizer: TextTokenizer,
+    tokenizer: PairTokenizer,
     config: StreamConfig,
     negatives: Option<(Arc<PairNegatives>, Arc<Mutex<MiningStats>>)>,
     tx: SyncSender<Result<Batch>>,

@@ -16,7 +16,7 @@ use crate::eval::metrics::{evaluate, Measure};
 use crate::eval::{embed_all, search};
 use crate::model::pretrained::Pretrained;
 use crate::model::{l2_normalize, Similarity, Tower};
-use crate::tokenize::TextTokenizer;
+use crate::tokenize::{Prompts, Side, TextTokenizer};
 
 /// The best evaluation of a run (`RUN/best/eval.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +38,7 @@ pub struct Evaluator {
     data: Beir,
     tokenizer: TextTokenizer,
     section: EvalSection,
+    prompts: Prompts,
     /// The best so far (restored from `best/eval.json` on resume).
     pub best: Option<Best>,
     /// Evaluations since the best one.
@@ -51,6 +52,7 @@ impl Evaluator {
         section: &EvalSection,
         tokenizer: &std::path::Path,
         max_len: usize,
+        prompts: Prompts,
     ) -> Result<Option<Evaluator>> {
         let Some(dir) = &section.data else {
             return Ok(None);
@@ -64,6 +66,7 @@ impl Evaluator {
             data,
             tokenizer: TextTokenizer::from_file(tokenizer, section.max_len.unwrap_or(max_len))?,
             section: section.clone(),
+            prompts,
             best: None,
             since_best: 0,
         }))
@@ -87,21 +90,22 @@ impl Evaluator {
         device: &Device,
         similarity: Similarity,
     ) -> Result<BTreeMap<String, f64>> {
-        let encode = |tower: &Tower, items: &[crate::eval::beir::Item]| {
+        let encode = |tower: &Tower, items: &[crate::eval::beir::Item], side: Side| {
             let model = Pretrained {
                 tower: tower.clone(),
                 tokenizer: self.tokenizer.clone(),
                 device: device.clone(),
                 similarity,
+                prompts: self.prompts.clone(),
             };
-            let e = embed_all(&model, items, self.section.batch_size, &mut |_| {})?;
+            let e = embed_all(&model, items, side, self.section.batch_size, &mut |_| {})?;
             match similarity {
                 Similarity::Cosine => Ok::<_, anyhow::Error>(l2_normalize(&e)?),
                 Similarity::Dot => Ok(e),
             }
         };
-        let docs = encode(doc, &self.data.corpus)?;
-        let queries = encode(query, &self.data.queries)?;
+        let docs = encode(doc, &self.data.corpus, Side::Document)?;
+        let queries = encode(query, &self.data.queries, Side::Query)?;
         let run = search(
             &queries,
             &self.data.queries,

@@ -36,7 +36,7 @@ use crate::model::{BertConfig, DualEncoder};
 use crate::momentum::KeyEncoder;
 use crate::optim::AdamW;
 use crate::queue::KeyQueue;
-use crate::tokenize::TextTokenizer;
+use crate::tokenize::PairTokenizer;
 pub use metrics::StepLog;
 pub use run::last_logged_step;
 pub use run_dir::{RunDir, Start};
@@ -47,7 +47,7 @@ pub struct Trainer {
     config: Config,
     run_dir: RunDir,
     device: Device,
-    tokenizer: TextTokenizer,
+    tokenizer: PairTokenizer,
     bert: BertConfig,
     varmap: VarMap,
     model: DualEncoder,

@@ -81,6 +81,7 @@ impl Trainer {
                 &self.config.eval,
                 &run.tokenizer(),
                 self.config.model.max_len,
+                self.config.model.prompts(),
             )?,
             false => None,
         };

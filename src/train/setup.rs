@@ -21,7 +21,7 @@ use crate::model::{weights, BertConfig, DualEncoder, Head};
 use crate::momentum::KeyEncoder;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::queue::KeyQueue;
-use crate::tokenize::{train_on_corpus, TextTokenizer};
+use crate::tokenize::{train_on_corpus, PairTokenizer, TextTokenizer};
 
 /// Parses `cpu`, `cuda`, `cuda:N` or `metal`.
 pub fn device(name: &str) -> Result<Device> {
@@ -114,6 +114,8 @@ impl Trainer {
         if !run_dir.tokenizer().exists() {
             tokenizer.save(&run_dir.tokenizer())?;
         }
+        let (query_len, doc_len) = m.lengths();
+        let sides = PairTokenizer::new(&tokenizer, query_len, doc_len, m.prompts())?;
         let head = Head {
             pooling: m.pooling,
             projection: (m.projection > 0).then_some(m.projection),
@@ -179,7 +181,7 @@ impl Trainer {
             config,
             run_dir,
             device,
-            tokenizer,
+            tokenizer: sides,
             bert,
             varmap,
             model,

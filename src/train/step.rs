@@ -17,7 +17,7 @@ use crate::dist::gather_with_grad;
 use crate::model::{l2_normalize, DropoutRng, Mode, Similarity};
 use crate::objective::{distill_kl, StepEmbeddings};
 use crate::optim::{clip_scale, learning_rate};
-use crate::tokenize::TokenBatch;
+use crate::tokenize::{Side, TokenBatch};
 
 /// Tensors of a token batch on the device: ids and mask, `(rows, seq)`.
 fn to_device(b: &TokenBatch, dev: &Device) -> Result<(Tensor, Tensor)> {
@@ -115,7 +115,7 @@ impl Trainer {
                 self.step,
             )?;
             let (texts, present) = slots(&found, neg.count);
-            let tb = self.tokenizer.encode(&texts)?;
+            let tb = self.tokenizer.encode(Side::Document, &texts)?;
             let dense = encode_hard(&tb, &present)?;
             hard = Some(match hard {
                 Some((h, m)) => (
