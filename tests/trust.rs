@@ -100,8 +100,26 @@ fn a_cosine_model_is_evaluated_by_cosine() {
     .unwrap();
     let m = Pretrained::load(&raw, &Device::Cpu, None).unwrap();
     let data = Beir::load(&data_dir, "test").unwrap();
-    let d = rows(&embed_all(&m, &data.corpus, 64, &mut |_| {}).unwrap());
-    let q = rows(&embed_all(&m, &data.queries, 64, &mut |_| {}).unwrap());
+    let d = rows(
+        &embed_all(
+            &m,
+            &data.corpus,
+            pretext::tokenize::Side::Document,
+            64,
+            &mut |_| {},
+        )
+        .unwrap(),
+    );
+    let q = rows(
+        &embed_all(
+            &m,
+            &data.queries,
+            pretext::tokenize::Side::Query,
+            64,
+            &mut |_| {},
+        )
+        .unwrap(),
+    );
     let (du, qu): (Vec<_>, Vec<_>) = (
         d.iter().map(|v| unit(v)).collect(),
         q.iter().map(|v| unit(v)).collect(),
