@@ -40,7 +40,14 @@ fn main() {
         pretext::model::pretrained::Pretrained::load(dir.as_ref(), &device, Some(max_len)).unwrap();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let started = Instant::now();
-    let e = pretext::eval::embed_texts(&model, &refs, batch, &mut |_| {}).unwrap();
+    let e = pretext::eval::embed_texts(
+        &model,
+        &refs,
+        pretext::tokenize::Side::Document,
+        batch,
+        &mut |_| {},
+    )
+    .unwrap();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(e.dims2().unwrap().0, texts.len());
     println!(
