@@ -194,18 +194,21 @@ pub fn table(rows: &[Row]) -> String {
 
 fn write_outputs(rows: &[Row], bench: &BenchSection, base: &Config) -> Result<()> {
     let out = &bench.out;
+    let model = match &base.model.init {
+        Some(dir) => format!("init {}", dir.display()),
+        None => format!("preset {}", base.model.preset),
+    };
     let header = format!(
-        "Eval set: {} ({} split). Model: preset {}, {} steps of batch {}, lr {}, memory {:?}, seed {}.\n\n",
+        "Eval set: {} ({} split). Model: {model}, {} steps of batch {}, lr {}, memory {:?}, seed {}.\n\n",
         bench.data.display(),
         bench.split,
-        base.model.preset,
         base.train.steps,
         base.train.batch_size,
         base.train.lr,
         base.train.memory,
         base.seed
     );
-    std::fs::write(out.join("table.md"), header + &table(rows))?;
+    crate::atomic::write(&out.join("table.md"), header + &table(rows))?;
     let mut csv =
         String::from("run,nDCG@10,R@100,R@1000,RR@10,AP@100,final_loss,final_accuracy,seconds\n");
     for r in rows {
