@@ -232,6 +232,55 @@ fn infonce(
     Ok(LossOutput { loss, accuracy })
 }
 
+/// Each query's score against its positive and its hard negatives,
+/// `(rows, 1 + n)`: the model's side of score distillation.
+pub fn pair_scores(q: &Tensor, p: &Tensor, hard: &Tensor) -> Result<Tensor> {
+    let pos = q.mul(p)?.sum_keepdim(1)?;
+    let neg = hard.broadcast_mul(&q.unsqueeze(1)?)?.sum(D::Minus1)?;
+    Tensor::cat(&[&pos, &neg], 1)
+}
+
+/// MarginMSE (Hofstätter et al., 2020): the mean squared difference of the
+/// model's and the teacher's margins `s(q, p) − s(q, n_i)` over present
+/// negatives (`mask` is `(rows, n)` of 0/1). Scores are `(rows, 1 + n)`.
+pub fn margin_mse(student: &Tensor, teacher: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let n = student.dim(1)? - 1;
+    let margins =
+        |s: &Tensor| -> Result<Tensor> { s.narrow(1, 0, 1)?.broadcast_sub(&s.narrow(1, 1, n)?) };
+    let mask = mask.to_dtype(DType::F32)?;
+    let d = (margins(student)? - margins(&teacher.detach())?)?.sqr()?;
+    let total = (d * &mask)?.sum_all()?;
+    total.broadcast_div(&mask.sum_all()?.clamp(1.0, f64::MAX)?)
+}
+
+/// Listwise KL between the teacher's softmax over `[positive, negatives]`
+/// (at `teacher_t`) and the model's (at `student_t`), absent negatives
+/// masked out; averaged over rows.
+pub fn listwise_kl(
+    student: &Tensor,
+    teacher: &Tensor,
+    mask: &Tensor,
+    student_t: f64,
+    teacher_t: f64,
+) -> Result<Tensor> {
+    let rows = student.dim(0)?;
+    let present = Tensor::cat(
+        &[
+            &Tensor::ones((rows, 1), DType::F32, student.device())?,
+            &mask.to_dtype(DType::F32)?,
+        ],
+        1,
+    )?;
+    let penalty = ((present - 1.0)? * 1e9)?;
+    let s = ((student / student_t)? + &penalty)?;
+    let t = ((teacher.detach() / teacher_t)? + &penalty)?;
+    let log_s = candle_nn::ops::log_softmax(&s, D::Minus1)?;
+    let log_t = candle_nn::ops::log_softmax(&t, D::Minus1)?;
+    (log_t.exp()? * (log_t - log_s)?)?
+        .sum(D::Minus1)?
+        .mean_all()
+}
+
 /// Listwise distillation: `KL(teacher ‖ student)` between the in-batch
 /// score distributions of each query (its row of `q·pᵀ / τ`), averaged over
 /// queries. With the frozen initial model as teacher this holds an adapted
@@ -414,6 +463,36 @@ mod tests {
         let other = t(&[[0.0, 1.0], [1.0, 0.0], [0.8, 0.6]]);
         let kl = distill_kl((&q, &p), (&other, &p), 0.1).unwrap();
         assert!(kl.to_scalar::<f32>().unwrap() > 0.1);
+    }
+
+    #[test]
+    fn margin_mse_and_listwise_kl_by_hand() {
+        let s = Tensor::new(&[[3.0f32, 1.0, 0.0], [2.0, 2.0, 5.0]], &Device::Cpu).unwrap();
+        let t = Tensor::new(&[[4.0f32, 1.0, 1.0], [2.0, 0.0, 9.0]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u32, 1], [1, 0]], &Device::Cpu).unwrap();
+        // Margins: row 0 model (2, 3) teacher (3, 3); row 1 model (0, -) teacher (2, -).
+        let want = ((2.0f32 - 3.0).powi(2) + 0.0 + (0.0f32 - 2.0).powi(2)) / 3.0;
+        let got = margin_mse(&s, &t, &mask)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!(
+            listwise_kl(&t, &t, &mask, 1.0, 1.0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .abs()
+                < 1e-6
+        );
+        // Row 1's third column is masked: only columns 0 and 1 count.
+        let s1 = Tensor::new(&[[0.0f32, 0.0, 0.0], [0.0, 0.0, 100.0]], &Device::Cpu).unwrap();
+        let t1 = Tensor::new(&[[0.0f32, 0.0, 0.0], [0.0, 0.0, -100.0]], &Device::Cpu).unwrap();
+        let kl = listwise_kl(&s1, &t1, &mask, 1.0, 1.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(kl.abs() < 1e-5, "masked columns count: {kl}");
     }
 
     #[test]

@@ -389,3 +389,167 @@ fn prompts_and_lengths_train_export_and_load_back() {
     let b = m.embed(&["query: read a file"]).unwrap();
     assert!(common::gap(&a, &b) < 1e-6);
 }
+
+#[test]
+fn bm25_teacher_scores_are_mined_read_and_distilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "");
+    let corpus = dir.path().join("corpus.jsonl");
+    let pairs = dir.path().join("pairs.jsonl");
+    pretext()
+        .args(["pairs", "--quiet", "--task", "crop", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&pairs)
+        .assert()
+        .success();
+    for format in ["st", "flag", "tevatron"] {
+        let mined = dir.path().join(format!("mined-{format}.jsonl"));
+        pretext()
+            .args([
+                "mine",
+                "--quiet",
+                "--retriever",
+                "bm25",
+                "--teacher-scores",
+                "bm25",
+                "--queries",
+            ])
+            .arg(&pairs)
+            .arg("--corpus")
+            .arg(&corpus)
+            .args([
+                "--num-negatives",
+                "2",
+                "--range-min",
+                "3",
+                "--range-max",
+                "30",
+                "--format",
+                format,
+            ])
+            .arg("--out")
+            .arg(&mined)
+            .assert()
+            .success();
+        let first = std::fs::read_to_string(&mined).unwrap();
+        let line = first.lines().next().unwrap();
+        let pair = &pretext::pretext_tasks::formats::parse_pair_line(line).unwrap()[0];
+        let scores = pair
+            .scores
+            .as_ref()
+            .unwrap_or_else(|| panic!("{format}: no scores in {line}"));
+        assert_eq!(scores.len(), 1 + pair.negatives.len(), "{format}");
+        assert!(scores.iter().all(|s| s.is_finite()), "{format}: {scores:?}");
+    }
+    // The negatives' teacher scores are BM25's own scores of them, as the
+    // `ids` layout reports the retriever's scores.
+    let ids = dir.path().join("ids.jsonl");
+    pretext()
+        .args(["mine", "--quiet", "--retriever", "bm25", "--queries"])
+        .arg(&pairs)
+        .arg("--corpus")
+        .arg(&corpus)
+        .args([
+            "--num-negatives",
+            "2",
+            "--range-min",
+            "3",
+            "--range-max",
+            "30",
+            "--format",
+            "ids",
+        ])
+        .arg("--out")
+        .arg(&ids)
+        .assert()
+        .success();
+    let st = std::fs::read_to_string(dir.path().join("mined-st.jsonl")).unwrap();
+    let ids = std::fs::read_to_string(&ids).unwrap();
+    for (a, b) in st.lines().zip(ids.lines()).take(20) {
+        let teacher = pretext::pretext_tasks::formats::parse_pair_line(a).unwrap()[0]
+            .scores
+            .clone()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(b).unwrap();
+        for (j, n) in v["negatives"].as_array().unwrap().iter().enumerate() {
+            let r = n["score"].as_f64().unwrap() as f32;
+            assert!(
+                (teacher[j + 1] - r).abs() <= 1e-3 * r.abs().max(1.0),
+                "{teacher:?} vs {v}"
+            );
+        }
+    }
+    let mined = dir.path().join("mined-st.jsonl");
+    let train = |name: &str, sets: &[&str]| -> Vec<f64> {
+        let mut c = pretext();
+        c.args([
+            "train",
+            "--quiet",
+            "--steps",
+            "2",
+            "--set",
+            "train.hard_negatives=1",
+            "--set",
+            "model.dropout=0.0",
+        ])
+        .arg("--pairs")
+        .arg(&mined)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join(name));
+        for s in sets {
+            c.args(["--set", s]);
+        }
+        c.assert().success();
+        std::fs::read_to_string(dir.path().join(name).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let plain = train("plain", &[]);
+    let mse = train("mse", &["train.teacher.weight=1.0"]);
+    let kl = train(
+        "kl",
+        &[
+            "train.teacher.weight=1.0",
+            "train.teacher.loss=\"kl\"",
+            "train.teacher.temperature=5.0",
+        ],
+    );
+    assert!(
+        mse[0] > plain[0] && kl[0] > plain[0],
+        "{plain:?} {mse:?} {kl:?}"
+    );
+    // Pairs without scores: an error that says what is missing.
+    let err = common::failure_stderr(
+        pretext()
+            .args([
+                "train",
+                "--quiet",
+                "--steps",
+                "1",
+                "--set",
+                "train.hard_negatives=1",
+                "--set",
+                "train.teacher.weight=1.0",
+            ])
+            .arg("--pairs")
+            .arg(
+                dir.path()
+                    .join("mined-flag.jsonl")
+                    .with_file_name("pairs.jsonl"),
+            )
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.path().join("none")),
+    );
+    assert!(err.contains("teacher scores"), "{err}");
+}

@@ -173,7 +173,7 @@ impl Serialize for Row<'_, '_> {
 mod tests;
 
 /// A pair read back from a dataset file, in any of the three layouts.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct OwnedPair {
     /// The query.
     pub query: String,
@@ -181,6 +181,12 @@ pub struct OwnedPair {
     pub positive: String,
     /// Negatives, in file order.
     pub negatives: Vec<String>,
+    /// A teacher's scores of the positive and of each negative, in that
+    /// order, when the line carries them (for distillation): `scores`
+    /// (or `label`, margins `teacher(q, p) - teacher(q, n_i)`, as
+    /// sentence-transformers' MarginMSE datasets hold them), FlagEmbedding's
+    /// `pos_scores`/`neg_scores`, a `score` in each Tevatron passage.
+    pub scores: Option<Vec<f32>>,
 }
 
 /// Parses one JSON line of a pair dataset, recognising the layout by its
@@ -212,6 +218,34 @@ pub fn parse_pair_line(line: &str) -> Result<Vec<OwnedPair>, String> {
             _ => Err(format!("{what} is not a string")),
         }
     };
+    let numbers = |key: &str| -> Result<Option<Vec<f32>>, String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => Ok(Some(vec![n.as_f64().unwrap_or(f64::NAN) as f32])),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_f64()
+                        .filter(|f| f.is_finite())
+                        .map(|f| f as f32)
+                        .ok_or(format!("`{key}` holds a value that is not a finite number"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(format!("`{key}` is not a list of numbers")),
+        }
+    };
+    // Scores must cover the positive and every negative.
+    let check = |scores: Option<Vec<f32>>, negatives: usize| -> Result<Option<Vec<f32>>, String> {
+        match scores {
+            Some(s) if s.len() != negatives + 1 => Err(format!(
+                "{} teacher scores for a positive and {negatives} negatives (need {})",
+                s.len(),
+                negatives + 1
+            )),
+            s => Ok(s),
+        }
+    };
     let list = |key: &str| -> Result<Vec<String>, String> {
         match obj.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
@@ -235,10 +269,18 @@ pub fn parse_pair_line(line: &str) -> Result<Vec<OwnedPair>, String> {
                 None => break,
             }
         }
+        let scores = match (numbers("scores")?, numbers("label")?) {
+            (Some(s), _) => Some(s),
+            // Margins: positive at 0, each negative at minus its margin.
+            (None, Some(m)) => Some(std::iter::once(0.0).chain(m.iter().map(|x| -x)).collect()),
+            (None, None) => None,
+        };
+        let n = negatives.len();
         return Ok(vec![OwnedPair {
             query: text(anchor, "anchor")?,
             positive,
             negatives,
+            scores: check(scores, n)?,
         }]);
     }
     let query = text(
@@ -246,22 +288,72 @@ pub fn parse_pair_line(line: &str) -> Result<Vec<OwnedPair>, String> {
             .ok_or("no `anchor` or `query` field: not a pair dataset line")?,
         "query",
     )?;
-    let (positives, negatives) = if obj.contains_key("positive_passages") {
-        (list("positive_passages")?, list("negative_passages")?)
+    // Per-positive and per-negative teacher scores, when present.
+    let passage_scores = |key: &str| -> Result<Option<Vec<f32>>, String> {
+        let Some(Value::Array(a)) = obj.get(key) else {
+            return Ok(None);
+        };
+        let s: Vec<Option<f32>> = a
+            .iter()
+            .map(|p| p.get("score").and_then(Value::as_f64).map(|f| f as f32))
+            .collect();
+        match (s.iter().all(Option::is_some), s.iter().any(Option::is_some)) {
+            (true, _) => Ok(Some(s.into_iter().flatten().collect())),
+            (false, true) => Err(format!("some of `{key}` have a `score`, some not")),
+            (false, false) => Ok(None),
+        }
+    };
+    let (positives, negatives, pos_scores, neg_scores) = if obj.contains_key("positive_passages") {
+        (
+            list("positive_passages")?,
+            list("negative_passages")?,
+            passage_scores("positive_passages")?,
+            passage_scores("negative_passages")?,
+        )
     } else if obj.contains_key("pos") {
-        (list("pos")?, list("neg")?)
+        (
+            list("pos")?,
+            list("neg")?,
+            numbers("pos_scores")?,
+            numbers("neg_scores")?,
+        )
     } else {
         return Err("missing field `pos` or `positive_passages`".into());
     };
     if positives.is_empty() {
         return Err("no positive".into());
     }
-    Ok(positives
+    let n_pos = positives.len();
+    let scores_of = |i: usize| -> Result<Option<Vec<f32>>, String> {
+        match (&pos_scores, &neg_scores) {
+            (None, None) => Ok(None),
+            (Some(p), n) => {
+                let Some(&ps) = p.get(i).filter(|_| p.len() == n_pos) else {
+                    return Err(format!("{} positive scores for {n_pos} positives", p.len()));
+                };
+                let negs = match n {
+                    Some(n) => n.clone(),
+                    None if negatives.is_empty() => Vec::new(),
+                    None => return Err("positive scores without negative scores".into()),
+                };
+                check(
+                    Some(std::iter::once(ps).chain(negs).collect()),
+                    negatives.len(),
+                )
+            }
+            (None, Some(_)) => Err("negative scores without positive scores".into()),
+        }
+    };
+    positives
         .into_iter()
-        .map(|positive| OwnedPair {
-            query: query.clone(),
-            positive,
-            negatives: negatives.clone(),
+        .enumerate()
+        .map(|(i, positive)| {
+            Ok(OwnedPair {
+                query: query.clone(),
+                positive,
+                negatives: negatives.clone(),
+                scores: scores_of(i)?,
+            })
         })
-        .collect())
+        .collect()
 }

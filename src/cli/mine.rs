@@ -10,7 +10,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pretext::config::ConfigBuilder;
 use pretext::negatives::mine::{
-    mine, positives_as_corpus, read_queries, write_mined, MineFormat, MineProgress, MineSettings,
+    bm25_teacher_scores, mine, positives_as_corpus, read_queries, write_mined, MineFormat,
+    MineProgress, MineSettings,
 };
 use pretext::negatives::{Blocks, EmbeddingCache};
 use pretext::pretext_tasks::negatives::CorpusTexts;
@@ -100,6 +101,10 @@ pub struct MineArgs {
     /// Skip bad corpus records instead of stopping.
     #[arg(long)]
     skip_bad: bool,
+    /// Write a teacher's score of the positive and of every negative on
+    /// each line (`bm25`: SPAR's lexical teacher), for `train.teacher`.
+    #[arg(long, value_parser = ["bm25"])]
+    teacher_scores: Option<String>,
     /// Set any config field, repeatable: --set negatives.drop_answers=false.
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -247,7 +252,23 @@ pub fn run(args: MineArgs) -> Result<()> {
             .with_context(|| format!("creating {}", args.out.display()))?;
         Box::new(BufWriter::new(f))
     };
-    write_mined(&mut *out, format, &queries, &corpus, &mined)?;
+    let scores = match args.teacher_scores.as_deref() {
+        Some("bm25") => Some(bm25_teacher_scores(
+            &queries,
+            &corpus,
+            &mined,
+            config.negatives.bm25,
+        )),
+        _ => None,
+    };
+    write_mined(
+        &mut *out,
+        format,
+        &queries,
+        &corpus,
+        &mined,
+        scores.as_deref(),
+    )?;
     out.flush()?;
     drop(out);
     if !args.quiet {

@@ -299,6 +299,7 @@ fn dense_pairs(
         &queries,
         &texts,
         &mined,
+        None,
     )?;
     out.flush()?;
     if !quiet {

@@ -23,7 +23,7 @@ mod train;
 
 pub use bench::BenchSection;
 pub use eval::EvalSection;
-pub use train::{Memory, ModelSection, TrainSection};
+pub use train::{Distill, Memory, ModelSection, ScoreLoss, TeacherScores, TrainSection};
 
 /// A whole run's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -143,6 +143,48 @@ pub struct TrainSection {
     pub freeze: Freeze,
     /// Self-distillation against the frozen initial model.
     pub distill: Distill,
+    /// Distillation from a teacher's scores carried in the pair file.
+    pub teacher: TeacherScores,
+}
+
+/// How the model learns from teacher scores in the pair file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreLoss {
+    /// MarginMSE (Hofstätter et al., 2020): the squared error between the
+    /// model's and the teacher's margins `s(q, p) − s(q, n_i)`.
+    #[default]
+    MarginMse,
+    /// Listwise KL between the teacher's and the model's softmax over the
+    /// positive and the negatives.
+    Kl,
+}
+
+/// `train.teacher`: the loss gains `weight · L(model scores, teacher
+/// scores)` over each pair's positive and its own hard negatives, the
+/// teacher scores read from the pair file (`scores`, `pos_scores` /
+/// `neg_scores`, Tevatron passage `score`; `mine --teacher-scores bm25`
+/// writes BM25's, SPAR's lexical teacher).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeacherScores {
+    /// `margin-mse` or `kl`.
+    pub loss: ScoreLoss,
+    /// Weight of the term (0: off).
+    pub weight: f64,
+    /// Temperature of the teacher's softmax (`kl`; BM25 scores are in the
+    /// tens, so a temperature near their spread).
+    pub temperature: f64,
+}
+
+impl Default for TeacherScores {
+    fn default() -> Self {
+        TeacherScores {
+            loss: ScoreLoss::MarginMse,
+            weight: 0.0,
+            temperature: 1.0,
+        }
+    }
 }
 
 /// `train.distill`: the loss gains `weight · KL(init ‖ model)` over each
@@ -188,6 +230,7 @@ impl Default for TrainSection {
             pairs: None,
             freeze: Freeze::default(),
             distill: Distill::default(),
+            teacher: TeacherScores::default(),
         }
     }
 }
@@ -221,6 +264,17 @@ impl TrainSection {
                 self.lr
             ));
         }
+        if self.teacher.weight > 0.0 && (self.pairs.is_none() || self.hard_negatives == 0) {
+            return Err(
+                "train.teacher learns from teacher scores of a pair file's positives and negatives: it needs train.pairs and train.hard_negatives >= 1".into(),
+            );
+        }
+        if !(self.teacher.temperature.is_finite() && self.teacher.temperature > 0.0) {
+            return Err(format!(
+                "train.teacher.temperature = {} must be a finite number > 0",
+                self.teacher.temperature
+            ));
+        }
         if !(self.distill.temperature.is_finite() && self.distill.temperature > 0.0) {
             return Err(format!(
                 "train.distill.temperature = {} must be a finite number > 0",
@@ -231,6 +285,7 @@ impl TrainSection {
             ("weight_decay", self.weight_decay),
             ("clip_norm", self.clip_norm),
             ("distill.weight", self.distill.weight),
+            ("teacher.weight", self.teacher.weight),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("train.{name} = {v} must be a finite number >= 0"));

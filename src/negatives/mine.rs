@@ -397,12 +397,44 @@ impl std::str::FromStr for MineFormat {
 }
 
 /// Writes the mined dataset, one line per query.
+/// BM25 as a lexical teacher (SPAR's Λ, Chen et al., 2021): the BM25
+/// score of each query against its positive and against each of its mined
+/// negatives, with the corpus's statistics, for distillation
+/// (`mine --teacher-scores bm25`; `train.teacher` learns from them).
+pub fn bm25_teacher_scores(
+    queries: &[QueryLine],
+    corpus: &CorpusTexts,
+    mined: &Mined,
+    config: pretext_tasks::bm25::Bm25Config,
+) -> Vec<Vec<f32>> {
+    let index = corpus.bm25(config);
+    let analyzer = Analyzer::new(config);
+    queries
+        .par_iter()
+        .zip(&mined.picks)
+        .map(|(q, picks)| {
+            std::iter::once(q.positive.as_str())
+                .chain(picks.iter().map(|p| match p.kind {
+                    Kind::Gold => queries[p.item as usize].positive.as_str(),
+                    _ => corpus.texts[p.item as usize].as_str(),
+                }))
+                .map(|t| index.score_text(&analyzer, &q.query, t))
+                .collect()
+        })
+        .collect()
+}
+
+/// Writes the mined dataset, one line per query; with `scores` (one list
+/// per query: the positive's, then each negative's) each line carries its
+/// teacher scores as the layout keeps them (`scores`; `pos_scores` and
+/// `neg_scores`; a `score` in each Tevatron passage).
 pub fn write_mined(
     out: &mut dyn Write,
     format: MineFormat,
     queries: &[QueryLine],
     corpus: &CorpusTexts,
     mined: &Mined,
+    scores: Option<&[Vec<f32>]>,
 ) -> Result<()> {
     use serde_json::{json, Value};
     let text = |p: &Picked| -> &str {
@@ -436,6 +468,9 @@ pub fn write_mined(
                 for (j, p) in picks.iter().enumerate() {
                     fields.push((format!("negative_{}", j + 1), json!(text(p))));
                 }
+                if let Some(s) = scores {
+                    fields.push(("scores".to_string(), json!(s[i])));
+                }
                 out.write_all(ordered_object(&fields).as_bytes())?;
                 out.write_all(b"\n")?;
                 continue;
@@ -457,6 +492,21 @@ pub fn write_mined(
                     "id": id(p), "rank": p.rank, "score": p.score, "kind": p.kind,
                 })).collect::<Vec<_>>(),
             }),
+        };
+        let row = match (scores, format, row) {
+            (Some(s), MineFormat::Pairs(PairFormat::Flag), mut row) => {
+                row["pos_scores"] = json!([s[i][0]]);
+                row["neg_scores"] = json!(s[i][1..]);
+                row
+            }
+            (Some(s), MineFormat::Pairs(PairFormat::Tevatron), mut row) => {
+                row["positive_passages"][0]["score"] = json!(s[i][0]);
+                for (j, v) in s[i][1..].iter().enumerate() {
+                    row["negative_passages"][j]["score"] = json!(v);
+                }
+                row
+            }
+            (_, _, row) => row,
         };
         serde_json::to_writer(&mut *out, &row)?;
         out.write_all(b"\n")?;

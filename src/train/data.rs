@@ -68,6 +68,10 @@ pub struct Batch {
     pub positive_texts: Vec<String>,
     /// Corpus ordinal of the document each pair came from, when known.
     pub sources: Vec<Option<u64>>,
+    /// Teacher scores of each pair's positive and its own first
+    /// `train.hard_negatives` negatives, `batch × (1 + n)` row-major, when
+    /// every pair of the batch carries them (`scores` in the pair file).
+    pub scores: Option<Vec<f32>>,
 }
 
 /// A pair in the stream: the texts and the document it came from.
@@ -209,6 +213,7 @@ impl Batcher {
             hard,
             positive_texts: p.iter().map(|s| s.to_string()).collect(),
             sources: stream.iter().map(|p| p.source).collect(),
+            scores: teacher_scores(&pairs, self.config.own_negatives),
         })
     }
 }
@@ -232,6 +237,17 @@ fn with_mined(
         total.lock().expect("mining stats").merge(stats);
     }
     StreamPair { pair, source }
+}
+
+/// The teacher scores of the positive and the first `own` negatives of
+/// every pair, row after row, if every pair has them.
+fn teacher_scores(pairs: &[&OwnedPair], own: usize) -> Option<Vec<f32>> {
+    let mut out = Vec::with_capacity(pairs.len() * (own + 1));
+    for p in pairs {
+        let s = p.scores.as_ref().filter(|s| s.len() > own)?;
+        out.extend_from_slice(&s[..=own]);
+    }
+    Some(out)
 }
 
 /// Bad records the stream skipped under `--skip-bad`: reported once, after
@@ -308,6 +324,7 @@ fn produce(
                         .map(|p| {
                             augment.apply(p, &mut rng);
                             let pair = OwnedPair {
+                                scores: None,
                                 query: flat(&p.query).into_owned(),
                                 positive: flat(&p.positive).into_owned(),
                                 negatives: p

@@ -13,9 +13,10 @@ use super::data::Batch;
 use super::metrics::{self, StepLog};
 use super::setup::sorted_vars;
 use super::Trainer;
+use crate::config::ScoreLoss;
 use crate::dist::gather_with_grad;
 use crate::model::{l2_normalize, DropoutRng, Mode, Similarity};
-use crate::objective::{distill_kl, StepEmbeddings};
+use crate::objective::{distill_kl, listwise_kl, margin_mse, pair_scores, StepEmbeddings};
 use crate::optim::{clip_scale, learning_rate};
 use crate::tokenize::{Side, TokenBatch};
 
@@ -102,6 +103,15 @@ impl Trainer {
             Some((tb, present)) => Some(encode_hard(tb, present)?),
             None => None,
         };
+        // The pair file's own negatives, before mined and dense ones: the
+        // ones its teacher scores are about.
+        let own_hard = match &hard {
+            Some((h, m)) if t.teacher.weight > 0.0 => Some((
+                h.narrow(1, 0, t.hard_negatives)?,
+                m.narrow(1, 0, t.hard_negatives)?,
+            )),
+            _ => None,
+        };
         if let Some(a) = &mut self.ance {
             let neg = &self.config.negatives;
             let found = a.negatives(
@@ -169,6 +179,35 @@ impl Trainer {
                 (out.loss + (kl * d.weight)?)?
             }
             None => out.loss,
+        };
+        let total = match own_hard {
+            Some((h, m)) => {
+                let scores = batch.scores.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "train.teacher needs teacher scores on every pair (scores, pos_scores/neg_scores or passage scores; `pretext mine --teacher-scores bm25` writes them), and a pair of step {} has none",
+                        self.step + 1
+                    )
+                })?;
+                let cosine = self.config.model.similarity == Similarity::Cosine;
+                let unit = |x: &Tensor| -> Result<Tensor> {
+                    Ok(if cosine { l2_normalize(x)? } else { x.clone() })
+                };
+                let student = pair_scores(&unit(&queries)?, &unit(&positives)?, &unit(&h)?)?;
+                let teacher =
+                    Tensor::from_slice(scores, (rows, t.hard_negatives + 1), &self.device)?;
+                let term = match t.teacher.loss {
+                    ScoreLoss::MarginMse => margin_mse(&student, &teacher, &m)?,
+                    ScoreLoss::Kl => {
+                        let tau = match t.loss {
+                            crate::objective::Loss::Infonce { temperature, .. } => temperature,
+                            _ => 1.0,
+                        };
+                        listwise_kl(&student, &teacher, &m, tau, t.teacher.temperature)?
+                    }
+                };
+                (total + (term * t.teacher.weight)?)?
+            }
+            None => total,
         };
         let loss = total.to_scalar::<f32>()?;
         if !loss.is_finite() {

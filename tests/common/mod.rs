@@ -155,6 +155,7 @@ pub fn toy_batch(
         hard: Some((tok.encode(&refs(&h)).unwrap(), vec![1; rows.len()])),
         positive_texts: p,
         sources: vec![None; rows.len()],
+        scores: None,
     }
 }
 

@@ -115,6 +115,7 @@ fn every_written_format_reads_back() {
                 query: "query text.".into(),
                 positive: "Title positive text.".into(),
                 negatives: vec!["negative \"text\".".into()],
+                scores: None,
             }],
             "{format}"
         );
@@ -127,6 +128,40 @@ fn every_written_format_reads_back() {
         r#"[1]"#,
         r#"{"query": "q", "pos": []}"#,
         "{",
+    ] {
+        assert!(parse_pair_line(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn teacher_scores_read_in_all_three_layouts() {
+    let st = parse_pair_line(
+        r#"{"anchor": "q", "positive": "p", "negative_1": "n1", "negative_2": "n2", "scores": [9.5, 3, 1.5]}"#,
+    )
+    .unwrap();
+    assert_eq!(st[0].scores, Some(vec![9.5, 3.0, 1.5]));
+    // sentence-transformers' MarginMSE margins: positive 0, negatives at minus their margin.
+    let margins =
+        parse_pair_line(r#"{"anchor": "q", "positive": "p", "negative": "n", "label": 2.5}"#)
+            .unwrap();
+    assert_eq!(margins[0].scores, Some(vec![0.0, -2.5]));
+    let flag = parse_pair_line(
+        r#"{"query": "q", "pos": ["a", "b"], "neg": ["n"], "pos_scores": [5, 4], "neg_scores": [1]}"#,
+    )
+    .unwrap();
+    assert_eq!(flag[0].scores, Some(vec![5.0, 1.0]));
+    assert_eq!(flag[1].scores, Some(vec![4.0, 1.0]));
+    let tev = parse_pair_line(
+        r#"{"query": "q", "positive_passages": [{"text": "p", "score": 7}], "negative_passages": [{"text": "n", "score": 2}]}"#,
+    )
+    .unwrap();
+    assert_eq!(tev[0].scores, Some(vec![7.0, 2.0]));
+    for bad in [
+        r#"{"anchor": "q", "positive": "p", "negative_1": "n", "scores": [1]}"#,
+        r#"{"anchor": "q", "positive": "p", "scores": ["x"]}"#,
+        r#"{"query": "q", "pos": ["a"], "neg": ["n"], "pos_scores": [1]}"#,
+        r#"{"query": "q", "pos": ["a"], "neg": [], "neg_scores": [1]}"#,
+        r#"{"query": "q", "positive_passages": [{"text": "p", "score": 1}], "negative_passages": [{"text": "n"}, {"text": "m", "score": 1}]}"#,
     ] {
         assert!(parse_pair_line(bad).is_err(), "{bad}");
     }
