@@ -290,7 +290,10 @@ pub fn parse_pair_line(line: &str) -> Result<Vec<OwnedPair>, String> {
     )?;
     // Per-positive and per-negative teacher scores, when present.
     let passage_scores = |key: &str| -> Result<Option<Vec<f32>>, String> {
-        let Some(Value::Array(a)) = obj.get(key) else {
+        let Some(Value::Array(a)) = obj
+            .get(key)
+            .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        else {
             return Ok(None);
         };
         let s: Vec<Option<f32>> = a

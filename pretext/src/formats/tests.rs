@@ -156,6 +156,17 @@ fn teacher_scores_read_in_all_three_layouts() {
     )
     .unwrap();
     assert_eq!(tev[0].scores, Some(vec![7.0, 2.0]));
+    // No negatives and no scores: no scores, not an error.
+    let plain = parse_pair_line(
+        r#"{"query": "q", "positive_passages": [{"text": "p"}], "negative_passages": []}"#,
+    )
+    .unwrap();
+    assert_eq!(plain[0].scores, None);
+    let only_pos = parse_pair_line(
+        r#"{"query": "q", "positive_passages": [{"text": "p", "score": 3}], "negative_passages": []}"#,
+    )
+    .unwrap();
+    assert_eq!(only_pos[0].scores, Some(vec![3.0]));
     for bad in [
         r#"{"anchor": "q", "positive": "p", "negative_1": "n", "scores": [1]}"#,
         r#"{"anchor": "q", "positive": "p", "scores": ["x"]}"#,
