@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// The temporary sibling of `path`: `.NAME.tmp-PID` in the same folder, so
-/// the rename never crosses a file system.
-fn sibling(path: &Path, what: &str) -> PathBuf {
+/// A hidden sibling of `path`, `.NAME.TAG-PID`, in the same folder, so
+/// a rename never crosses a file system.
+fn sibling(path: &Path, tag: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| what.to_string());
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
 /// Writes `bytes` to `path` atomically, naming `path` in any error.
@@ -35,7 +35,7 @@ pub fn write_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let tmp = sibling(path, "file");
+    let tmp = sibling(path, "tmp");
     let result = fill(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -51,16 +51,30 @@ pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let tmp = sibling(dir, "dir");
+    let tmp = sibling(dir, "tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     let result = std::fs::create_dir_all(&tmp)
         .map_err(anyhow::Error::from)
         .and_then(|()| fill(&tmp))
         .and_then(|()| {
-            if dir.exists() {
-                std::fs::remove_dir_all(dir)?;
+            // The old folder is moved aside, not removed, until the new one
+            // is in place: a crash in between leaves one of them whole.
+            let old = sibling(dir, "old");
+            let had = dir.exists();
+            if had {
+                let _ = std::fs::remove_dir_all(&old);
+                std::fs::rename(dir, &old)?;
             }
-            std::fs::rename(&tmp, dir).map_err(anyhow::Error::from)
+            if let Err(e) = std::fs::rename(&tmp, dir) {
+                if had {
+                    let _ = std::fs::rename(&old, dir);
+                }
+                return Err(e.into());
+            }
+            if had {
+                let _ = std::fs::remove_dir_all(&old);
+            }
+            Ok(())
         });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

@@ -133,3 +133,25 @@ pub fn finish(b: &ConfigBuilder) -> Result<Config> {
     }
     Ok(config)
 }
+
+/// How a model folder is run to embed text (`eval`, `encode`).
+#[derive(Debug, Args)]
+pub struct ModelOptions {
+    /// Texts per encoding batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Longest input in tokens (default: the model's max_seq_length).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl ModelOptions {
+    /// Loads the model folder `dir` on the chosen device.
+    pub fn load(&self, dir: &std::path::Path) -> Result<pretext::model::pretrained::Pretrained> {
+        let device = pretext::train::device(&self.device)?;
+        pretext::model::pretrained::Pretrained::load(dir, &device, self.max_len)
+    }
+}

@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pretext::model::pretrained::Pretrained;
 
-use super::data::{finish, DataArgs};
+use super::data::{finish, DataArgs, ModelOptions};
 
 /// Flags of `pretext encode`.
 #[derive(Debug, Args)]
@@ -24,15 +23,8 @@ pub struct EncodeArgs {
     /// Also write OUT.npy (float32, documents × dim) for numpy.
     #[arg(long)]
     npy: bool,
-    /// Texts per encoding batch.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Longest input in tokens (default: the model's max_seq_length).
-    #[arg(long)]
-    max_len: Option<usize>,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    model_opts: ModelOptions,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -40,8 +32,7 @@ pub struct EncodeArgs {
 
 pub fn run(args: EncodeArgs) -> Result<()> {
     let config = finish(&args.data.builder()?)?;
-    let device = pretext::train::device(&args.device)?;
-    let model = Pretrained::load(&args.model, &device, args.max_len)?;
+    let model = args.model_opts.load(&args.model)?;
     let corpus = config.corpus.open()?;
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -58,7 +49,7 @@ pub fn run(args: EncodeArgs) -> Result<()> {
         &model,
         &corpus,
         config.corpus.read_options(),
-        args.batch_size,
+        args.model_opts.batch_size,
         &args.out,
         args.npy,
         &mut |n| bar.set_position(n as u64),

@@ -9,9 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pretext::eval::beir::{means_table, write_trec_run, Beir};
 use pretext::eval::metrics::{evaluate, Measure, Run};
 use pretext::eval::{embed_all, search};
-use pretext::model::pretrained::Pretrained;
 use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index};
 use pretext::tokenize::Side;
+
+use super::data::ModelOptions;
 
 /// Flags of `pretext eval`.
 #[derive(Debug, Args)]
@@ -37,15 +38,8 @@ pub struct EvalArgs {
     /// Hits kept per query (up to 1000 for R@1000).
     #[arg(long, default_value_t = 1000)]
     k: usize,
-    /// Texts per encoding batch.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Longest input in tokens (default: the model's max_seq_length).
-    #[arg(long)]
-    max_len: Option<usize>,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    model_opts: ModelOptions,
     /// Folder for run.trec and metrics.json.
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -135,25 +129,16 @@ fn bm25(args: &EvalArgs, data: &Beir) -> Result<Run> {
 }
 
 fn dense(args: &EvalArgs, model: &std::path::Path, data: &Beir) -> Result<Run> {
-    let device = pretext::train::device(&args.device)?;
-    let model = Pretrained::load(model, &device, args.max_len)?;
-    let b = bar(args.quiet, data.corpus.len(), "encoding corpus");
-    let docs = embed_all(
-        &model,
-        &data.corpus,
-        Side::Document,
-        args.batch_size,
-        &mut |n| b.set_position(n as u64),
-    )?;
-    b.finish_and_clear();
-    let b = bar(args.quiet, data.queries.len(), "encoding queries");
-    let queries = embed_all(
-        &model,
-        &data.queries,
-        Side::Query,
-        args.batch_size,
-        &mut |n| b.set_position(n as u64),
-    )?;
-    b.finish_and_clear();
+    let model = args.model_opts.load(model)?;
+    let encode = |items: &[pretext::eval::beir::Item], side: Side, what: &str| {
+        let b = bar(args.quiet, items.len(), what);
+        let e = embed_all(&model, items, side, args.model_opts.batch_size, &mut |n| {
+            b.set_position(n as u64)
+        });
+        b.finish_and_clear();
+        e
+    };
+    let docs = encode(&data.corpus, Side::Document, "encoding corpus")?;
+    let queries = encode(&data.queries, Side::Query, "encoding queries")?;
     search(&queries, &data.queries, &docs, &data.corpus, args.k, 256)
 }

@@ -174,11 +174,6 @@ pub struct Freeze {
 }
 
 impl Freeze {
-    /// Whether nothing is frozen.
-    pub fn is_none(&self) -> bool {
-        !self.embeddings && self.layers == 0
-    }
-
     /// Whether the variable `name` (HF name, after any tower prefix) is
     /// frozen.
     pub fn covers(&self, name: &str) -> bool {

@@ -103,9 +103,4 @@ impl Trainer {
     pub fn bert_config(&self) -> &BertConfig {
         &self.bert
     }
-
-    /// The run folder.
-    pub fn run_dir(&self) -> &RunDir {
-        &self.run_dir
-    }
 }
