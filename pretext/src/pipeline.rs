@@ -188,7 +188,8 @@ pub fn doc_freq(corpus: &Corpus, skip_bad: bool) -> Result<DocFreq> {
 }
 
 /// `task` ready to run on `corpus`: given the corpus's document
-/// frequencies when it scores words against them. Every caller (`pairs`,
+/// frequencies when it scores words against them, and a BM25 index of the
+/// corpus when it ranks it (`spar`). Every caller (`pairs`,
 /// training, mining) readies its task here, so the statistics are counted
 /// one way, once, and a bad record is an error rather than a task silently
 /// left without them.
@@ -196,6 +197,14 @@ pub fn ready_task(task: &TaskSpec, corpus: &Corpus, skip_bad: bool) -> Result<Ta
     let mut task = task.clone();
     if task.needs_doc_freq() {
         task.set_doc_freq(Arc::new(doc_freq(corpus, skip_bad)?));
+    }
+    if let Some(bm25) = task.needs_index() {
+        let read = ReadOptions {
+            skip_bad,
+            ..ReadOptions::default()
+        };
+        let texts = crate::negatives::CorpusTexts::load(corpus, read)?;
+        task.set_index(Arc::new(crate::tasks::LexicalIndex::new(texts, bm25)));
     }
     Ok(task)
 }
@@ -286,6 +295,7 @@ impl PairsJob {
                         text: Cow::Owned(t),
                         title: None,
                         span: None,
+                        doc_id: None,
                     }));
                 }
                 write_pair(&mut buf, self.format, doc, i, pair, self.with_meta);

@@ -13,7 +13,7 @@ pub struct DataArgs {
     /// TOML configuration file (see configs/); flags override its fields.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Pretext task: crop, ict, spans, neighbors, pseudo-query or mix.
+    /// Pretext task: crop, ict, spans, neighbors, pseudo-query, spar or mix.
     #[arg(long)]
     pub task: Option<String>,
     /// Corpus file or folder.

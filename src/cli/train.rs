@@ -150,6 +150,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let report = trainer.run(&mut progress)?;
     progress.bar.finish_and_clear();
+    if let Some(f) = report.filtered {
+        eprintln!(
+            "consistency filter (train.filter): kept {} pairs, dropped {}",
+            f.kept, f.dropped
+        );
+    }
     // Said even with --quiet: whether the run made the model better.
     if let Some(b) = &report.best {
         match b.step {

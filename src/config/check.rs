@@ -9,8 +9,9 @@
 use std::path::Path;
 
 use pretext_tasks::negatives::{RefreshEncoder, Source};
+use pretext_tasks::tasks::TaskSpec;
 
-use super::{Config, Memory};
+use super::{Config, Memory, ScoreLoss};
 use crate::model::BertConfig;
 use crate::objective::Loss;
 
@@ -35,7 +36,61 @@ pub fn problems(config: &Config) -> Vec<String> {
     push(loss(config));
     push(model(config));
     push(refresh(config));
+    push(teacher(config));
+    push(filter(config));
+    if config.eval.held_out > 0.0 && config.train.pairs.is_some() {
+        push(Err("eval.held_out holds corpus documents out of a pretext task's stream; with train.pairs (a pair file) give eval.data instead".into()));
+    }
     out
+}
+
+/// `train.filter` needs a judge and a pool larger than its rank.
+fn filter(config: &Config) -> Result<(), String> {
+    let f = &config.train.filter;
+    if f.top_k == 0 {
+        return Ok(());
+    }
+    if f.model.is_none() && config.model.init.is_none() {
+        return Err("train.filter judges pairs with a model: set train.filter.model = \"DIR\" or model.init (--init)".into());
+    }
+    if f.pool <= f.top_k {
+        return Err(format!(
+            "train.filter.pool = {} must be larger than train.filter.top_k = {} (every pair would be kept)",
+            f.pool, f.top_k
+        ));
+    }
+    Ok(())
+}
+
+/// `train.teacher` needs pairs that carry teacher scores for the positive
+/// and `train.hard_negatives` negatives: a pair file (`train.pairs`) or the
+/// `spar` task, which scores BM25's top-k.
+fn teacher(config: &Config) -> Result<(), String> {
+    let t = &config.train;
+    if t.teacher.weight <= 0.0 {
+        return Ok(());
+    }
+    let spar = match &config.task {
+        TaskSpec::Spar(s) => Some(s.top_k),
+        _ => None,
+    };
+    if t.pairs.is_none() && spar.is_none() {
+        return Err("train.teacher learns from teacher scores of the pairs' positives and negatives: it needs train.pairs (a pair file with scores) or task.type = \"spar\" (BM25's)".into());
+    }
+    if t.teacher.blend_init > 0.0 && t.teacher.loss != ScoreLoss::Kl {
+        return Err("train.teacher.blend_init fuses standardised scores into the teacher's softmax: it needs train.teacher.loss = \"kl\"".into());
+    }
+    if t.hard_negatives == 0 {
+        return Err("train.teacher compares the positive with the pairs' own negatives: set train.hard_negatives >= 1".into());
+    }
+    match spar {
+        Some(k) if t.pairs.is_none() && t.hard_negatives > k - 1 => Err(format!(
+            "train.hard_negatives = {} but task spar makes top_k - 1 = {} negatives per query: lower it or raise task.top_k",
+            t.hard_negatives,
+            k - 1
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `threads` within [`MAX_THREADS`].

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The `[eval]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
     /// A BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/SPLIT.tsv`);
@@ -27,6 +27,10 @@ pub struct EvalSection {
     pub batch_size: usize,
     /// Stop after this many evaluations without a new best (0: never).
     pub patience: usize,
+    /// Without `data`: hold out this fraction of the corpus's documents
+    /// from training and score retrieval of their pretext pairs' positives
+    /// (a self-supervised dev set; 0: none).
+    pub held_out: f64,
 }
 
 impl Default for EvalSection {
@@ -39,6 +43,7 @@ impl Default for EvalSection {
             max_len: None,
             batch_size: 64,
             patience: 0,
+            held_out: 0.0,
         }
     }
 }
@@ -46,6 +51,11 @@ impl Default for EvalSection {
 impl EvalSection {
     /// The metrics an evaluation reports (the chosen one among them).
     pub const METRICS: [&'static str; 5] = ["nDCG@10", "R@100", "R@1000", "RR@10", "AP@100"];
+
+    /// Whether the run evaluates at all (a BEIR set or held-out documents).
+    pub fn enabled(&self) -> bool {
+        self.data.is_some() || self.held_out > 0.0
+    }
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
@@ -56,8 +66,17 @@ impl EvalSection {
                 Self::METRICS.join(", ")
             ));
         }
-        if self.data.is_none() && (self.every > 0 || self.patience > 0) {
-            return Err("eval.every and eval.patience need eval.data (a BEIR folder)".into());
+        if !(self.held_out.is_finite() && (0.0..=0.5).contains(&self.held_out)) {
+            return Err(format!(
+                "eval.held_out = {} must be a fraction of the documents in [0, 0.5]",
+                self.held_out
+            ));
+        }
+        if self.data.is_some() && self.held_out > 0.0 {
+            return Err("eval.data and eval.held_out are two dev sets: give one".into());
+        }
+        if !self.enabled() && (self.every > 0 || self.patience > 0) {
+            return Err("eval.every and eval.patience need eval.data (a BEIR folder) or eval.held_out (a self-supervised dev set)".into());
         }
         if self.batch_size == 0 {
             return Err("eval.batch_size must be at least 1".into());

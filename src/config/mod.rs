@@ -23,7 +23,9 @@ mod train;
 
 pub use bench::BenchSection;
 pub use eval::EvalSection;
-pub use train::{Distill, Memory, ModelSection, ScoreLoss, TeacherScores, TrainSection};
+pub use train::{
+    ConsistencyFilter, Distill, Memory, ModelSection, ScoreLoss, TeacherScores, TrainSection,
+};
 
 /// A whole run's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -518,7 +520,8 @@ mod tests {
     #[test]
     fn shipped_configs_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-        for entry in std::fs::read_dir(&dir).unwrap() {
+        let experiments = std::fs::read_dir(dir.join("experiments")).unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap().chain(experiments) {
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "toml") {
                 ConfigBuilder::new(Some(&p))

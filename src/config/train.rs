@@ -145,6 +145,33 @@ pub struct TrainSection {
     pub distill: Distill,
     /// Distillation from a teacher's scores carried in the pair file.
     pub teacher: TeacherScores,
+    /// Consistency filtering of the stream's pairs (E5).
+    pub filter: ConsistencyFilter,
+}
+
+/// `train.filter`: pairs are judged `pool` at a time, and a pair is kept
+/// only if the judging model ranks its positive within the top `top_k` of
+/// the pool's positives for its query (E5's consistency filter, on the
+/// stream, as `pretext pairs --filter consistency` does on a file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsistencyFilter {
+    /// Rank a positive must reach to be kept (0: no filter).
+    pub top_k: usize,
+    /// Pairs judged together: the pool of candidate positives.
+    pub pool: usize,
+    /// The judging model folder; default: `model.init`.
+    pub model: Option<PathBuf>,
+}
+
+impl Default for ConsistencyFilter {
+    fn default() -> Self {
+        ConsistencyFilter {
+            top_k: 0,
+            pool: 1024,
+            model: None,
+        }
+    }
 }
 
 /// How the model learns from teacher scores in the pair file.
@@ -175,6 +202,12 @@ pub struct TeacherScores {
     /// Temperature of the teacher's softmax (`kl`; BM25 scores are in the
     /// tens, so a temperature near their spread).
     pub temperature: f64,
+    /// A hybrid teacher (`kl` only; 0: off): the teacher's logits become
+    /// `z(file scores) + blend_init · z(initial model's scores)`, each
+    /// standardised over the query's candidates. Lexical and dense scores
+    /// fused this way rank better than either alone, and the model learns
+    /// that fusion rather than to forget what it knew for BM25's ranking.
+    pub blend_init: f64,
 }
 
 impl Default for TeacherScores {
@@ -183,6 +216,7 @@ impl Default for TeacherScores {
             loss: ScoreLoss::MarginMse,
             weight: 0.0,
             temperature: 1.0,
+            blend_init: 0.0,
         }
     }
 }
@@ -231,6 +265,7 @@ impl Default for TrainSection {
             freeze: Freeze::default(),
             distill: Distill::default(),
             teacher: TeacherScores::default(),
+            filter: ConsistencyFilter::default(),
         }
     }
 }
@@ -264,11 +299,6 @@ impl TrainSection {
                 self.lr
             ));
         }
-        if self.teacher.weight > 0.0 && (self.pairs.is_none() || self.hard_negatives == 0) {
-            return Err(
-                "train.teacher learns from teacher scores of a pair file's positives and negatives: it needs train.pairs and train.hard_negatives >= 1".into(),
-            );
-        }
         if !(self.teacher.temperature.is_finite() && self.teacher.temperature > 0.0) {
             return Err(format!(
                 "train.teacher.temperature = {} must be a finite number > 0",
@@ -286,6 +316,7 @@ impl TrainSection {
             ("clip_norm", self.clip_norm),
             ("distill.weight", self.distill.weight),
             ("teacher.weight", self.teacher.weight),
+            ("teacher.blend_init", self.teacher.blend_init),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("train.{name} = {v} must be a finite number >= 0"));

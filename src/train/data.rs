@@ -31,6 +31,8 @@ pub enum PairSource {
         augment: Augmentations,
         /// Shard and bad-record handling.
         read: ReadOptions,
+        /// Documents kept out of training (the self-supervised dev set's).
+        held_out: Option<crate::train::dev::HeldOut>,
     },
     /// A pair dataset (sentence-transformers, FlagEmbedding or Tevatron JSONL).
     File {
@@ -54,6 +56,19 @@ impl PairSource {
             .with_context(|| format!("opening pairs {}", path.display()))?;
         Ok(PairSource::File { corpus, skip_bad })
     }
+}
+
+/// The consistency filter on the stream (`train.filter`): pairs are
+/// judged `pool` at a time by a frozen model, before shuffling.
+pub struct PairFilter {
+    /// The judging model.
+    pub model: crate::model::pretrained::Pretrained,
+    /// Rank the positive must reach among the pool's positives.
+    pub top_k: usize,
+    /// Pairs judged together.
+    pub pool: usize,
+    /// Pairs kept and dropped so far.
+    pub counts: Arc<Mutex<crate::filter::Filtered>>,
 }
 
 /// A tokenized training batch.
@@ -116,13 +131,14 @@ impl BatchStream {
         tokenizer: PairTokenizer,
         config: StreamConfig,
         negatives: Option<(Arc<PairNegatives>, Arc<Mutex<MiningStats>>)>,
+        filter: Option<PairFilter>,
     ) -> Result<BatchStream> {
         let (tx, rx) = sync_channel(4);
         let handle = std::thread::Builder::new()
             .name("pretext-data".into())
             .spawn(move || {
                 let err_tx = tx.clone();
-                if let Err(e) = produce(source, tokenizer, config, negatives, tx) {
+                if let Err(e) = produce(source, tokenizer, config, negatives, filter, tx) {
                     let _ = err_tx.send(Err(e));
                 }
             })
@@ -165,10 +181,54 @@ struct Batcher {
     buffer: Vec<StreamPair>,
     pending: Vec<StreamPair>,
     emitted: usize,
+    /// The consistency filter and the pairs waiting for its judgement.
+    filter: Option<(PairFilter, Vec<StreamPair>)>,
 }
 
 impl Batcher {
+    /// Takes a pair from the task or file: straight in, or through the
+    /// consistency filter when there is one.
     fn push(&mut self, pair: StreamPair) -> Result<(), DataError> {
+        match &mut self.filter {
+            Some((f, waiting)) => {
+                waiting.push(pair);
+                if waiting.len() >= f.pool {
+                    self.judge()?;
+                }
+                Ok(())
+            }
+            None => self.admit(pair),
+        }
+    }
+
+    /// Judges the pairs waiting for the filter and admits the kept ones.
+    fn judge(&mut self) -> Result<(), DataError> {
+        let Some((f, waiting)) = &mut self.filter else {
+            return Ok(());
+        };
+        let pool = std::mem::take(waiting);
+        if pool.is_empty() {
+            return Ok(());
+        }
+        let q: Vec<&str> = pool.iter().map(|p| p.pair.query.as_str()).collect();
+        let p: Vec<&str> = pool.iter().map(|p| p.pair.positive.as_str()).collect();
+        let keep = crate::filter::consistent(&f.model, &q, &p, f.top_k, 64)
+            .map_err(|e| DataError::Config(format!("train.filter: {e:#}")))?;
+        {
+            let mut counts = f.counts.lock().expect("filter counts");
+            let kept = keep.iter().filter(|&&k| k).count();
+            counts.kept += kept;
+            counts.dropped += keep.len() - kept;
+        }
+        for (pair, keep) in pool.into_iter().zip(keep) {
+            if keep {
+                self.admit(pair)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn admit(&mut self, pair: StreamPair) -> Result<(), DataError> {
         self.buffer.push(pair);
         if self.buffer.len() >= self.config.shuffle_buffer.max(1) {
             let i = self.rng.random_range(0..self.buffer.len());
@@ -289,6 +349,7 @@ fn produce(
     tokenizer: PairTokenizer,
     config: StreamConfig,
     negatives: Option<(Arc<PairNegatives>, Arc<Mutex<MiningStats>>)>,
+    filter: Option<PairFilter>,
     tx: SyncSender<Result<Batch>>,
 ) -> Result<()> {
     let negatives = negatives.as_ref();
@@ -300,6 +361,7 @@ fn produce(
         buffer: Vec::new(),
         pending: Vec::new(),
         emitted: 0,
+        filter: filter.map(|f| (f, Vec::new())),
     };
     let mut skipped = Skipped::default();
     for epoch in 0u64.. {
@@ -311,11 +373,15 @@ fn produce(
                 task,
                 augment,
                 read,
+                held_out,
             } => {
                 let seed = config
                     .seed
                     .wrapping_add(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let work = |doc: &pretext_tasks::corpus::Document<'_>| {
+                    if held_out.is_some_and(|h| h.contains(doc.ordinal)) {
+                        return Vec::new();
+                    }
                     let mut rng = doc_rng(seed, doc.ordinal);
                     let mut neg_rng = doc_rng(seed ^ NEGATIVES_SALT, doc.ordinal);
                     let mut pairs = task.pairs(doc, &mut rng);
@@ -324,7 +390,7 @@ fn produce(
                         .map(|p| {
                             augment.apply(p, &mut rng);
                             let pair = OwnedPair {
-                                scores: None,
+                                scores: p.scores.take(),
                                 query: flat(&p.query).into_owned(),
                                 positive: flat(&p.positive).into_owned(),
                                 negatives: p
@@ -388,6 +454,8 @@ fn produce(
         if epoch == 0 {
             skipped.report();
         }
+        // The epoch's last pairs are judged in a smaller pool.
+        let result = result.and_then(|()| batcher.judge());
         match result {
             Err(DataError::Write(e)) if e.to_string() == "training finished" => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -396,6 +464,16 @@ fn produce(
         let after =
             batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
         if after == before {
+            if let Some((f, _)) = &batcher.filter {
+                let c = *f.counts.lock().expect("filter counts");
+                if c.dropped > 0 {
+                    return Err(anyhow!(
+                        "the training data gives no pairs: the consistency filter (train.filter, top {}) dropped all {} of them; raise train.filter.top_k or drop the filter",
+                        f.top_k,
+                        c.dropped
+                    ));
+                }
+            }
             return Err(match &source {
                 PairSource::Task { task, corpus, .. } => anyhow!(
                     "the training data gives no pairs: the {} task made none from {}: {}",

@@ -46,19 +46,19 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// The evaluator of `[eval]`, if it names a data set; texts are cut at
-    /// `eval.max_len`, else `max_len`.
+    /// The evaluator of `[eval]` over `data` (its BEIR set, or the
+    /// self-supervised dev set of [`super::dev`]), if there is one; texts
+    /// are cut at `eval.max_len`, else `max_len`.
     pub fn new(
         section: &EvalSection,
+        data: Option<Beir>,
         tokenizer: &std::path::Path,
         max_len: usize,
         prompts: Prompts,
     ) -> Result<Option<Evaluator>> {
-        let Some(dir) = &section.data else {
+        let Some(data) = data else {
             return Ok(None);
         };
-        let data = Beir::load(dir, &section.split)
-            .with_context(|| format!("eval.data = {}", dir.display()))?;
         for w in &data.warnings {
             eprintln!("warning: {w}");
         }
@@ -70,6 +70,16 @@ impl Evaluator {
             best: None,
             since_best: 0,
         }))
+    }
+
+    /// The BEIR set `[eval]` names, if any.
+    pub fn load_data(section: &EvalSection) -> Result<Option<Beir>> {
+        let Some(dir) = &section.data else {
+            return Ok(None);
+        };
+        Beir::load(dir, &section.split)
+            .with_context(|| format!("eval.data = {}", dir.display()))
+            .map(Some)
     }
 
     /// Whether step `step` (completed) is due for an evaluation.

@@ -18,6 +18,7 @@
 pub mod ance;
 pub mod checkpoint;
 pub mod data;
+pub mod dev;
 pub mod evaluate;
 mod metrics;
 pub mod run;
@@ -91,6 +92,8 @@ pub struct TrainReport {
     pub run: PathBuf,
     /// The best evaluation, when the run had an `[eval]` set.
     pub best: Option<evaluate::Best>,
+    /// What the consistency filter kept and dropped (`train.filter`).
+    pub filtered: Option<crate::filter::Filtered>,
 }
 
 impl Trainer {

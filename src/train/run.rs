@@ -8,11 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use pretext_tasks::negatives::{MiningStats, RefreshEncoder, Source};
 
-use super::data::{BatchStream, StreamConfig};
+use super::data::{BatchStream, PairFilter, StreamConfig};
 use super::evaluate::Evaluator;
 use super::metrics::{self, StepLog};
-use super::setup::{negatives_for, pair_source};
+use super::setup::{eval_data, negatives_for, pair_source};
 use super::{ance, TrainProgress, TrainReport, Trainer};
+use crate::filter::Filtered;
+use crate::model::pretrained::Pretrained;
 
 impl Trainer {
     /// Writes the current (e.g. untrained) state as a checkpoint, for
@@ -24,6 +26,7 @@ impl Trainer {
             checkpoint,
             run: self.run_dir.root().to_path_buf(),
             best: None,
+            filtered: None,
         })
     }
 
@@ -63,11 +66,13 @@ impl Trainer {
             self.ance = Some(a);
         }
         let producer_stats = Arc::new(std::sync::Mutex::new(MiningStats::default()));
+        let filtered = Arc::new(std::sync::Mutex::new(Filtered::default()));
         let mut stream = BatchStream::start(
             source,
             self.tokenizer.clone(),
             stream_config,
             pair_negatives.map(|n| (n, producer_stats.clone())),
+            self.pair_filter(&filtered)?,
         )?;
         // Rank 0 writes metrics and checkpoints for the group.
         let mut log = metrics::MetricsFile::open(&run.metrics(rank), self.step)?;
@@ -79,6 +84,7 @@ impl Trainer {
         let mut evaluator = match lead {
             true => Evaluator::new(
                 &self.config.eval,
+                eval_data(&self.config)?,
                 &run.tokenizer(),
                 self.config.model.max_len,
                 self.config.model.prompts(),
@@ -158,12 +164,37 @@ impl Trainer {
             )?;
         }
         metrics::plot(&run.metrics(0), &run.curves())?;
+        let filtered = (t.filter.top_k > 0).then(|| *filtered.lock().expect("filter counts"));
         Ok(TrainReport {
             last,
             checkpoint: final_ckpt,
             run: run.root().to_path_buf(),
             best: evaluator.and_then(|ev| ev.best),
+            filtered,
         })
+    }
+
+    /// The stream's consistency filter, when `train.filter` asks for one:
+    /// its model (`train.filter.model`, else the init) loaded frozen on the
+    /// training device, counting into `counts`.
+    fn pair_filter(&self, counts: &Arc<std::sync::Mutex<Filtered>>) -> Result<Option<PairFilter>> {
+        let f = &self.config.train.filter;
+        if f.top_k == 0 {
+            return Ok(None);
+        }
+        let dir = f
+            .model
+            .as_ref()
+            .or(self.config.model.init.as_ref())
+            .context("train.filter needs train.filter.model or model.init")?;
+        let model = Pretrained::load(dir, &self.device, Some(self.config.model.max_len))
+            .with_context(|| format!("train.filter model {}", dir.display()))?;
+        Ok(Some(PairFilter {
+            model,
+            top_k: f.top_k,
+            pool: f.pool,
+            counts: counts.clone(),
+        }))
     }
 
     /// Scores the current towers on the eval set, logs the row, and keeps

@@ -11,6 +11,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use pretext_tasks::negatives::{CorpusTexts, PairNegatives, Source};
 use pretext_tasks::pipeline::{ready_task, ReadOptions};
+use pretext_tasks::tasks::PretextTask;
+
+use super::dev::{dev_set, HeldOut};
+use super::evaluate::Evaluator;
+use crate::eval::beir::Beir;
 
 use super::data::PairSource;
 use super::run_dir::{RunDir, Start};
@@ -155,9 +160,10 @@ impl Trainer {
             )?),
             _ => None,
         };
-        // The teacher of self-distillation: the query tower as it starts
+        // The teacher of self-distillation (and the initial model's half of
+        // a hybrid teacher): the query tower as it starts
         // (copied before a resumed run restores its trained weights).
-        let teacher = (config.train.distill.weight > 0.0)
+        let teacher = (config.train.distill.weight > 0.0 || config.train.teacher.blend_init > 0.0)
             .then(|| KeyEncoder::new(&varmap, &bert, head, true, &device))
             .transpose()?;
         // Frozen variables are not the optimizer's: they keep their bits.
@@ -316,7 +322,33 @@ pub(super) fn pair_source(config: &Config) -> Result<PairSource> {
         task: ready(config)?,
         augment: config.augment.clone(),
         read: c.read_options(),
+        held_out: HeldOut::new(config.seed, config.eval.held_out),
     })
+}
+
+/// The dev set of `[eval]`: its BEIR folder, or the pretext pairs of the
+/// held-out documents (`eval.held_out`), or none.
+pub(super) fn eval_data(config: &Config) -> Result<Option<Beir>> {
+    if let Some(beir) = Evaluator::load_data(&config.eval)? {
+        return Ok(Some(beir));
+    }
+    let Some(held) = HeldOut::new(config.seed, config.eval.held_out) else {
+        return Ok(None);
+    };
+    let c = &config.corpus;
+    let read = ReadOptions {
+        skip_bad: c.skip_bad,
+        ..ReadOptions::default()
+    };
+    let beir = dev_set(&c.open()?, read, &ready(config)?, held)?;
+    if beir.is_none() {
+        eprintln!(
+            "warning: eval.held_out = {}: the held-out documents gave no {} pairs; no evaluation during training",
+            config.eval.held_out,
+            config.task.name()
+        );
+    }
+    Ok(beir)
 }
 
 /// The producer's negative sampler and the corpus texts of a run.

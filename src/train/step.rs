@@ -16,7 +16,9 @@ use super::Trainer;
 use crate::config::ScoreLoss;
 use crate::dist::gather_with_grad;
 use crate::model::{l2_normalize, DropoutRng, Mode, Similarity};
-use crate::objective::{distill_kl, listwise_kl, margin_mse, pair_scores, StepEmbeddings};
+use crate::objective::{
+    distill_kl, listwise_kl, margin_mse, pair_scores, standardize, StepEmbeddings,
+};
 use crate::optim::{clip_scale, learning_rate};
 use crate::tokenize::{Side, TokenBatch};
 
@@ -162,7 +164,7 @@ impl Trainer {
             },
             self.config.model.similarity,
         )?;
-        let total = match &self.teacher {
+        let total = match self.teacher.as_ref().filter(|_| t.distill.weight > 0.0) {
             Some(teacher) => {
                 let d = t.distill;
                 let tq = teacher.tower.encode(&q_ids, &q_mask, Mode::Eval)?.detach();
@@ -193,8 +195,26 @@ impl Trainer {
                     Ok(if cosine { l2_normalize(x)? } else { x.clone() })
                 };
                 let student = pair_scores(&unit(&queries)?, &unit(&positives)?, &unit(&h)?)?;
-                let teacher =
+                let mut teacher =
                     Tensor::from_slice(scores, (rows, t.hard_negatives + 1), &self.device)?;
+                if let (Some(init), Some((tb, _))) = (
+                    self.teacher.as_ref().filter(|_| t.teacher.blend_init > 0.0),
+                    &batch.hard,
+                ) {
+                    // The hybrid teacher: the frozen initial model scores
+                    // the same candidates, fused with the file's scores.
+                    let tq = init.tower.encode(&q_ids, &q_mask, Mode::Eval)?.detach();
+                    let tp = init.tower.encode(&p_ids, &p_mask, Mode::Eval)?.detach();
+                    let (ids, mask) = to_device(tb, &self.device)?;
+                    let th = init.tower.encode(&ids, &mask, Mode::Eval)?.detach();
+                    let dim = th.dim(1)?;
+                    let th =
+                        th.reshape((rows, tb.rows / rows, dim))?
+                            .narrow(1, 0, t.hard_negatives)?;
+                    let own = pair_scores(&unit(&tq)?, &unit(&tp)?, &unit(&th)?)?;
+                    teacher = (standardize(&teacher, &m)?
+                        + (standardize(&own, &m)? * t.teacher.blend_init)?)?;
+                }
                 let term = match t.teacher.loss {
                     ScoreLoss::MarginMse => margin_mse(&student, &teacher, &m)?,
                     ScoreLoss::Kl => {

@@ -17,18 +17,22 @@ fn sample() -> (Document<'static>, Pair<'static>) {
             text: "query text.".into(),
             title: None,
             span: Some(Span::new(0, 11)),
+            doc_id: None,
         },
         positive: Text {
             text: "positive text.".into(),
             title: Some("Title".into()),
             span: Some(Span::new(12, 26)),
+            doc_id: None,
         },
         negatives: vec![Text {
             text: "negative \"text\".".into(),
             title: None,
             span: Some(Span::new(27, 41)),
+            doc_id: None,
         }],
         shared: Some(Span::new(6, 10)),
+        scores: None,
         task: "spans",
     };
     (doc, pair)

@@ -85,6 +85,7 @@ impl PretextTask for RandomCrop {
                 positive: Text::slice(text, self.crop(window, rng)),
                 negatives: Vec::new(),
                 shared: None,
+                scores: None,
                 task: "crop",
             })
             .collect()

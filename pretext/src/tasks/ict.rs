@@ -101,6 +101,7 @@ impl PretextTask for InverseCloze {
                         text: Cow::Owned(remove_span(text, block, q)),
                         title: None,
                         span: Some(block),
+                        doc_id: None,
                     }
                 } else {
                     Text::slice(text, block)
@@ -110,6 +111,7 @@ impl PretextTask for InverseCloze {
                     positive: positive.with_title(doc, self.with_title),
                     negatives: Vec::new(),
                     shared: None,
+                    scores: None,
                     task: "ict",
                 });
             }

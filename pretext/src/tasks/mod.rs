@@ -10,6 +10,7 @@ mod mixture;
 mod neighbors;
 mod pseudo_query;
 mod spans;
+mod spar;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use mixture::{Mixture, Weighted};
 pub use neighbors::Neighbors;
 pub use pseudo_query::{PseudoKind, PseudoQuery};
 pub use spans::RecurringSpans;
+pub use spar::{LexicalIndex, Spar};
 
 /// One side of a pair: text, an optional title, and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +39,10 @@ pub struct Text<'a> {
     pub title: Option<Cow<'a, str>>,
     /// Bytes of the document text this side was taken from, if any.
     pub span: Option<Span>,
+    /// The id of the document this side was taken from when it is another
+    /// than the pair's own (`spar`'s retrieved passages); `None`: the
+    /// pair's document.
+    pub doc_id: Option<Cow<'a, str>>,
 }
 
 impl<'a> Text<'a> {
@@ -46,6 +52,7 @@ impl<'a> Text<'a> {
             text: Cow::Borrowed(span.of(text)),
             title: None,
             span: Some(span),
+            doc_id: None,
         }
     }
 
@@ -70,6 +77,9 @@ pub struct Pair<'a> {
     /// The span that ties query and positive, where the task has one (the
     /// recurring span of `spans`, as bytes of the query's occurrence).
     pub shared: Option<Span>,
+    /// A teacher's scores of the positive and of each negative, in that
+    /// order, where the task has them (`spar`: BM25's), for distillation.
+    pub scores: Option<Vec<f32>>,
     /// Name of the task (and kind, for pseudo-queries) that made the pair.
     pub task: &'static str,
 }
@@ -98,6 +108,8 @@ pub enum TaskSpec {
     Neighbors(Neighbors),
     /// AugTriever's pseudo-queries from structure and salient spans.
     PseudoQuery(PseudoQuery),
+    /// SPAR's lexical teacher: pseudo-queries with BM25's top-k passages.
+    Spar(Spar),
     /// A weighted mixture of tasks.
     Mix(Mixture),
 }
@@ -139,6 +151,7 @@ impl<'de> Deserialize<'de> for TaskSpec {
             "spans" => TaskSpec::Spans(part(&ty, fields)?),
             "neighbors" => TaskSpec::Neighbors(part(&ty, fields)?),
             "pseudo-query" => TaskSpec::PseudoQuery(part(&ty, fields)?),
+            "spar" => TaskSpec::Spar(part(&ty, fields)?),
             "mix" => TaskSpec::Mix(part(&ty, fields)?),
             other => {
                 return Err(D::Error::custom(format!(
@@ -166,14 +179,22 @@ impl TaskSpec {
             "spans" => TaskSpec::Spans(RecurringSpans::default()),
             "neighbors" => TaskSpec::Neighbors(Neighbors::default()),
             "pseudo-query" => TaskSpec::PseudoQuery(PseudoQuery::default()),
+            "spar" => TaskSpec::Spar(Spar::default()),
             "mix" => TaskSpec::Mix(Mixture::default()),
             _ => return None,
         })
     }
 
     /// Names accepted by [`TaskSpec::by_name`].
-    pub const NAMES: [&'static str; 6] =
-        ["crop", "ict", "spans", "neighbors", "pseudo-query", "mix"];
+    pub const NAMES: [&'static str; 7] = [
+        "crop",
+        "ict",
+        "spans",
+        "neighbors",
+        "pseudo-query",
+        "spar",
+        "mix",
+    ];
 
     /// Checks parameters that serde cannot (ranges, probabilities, weights).
     pub fn validate(&self) -> Result<(), String> {
@@ -183,6 +204,7 @@ impl TaskSpec {
             TaskSpec::Spans(t) => t.validate(),
             TaskSpec::Neighbors(t) => t.validate(),
             TaskSpec::PseudoQuery(t) => t.validate(),
+            TaskSpec::Spar(t) => t.validate(),
             TaskSpec::Mix(t) => t.validate(),
         }
     }
@@ -195,6 +217,9 @@ impl TaskSpec {
             TaskSpec::PseudoQuery(t) => {
                 t.kinds.contains(&PseudoKind::Salient) && t.doc_freq.is_none()
             }
+            TaskSpec::Spar(t) => {
+                t.queries.kinds.contains(&PseudoKind::Salient) && t.queries.doc_freq.is_none()
+            }
             TaskSpec::Mix(m) => m.tasks.iter().any(|w| w.task.needs_doc_freq()),
             _ => false,
         }
@@ -204,10 +229,34 @@ impl TaskSpec {
     pub fn set_doc_freq(&mut self, df: Arc<DocFreq>) {
         match self {
             TaskSpec::PseudoQuery(t) => t.doc_freq = Some(df),
+            TaskSpec::Spar(t) => t.queries.doc_freq = Some(df),
             TaskSpec::Mix(m) => m
                 .tasks
                 .iter_mut()
                 .for_each(|w| w.task.set_doc_freq(df.clone())),
+            _ => {}
+        }
+    }
+
+    /// The BM25 settings of every task that ranks the corpus and has not
+    /// been given its index yet (`spar`); [`crate::pipeline::ready_task`]
+    /// builds one and hands it to [`TaskSpec::set_index`].
+    pub fn needs_index(&self) -> Option<crate::bm25::Bm25Config> {
+        match self {
+            TaskSpec::Spar(t) if t.index.is_none() => Some(t.bm25),
+            TaskSpec::Mix(m) => m.tasks.iter().find_map(|w| w.task.needs_index()),
+            _ => None,
+        }
+    }
+
+    /// Hands a corpus index to every task that ranks the corpus.
+    pub fn set_index(&mut self, index: Arc<LexicalIndex>) {
+        match self {
+            TaskSpec::Spar(t) => t.set_index(index),
+            TaskSpec::Mix(m) => m
+                .tasks
+                .iter_mut()
+                .for_each(|w| w.task.set_index(index.clone())),
             _ => {}
         }
     }
@@ -221,6 +270,7 @@ impl PretextTask for TaskSpec {
             TaskSpec::Spans(t) => t.name(),
             TaskSpec::Neighbors(t) => t.name(),
             TaskSpec::PseudoQuery(t) => t.name(),
+            TaskSpec::Spar(t) => t.name(),
             TaskSpec::Mix(t) => t.name(),
         }
     }
@@ -300,6 +350,7 @@ fn rebase_pair<'a>(p: Pair<'_>, doc: &'a Document<'a>, offset: usize) -> Pair<'a
             text: body,
             title,
             span,
+            doc_id: t.doc_id.map(|d| Cow::Owned(d.into_owned())),
         }
     };
     Pair {
@@ -309,6 +360,7 @@ fn rebase_pair<'a>(p: Pair<'_>, doc: &'a Document<'a>, offset: usize) -> Pair<'a
         shared: p
             .shared
             .map(|s| Span::new(s.start + offset, s.end + offset)),
+        scores: p.scores,
         task: p.task,
     }
 }
@@ -323,6 +375,7 @@ impl TaskSpec {
             TaskSpec::Spans(_) => "spans needs documents in which a span of 2-10 words (no stopword at either end) occurs in two passages",
             TaskSpec::Neighbors(_) => "neighbors needs documents longer than one piece (task.piece words)",
             TaskSpec::PseudoQuery(_) => "pseudo-query needs titles, several sentences or salient chunks",
+            TaskSpec::Spar(_) => "spar needs pseudo-queries (titles, several sentences or salient chunks) that BM25 matches in at least two documents",
             TaskSpec::Mix(_) => "none of the mixed tasks found what it needs",
         }
     }
@@ -339,6 +392,7 @@ impl TaskSpec {
             TaskSpec::Spans(t) => t.pairs(doc, rng),
             TaskSpec::Neighbors(t) => t.pairs(doc, rng),
             TaskSpec::PseudoQuery(t) => t.pairs(doc, rng),
+            TaskSpec::Spar(t) => t.pairs(doc, rng),
             TaskSpec::Mix(t) => t.pairs(doc, rng),
         }
     }

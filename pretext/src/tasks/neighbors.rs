@@ -76,6 +76,7 @@ impl PretextTask for Neighbors {
                 positive: Text::slice(text, w[1].span).with_title(doc, self.with_title),
                 negatives: Vec::new(),
                 shared: None,
+                scores: None,
                 task: "neighbors",
             })
             .collect()

@@ -156,6 +156,7 @@ impl PretextTask for PseudoQuery {
             positive,
             negatives: Vec::new(),
             shared: None,
+            scores: None,
             task: kind.task_name(),
         };
         for &kind in &self.kinds {
@@ -171,6 +172,7 @@ impl PretextTask for PseudoQuery {
                         text: title.trim().into(),
                         title: None,
                         span: None,
+                        doc_id: None,
                     };
                     out.push(pair(query, Text::slice(text, body), kind));
                 }

@@ -205,6 +205,7 @@ impl PretextTask for RecurringSpans {
                     text: Cow::Owned(remove_span(text, window, span)),
                     title: None,
                     span: Some(window),
+                    doc_id: None,
                 },
                 _ => Text::slice(text, window),
             };
@@ -229,6 +230,7 @@ impl PretextTask for RecurringSpans {
                 positive: Text::slice(text, ps[pos.passage].span).with_title(doc, self.with_title),
                 negatives,
                 shared: Some(span),
+                scores: None,
                 task: "spans",
             });
         }
