@@ -18,6 +18,15 @@ fn eval_rows(run: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The training loss of every step of the run in `run`.
+fn losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64())
+        .collect()
+}
+
 fn faq_eval(every: usize) -> String {
     format!(
         "[eval]\ndata = \"{}\"\nevery = {every}\nbatch_size = 128",
@@ -242,15 +251,7 @@ fn self_distillation_and_pair_weighting_change_the_loss() {
             .arg(&cfg)
             .assert()
             .success();
-        std::fs::read_to_string(d.join("run/metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect()
+        losses(&d.join("run"))
     };
     let plain = losses("plain", "");
     let distilled = losses("distilled", "distill = { weight = 5.0 }");
@@ -503,15 +504,7 @@ fn bm25_teacher_scores_are_mined_read_and_distilled() {
             c.args(["--set", s]);
         }
         c.assert().success();
-        std::fs::read_to_string(dir.path().join(name).join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect()
+        losses(&dir.path().join(name))
     };
     let plain = train("plain", &[]);
     let mse = train("mse", &["train.teacher.weight=1.0"]);
@@ -629,15 +622,7 @@ fn spar_trains_with_bm25_and_hybrid_teachers() {
             c.args(["--set", s]);
         }
         c.assert().success();
-        std::fs::read_to_string(dir.path().join(name).join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect()
+        losses(&dir.path().join(name))
     };
     let kl = ["train.teacher.weight=1.0", "train.teacher.loss=\"kl\""];
     let plain = train("plain", &[]);

@@ -164,21 +164,28 @@ impl Trainer {
             },
             self.config.model.similarity,
         )?;
-        let total = match self.teacher.as_ref().filter(|_| t.distill.weight > 0.0) {
-            Some(teacher) => {
-                let d = t.distill;
-                let tq = teacher.tower.encode(&q_ids, &q_mask, Mode::Eval)?.detach();
-                let tp = teacher.tower.encode(&p_ids, &p_mask, Mode::Eval)?.detach();
-                let cosine = self.config.model.similarity == Similarity::Cosine;
-                let unit = |x: &Tensor| -> Result<Tensor> {
-                    Ok(if cosine { l2_normalize(x)? } else { x.clone() })
-                };
+        let cosine = self.config.model.similarity == Similarity::Cosine;
+        let unit = |x: &Tensor| -> Result<Tensor> {
+            Ok(if cosine { l2_normalize(x)? } else { x.clone() })
+        };
+        // The frozen initial model's queries and positives, encoded once
+        // for self-distillation and the hybrid teacher alike.
+        let init = match &self.teacher {
+            Some(init) => Some((
+                init,
+                unit(&init.tower.encode(&q_ids, &q_mask, Mode::Eval)?.detach())?,
+                unit(&init.tower.encode(&p_ids, &p_mask, Mode::Eval)?.detach())?,
+            )),
+            None => None,
+        };
+        let total = match init.as_ref().filter(|_| t.distill.weight > 0.0) {
+            Some((_, tq, tp)) => {
                 let kl = distill_kl(
                     (&unit(&queries)?, &unit(&positives)?),
-                    (&unit(&tq)?, &unit(&tp)?),
-                    d.temperature,
+                    (tq, tp),
+                    t.distill.temperature,
                 )?;
-                (out.loss + (kl * d.weight)?)?
+                (out.loss + (kl * t.distill.weight)?)?
             }
             None => out.loss,
         };
@@ -190,28 +197,22 @@ impl Trainer {
                         self.step + 1
                     )
                 })?;
-                let cosine = self.config.model.similarity == Similarity::Cosine;
-                let unit = |x: &Tensor| -> Result<Tensor> {
-                    Ok(if cosine { l2_normalize(x)? } else { x.clone() })
-                };
                 let student = pair_scores(&unit(&queries)?, &unit(&positives)?, &unit(&h)?)?;
                 let mut teacher =
                     Tensor::from_slice(scores, (rows, t.hard_negatives + 1), &self.device)?;
-                if let (Some(init), Some((tb, _))) = (
-                    self.teacher.as_ref().filter(|_| t.teacher.blend_init > 0.0),
+                if let (Some((init, tq, tp)), Some((tb, _))) = (
+                    init.as_ref().filter(|_| t.teacher.blend_init > 0.0),
                     &batch.hard,
                 ) {
                     // The hybrid teacher: the frozen initial model scores
                     // the same candidates, fused with the file's scores.
-                    let tq = init.tower.encode(&q_ids, &q_mask, Mode::Eval)?.detach();
-                    let tp = init.tower.encode(&p_ids, &p_mask, Mode::Eval)?.detach();
                     let (ids, mask) = to_device(tb, &self.device)?;
                     let th = init.tower.encode(&ids, &mask, Mode::Eval)?.detach();
                     let dim = th.dim(1)?;
                     let th =
                         th.reshape((rows, tb.rows / rows, dim))?
                             .narrow(1, 0, t.hard_negatives)?;
-                    let own = pair_scores(&unit(&tq)?, &unit(&tp)?, &unit(&th)?)?;
+                    let own = pair_scores(tq, tp, &unit(&th)?)?;
                     teacher = (standardize(&teacher, &m)?
                         + (standardize(&own, &m)? * t.teacher.blend_init)?)?;
                 }
