@@ -202,3 +202,91 @@ fn bench_compares_tasks_on_a_beir_set() {
         std::fs::read(out.join("crop/tokenizer.json")).unwrap()
     );
 }
+
+/// `eval --run`: any TREC run scored as pytrec_eval scores it (the metric
+/// fixtures' values), the same JSON written; a BM25 run written by `eval
+/// --out` scores what BM25's own evaluation printed; a bad run names its
+/// line.
+#[test]
+fn scores_a_trec_run_file_as_pytrec_eval_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = common::root().join("tests/fixtures/metrics");
+    let data = dir.path().join("judged");
+    std::fs::create_dir_all(data.join("qrels")).unwrap();
+    // Only the judgements: a run file needs no corpus and no queries.
+    std::fs::copy(fixtures.join("qrels.tsv"), data.join("qrels/test.tsv")).unwrap();
+    let out = dir.path().join("scored");
+    pretext()
+        .args(["eval", "--run"])
+        .arg(fixtures.join("run.trec"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let got: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json")).unwrap())
+            .unwrap();
+    assert_eq!(got["retriever"], "run");
+    for (name, v) in want["means"].as_object().unwrap() {
+        let g = got["metrics"][name].as_f64().unwrap();
+        assert!((g - v.as_f64().unwrap()).abs() < 1e-9, "{name}: {g} vs {v}");
+    }
+    assert_eq!(
+        got["per_query"].as_object().unwrap().len(),
+        want["per_query"].as_object().unwrap().len()
+    );
+
+    // A BM25 run from `eval --out`, scored again: the same means.
+    let beir = dir.path().join("beir");
+    small_beir(&beir);
+    let bm25 = dir.path().join("bm25");
+    pretext()
+        .args(["eval", "--quiet", "--retriever", "bm25", "--data"])
+        .arg(&beir)
+        .arg("--out")
+        .arg(&bm25)
+        .assert()
+        .success();
+    let again = dir.path().join("again");
+    pretext()
+        .args(["eval", "--run"])
+        .arg(bm25.join("run.trec"))
+        .arg("--data")
+        .arg(&beir)
+        .arg("--out")
+        .arg(&again)
+        .assert()
+        .success();
+    let read = |p: &std::path::Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(p.join("metrics.json")).unwrap()).unwrap()
+    };
+    assert_eq!(read(&bm25)["metrics"], read(&again)["metrics"]);
+
+    // A line with five fields, and a document listed twice, name the line.
+    let bad = dir.path().join("bad.trec");
+    std::fs::write(&bad, "q1 Q0 d0 1 2.5 t\nq1 Q0 d3 2 1.5\n").unwrap();
+    let err = common::failure_stderr(
+        pretext()
+            .args(["eval", "--run"])
+            .arg(&bad)
+            .arg("--data")
+            .arg(&beir),
+    );
+    assert!(err.contains("bad.trec:2"), "{err}");
+    std::fs::write(&bad, "q1 Q0 d0 1 2.5 t\nq1 Q0 d0 2 1.5 t\n").unwrap();
+    let err = common::failure_stderr(
+        pretext()
+            .args(["eval", "--run"])
+            .arg(&bad)
+            .arg("--data")
+            .arg(&beir),
+    );
+    assert!(err.contains("bad.trec:2") && err.contains("twice"), "{err}");
+    // Dense retrieval without a model is refused, not quietly BM25.
+    let err = common::failure_stderr(pretext().args(["eval", "--data"]).arg(&beir));
+    assert!(err.contains("--model"), "{err}");
+}

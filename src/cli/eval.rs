@@ -3,10 +3,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pretext::eval::beir::{means_table, write_trec_run, Beir};
+use pretext::eval::beir::{load_qrels, means_table, parse_trec_run, write_trec_run, Beir};
 use pretext::eval::metrics::{evaluate, Measure, Run};
 use pretext::eval::{embed_all, search};
 use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index};
@@ -18,11 +20,16 @@ use super::data::ModelOptions;
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A model folder (Hugging Face / sentence-transformers layout, e.g. from `pretext export`).
-    #[arg(long, required_if_eq("retriever", "dense"))]
+    #[arg(long, conflicts_with = "run")]
     model: Option<PathBuf>,
     /// `dense` (the model) or `bm25` (k1 0.9, b 0.4, stopwords, stemming).
     #[arg(long, default_value = "dense", value_parser = ["dense", "bm25"])]
     retriever: String,
+    /// Score this TREC run file (`qid Q0 docid rank score tag`, from any
+    /// tool: pyserini, Elasticsearch, `pretext bm25 search`) instead of
+    /// retrieving; only `qrels/SPLIT.tsv` of `--data` is read.
+    #[arg(long, conflicts_with_all = ["model", "retriever"])]
+    run: Option<PathBuf>,
     /// BM25 term-frequency saturation (Anserini 0.9; tantivy's fixed 1.2).
     #[arg(long, default_value_t = 0.9)]
     k1: f32,
@@ -61,13 +68,20 @@ fn bar(quiet: bool, len: usize, what: &str) -> ProgressBar {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if let Some(path) = &args.run {
+        return score_run(&args, path);
+    }
     let data = Beir::load(&args.data, &args.split)?;
     for w in &data.warnings {
         eprintln!("warning: {w}");
     }
-    let run = match &args.model {
-        Some(model) if args.retriever == "dense" => dense(&args, model, &data)?,
-        _ => bm25(&args, &data)?,
+    let run = match (&args.model, args.retriever.as_str()) {
+        (Some(model), "dense") => dense(&args, model, &data)?,
+        (None, "dense") => {
+            bail!("--retriever dense needs --model DIR (or --retriever bm25, or --run FILE)")
+        }
+        (Some(_), _) => bail!("--model is for --retriever dense, not {}", args.retriever),
+        (None, _) => bm25(&args, &data)?,
     };
     let (means, per_query) = evaluate(&data.qrels, &run, &Measure::DEFAULT);
     println!(
@@ -76,13 +90,66 @@ pub fn run(args: EvalArgs) -> Result<()> {
         per_query.len(),
         data.corpus.len()
     );
+    write_out(&args, &run, &means, &per_query)
+}
+
+/// `--run FILE`: the run's queries that are judged are scored, as
+/// trec_eval and pytrec_eval score them (judged queries the run lacks are
+/// left out, as trec_eval does without `-c`, and counted in a warning).
+fn score_run(args: &EvalArgs, path: &std::path::Path) -> Result<()> {
+    let qrels = load_qrels(&args.data, &args.split)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let run = parse_trec_run(&text, &path.display().to_string())?;
+    let unjudged = run.keys().filter(|q| !qrels.contains_key(*q)).count();
+    let missing = qrels.keys().filter(|q| !run.contains_key(*q)).count();
+    if unjudged > 0 {
+        eprintln!(
+            "warning: {}: {unjudged} of {} queries have no judgements in {} (not scored)",
+            path.display(),
+            run.len(),
+            args.split
+        );
+    }
+    if missing > 0 {
+        eprintln!(
+            "warning: {}: {missing} of {} judged queries are not in the run (not scored, as trec_eval without -c)",
+            path.display(),
+            qrels.len()
+        );
+    }
+    let (means, per_query) = evaluate(&qrels, &run, &Measure::DEFAULT);
+    if per_query.is_empty() {
+        bail!(
+            "{}: no query of the run is judged in {}/qrels/{}.tsv",
+            path.display(),
+            args.data.display(),
+            args.split
+        );
+    }
+    println!("{}  ({} queries)", means_table(&means), per_query.len());
+    write_out(args, &run, &means, &per_query)
+}
+
+/// `--out DIR`: `run.trec` (in trec order) and `metrics.json`.
+fn write_out(
+    args: &EvalArgs,
+    run: &Run,
+    means: &BTreeMap<String, f64>,
+    per_query: &BTreeMap<String, BTreeMap<String, f64>>,
+) -> Result<()> {
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("run.trec"))?);
-        write_trec_run(&run, "pretext", &mut f)?;
+        write_trec_run(run, "pretext", &mut f)?;
         f.flush()?;
+        let retriever = if args.run.is_some() {
+            "run"
+        } else {
+            args.retriever.as_str()
+        };
         let json = serde_json::json!({
-            "model": args.model, "retriever": args.retriever, "data": args.data, "split": args.split,
+            "model": args.model, "retriever": retriever, "run": args.run, "data": args.data, "split": args.split,
             "metrics": means, "per_query": per_query,
         });
         std::fs::write(

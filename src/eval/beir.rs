@@ -94,10 +94,8 @@ impl Beir {
     /// Loads `dir` with judgements of `split`.
     pub fn load(dir: &Path, split: &str) -> Result<Beir> {
         let corpus = read_jsonl(&dir.join("corpus.jsonl"), true)?;
-        let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
-        let text = std::fs::read_to_string(&qrels_path)
-            .with_context(|| format!("reading {}", qrels_path.display()))?;
-        let qrels = parse_qrels(&text, &qrels_path.display().to_string())?;
+        let qrels_path = qrels_path(dir, split);
+        let qrels = load_qrels(dir, split)?;
         let queries = read_jsonl(&dir.join("queries.jsonl"), false)?
             .into_iter()
             .filter(|q| qrels.contains_key(&q.id))
@@ -155,6 +153,18 @@ fn unknown_judgements(
     out
 }
 
+fn qrels_path(dir: &Path, split: &str) -> std::path::PathBuf {
+    dir.join("qrels").join(format!("{split}.tsv"))
+}
+
+/// Reads `dir/qrels/SPLIT.tsv` alone (scoring a run file needs no corpus).
+pub fn load_qrels(dir: &Path, split: &str) -> Result<Qrels> {
+    let path = qrels_path(dir, split);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_qrels(&text, &path.display().to_string())
+}
+
 /// Parses a qrels TSV (`query-id corpus-id score`, optional header; the
 /// 4-column TREC form `qid 0 docid rel` is accepted too).
 pub fn parse_qrels(text: &str, origin: &str) -> Result<Qrels> {
@@ -183,6 +193,7 @@ pub fn parse_qrels(text: &str, origin: &str) -> Result<Qrels> {
 /// Parses a TREC run (`qid Q0 docid rank score tag`).
 pub fn parse_trec_run(text: &str, origin: &str) -> Result<Run> {
     let mut run = Run::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, line) in text.lines().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.is_empty() {
@@ -194,6 +205,22 @@ pub fn parse_trec_run(text: &str, origin: &str) -> Result<Run> {
         let s: f32 = f[4]
             .parse()
             .with_context(|| format!("{origin}:{}: score `{}`", i + 1, f[4]))?;
+        if !s.is_finite() {
+            bail!(
+                "{origin}:{}: score `{}` is not a finite number",
+                i + 1,
+                f[4]
+            );
+        }
+        if !seen.insert((f[0].to_string(), f[2].to_string())) {
+            // trec_eval refuses such a run too: which score would count?
+            bail!(
+                "{origin}:{}: document `{}` is listed twice for query `{}`",
+                i + 1,
+                f[2],
+                f[0]
+            );
+        }
         run.entry(f[0].to_string())
             .or_default()
             .push((f[2].to_string(), s));

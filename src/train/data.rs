@@ -84,9 +84,22 @@ pub struct Batch {
     /// Corpus ordinal of the document each pair came from, when known.
     pub sources: Vec<Option<u64>>,
     /// Teacher scores of each pair's positive and its own first
-    /// `train.hard_negatives` negatives, `batch × (1 + n)` row-major, when
-    /// every pair of the batch carries them (`scores` in the pair file).
-    pub scores: Option<Vec<f32>>,
+    /// `train.hard_negatives` negatives, when every pair of the batch
+    /// carries them (`scores` in the pair file, or the `spar` task's).
+    pub scores: Option<TeacherScores>,
+}
+
+/// Teacher scores of a batch: a pair may have fewer scored negatives than
+/// `train.hard_negatives` (a `spar` query BM25 matches in only three
+/// documents, a pair file line with two negatives), and its other
+/// candidates, absent or mined, are left out of the teacher's loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeacherScores {
+    /// `batch × (1 + n)` row-major: the positive's score, then each
+    /// negative's (0 where unknown).
+    pub values: Vec<f32>,
+    /// `batch × n`: 1 where the teacher scored that negative.
+    pub known: Vec<u32>,
 }
 
 /// A pair in the stream: the texts and the document it came from.
@@ -300,14 +313,22 @@ fn with_mined(
 }
 
 /// The teacher scores of the positive and the first `own` negatives of
-/// every pair, row after row, if every pair has them.
-fn teacher_scores(pairs: &[&OwnedPair], own: usize) -> Option<Vec<f32>> {
-    let mut out = Vec::with_capacity(pairs.len() * (own + 1));
+/// every pair, row after row, if every pair has a score for its positive.
+fn teacher_scores(pairs: &[&OwnedPair], own: usize) -> Option<TeacherScores> {
+    let mut values = Vec::with_capacity(pairs.len() * (own + 1));
+    let mut known = Vec::with_capacity(pairs.len() * own);
     for p in pairs {
-        let s = p.scores.as_ref().filter(|s| s.len() > own)?;
-        out.extend_from_slice(&s[..=own]);
+        let s = p.scores.as_ref().filter(|s| !s.is_empty())?;
+        // Scores beyond the pair's own negatives would belong to none of
+        // its candidates.
+        let scored = (s.len() - 1).min(own).min(p.negatives.len());
+        values.push(s[0]);
+        for i in 0..own {
+            values.push(if i < scored { s[i + 1] } else { 0.0 });
+            known.push(u32::from(i < scored));
+        }
     }
-    Some(out)
+    Some(TeacherScores { values, known })
 }
 
 /// Bad records the stream skipped under `--skip-bad`: reported once, after
@@ -489,4 +510,35 @@ fn produce(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(negatives: usize, scores: Option<Vec<f32>>) -> OwnedPair {
+        OwnedPair {
+            query: "q".into(),
+            positive: "p".into(),
+            negatives: (0..negatives).map(|i| format!("n{i}")).collect(),
+            scores,
+        }
+    }
+
+    #[test]
+    fn teacher_scores_mark_the_candidates_they_score() {
+        let full = pair(3, Some(vec![9.0, 8.0, 7.0, 6.0]));
+        // A spar query BM25 matched in two documents: one scored negative.
+        let short = pair(1, Some(vec![5.0, 4.0]));
+        // Two own negatives and a mined third: the third has no score.
+        let mined = pair(3, Some(vec![3.0, 2.0, 1.0]));
+        let t = teacher_scores(&[&full, &short, &mined], 3).unwrap();
+        assert_eq!(
+            t.values,
+            [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 0.0, 0.0, 3.0, 2.0, 1.0, 0.0]
+        );
+        assert_eq!(t.known, [1, 1, 1, 1, 0, 0, 1, 1, 0]);
+        // A pair without any score leaves the batch without a teacher.
+        assert!(teacher_scores(&[&full, &pair(3, None)], 3).is_none());
+    }
 }

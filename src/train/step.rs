@@ -199,7 +199,12 @@ impl Trainer {
                 })?;
                 let student = pair_scores(&unit(&queries)?, &unit(&positives)?, &unit(&h)?)?;
                 let mut teacher =
-                    Tensor::from_slice(scores, (rows, t.hard_negatives + 1), &self.device)?;
+                    Tensor::from_slice(&scores.values, (rows, t.hard_negatives + 1), &self.device)?;
+                // Candidates the teacher did not score are left out, as
+                // absent ones are.
+                let known =
+                    Tensor::from_slice(&scores.known, (rows, t.hard_negatives), &self.device)?;
+                let m = (m * known)?;
                 if let (Some((init, tq, tp)), Some((tb, _))) = (
                     init.as_ref().filter(|_| t.teacher.blend_init > 0.0),
                     &batch.hard,
