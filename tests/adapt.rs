@@ -633,6 +633,10 @@ fn spar_trains_with_bm25_and_hybrid_teachers() {
         hybrid.iter().all(|l| l.is_finite()) && (hybrid[0] - bm25[0]).abs() > 1e-6,
         "the initial model's scores change the teacher: {bm25:?} {hybrid:?}"
     );
+    // GPL's way: the candidates count only through the teacher, so the
+    // contrastive term loses their denominators and the first loss drops.
+    let alone = train("alone", &[kl[0], kl[1], "train.teacher.contrast=false"]);
+    assert!(alone[0] < bm25[0] - 1e-4, "{bm25:?} {alone:?}");
 }
 
 #[test]
@@ -641,7 +645,7 @@ fn adaptation_settings_that_cannot_work_are_refused() {
     let crop = tiny_config(dir.path(), "");
     std::fs::create_dir_all(dir.path().join("s")).unwrap();
     let spar = spar_config(&dir.path().join("s"), "");
-    let cases: [(&std::path::PathBuf, &[&str], &str); 5] = [
+    let cases: [(&std::path::PathBuf, &[&str], &str); 6] = [
         (
             &crop,
             &["train.teacher.weight=1.0", "train.hard_negatives=1"],
@@ -667,6 +671,17 @@ fn adaptation_settings_that_cannot_work_are_refused() {
             "two dev sets",
         ),
         (&crop, &["train.filter.top_k=2"], "train.filter.model"),
+        (
+            &spar,
+            &[
+                "train.teacher.weight=1.0",
+                "train.hard_negatives=1",
+                "train.teacher.contrast=false",
+                "train.loss.in_batch=false",
+                "train.memory=\"none\"",
+            ],
+            "contrast = false",
+        ),
     ];
     for (cfg, sets, want) in cases {
         let mut c = pretext();
@@ -787,4 +802,87 @@ fn consistency_filtering_in_train_counts_what_it_kept() {
         .collect();
     let (kept, dropped) = (counts[0], counts[1]);
     assert!(kept >= 3 * 8 && dropped > 0, "{err}");
+}
+
+/// `model.positions = false`: the position tables stay zero through
+/// training, the exported model reads up to its table's size, embeds a text
+/// and its words reversed alike, and an `--init` model keeps its positions.
+#[test]
+fn a_model_without_positions_is_blind_to_order_and_reads_any_length() {
+    use pretext::model::pretrained::Pretrained;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "");
+    pretext()
+        .args([
+            "train",
+            "--quiet",
+            "--steps",
+            "3",
+            "--set",
+            "model.positions=false",
+            "--config",
+        ])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let run = dir.path().join("run");
+    let w = common::weights(&run, 3);
+    let table = &w["embeddings.position_embeddings.weight"];
+    let words = &w["embeddings.word_embeddings.weight"];
+    let abs_sum = |t: &Tensor| {
+        t.abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(abs_sum(table), 0.0, "the position table trained");
+    assert!(abs_sum(words) > 0.0);
+    let model = dir.path().join("model");
+    pretext()
+        .args(["export", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&model)
+        .assert()
+        .success();
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("sentence_bert_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        st["max_seq_length"], 512,
+        "trained at 32, reads the table's 512"
+    );
+    let m = Pretrained::load(&model, &Device::Cpu, None).unwrap();
+    let e = m
+        .embed(&["read a file line by line", "line by line file a read"])
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let gap = e[0]
+        .iter()
+        .zip(&e[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(gap < 1e-5, "word order changed the embedding by {gap}");
+
+    std::fs::create_dir_all(dir.path().join("init")).unwrap();
+    let init = tiny_model(&dir.path().join("init"));
+    let err = common::failure_stderr(
+        pretext()
+            .args([
+                "train",
+                "--quiet",
+                "--overwrite",
+                "--set",
+                "model.positions=false",
+                "--init",
+            ])
+            .arg(&init)
+            .arg("--config")
+            .arg(&cfg),
+    );
+    assert!(err.contains("model.positions = false"), "{err}");
 }

@@ -83,6 +83,17 @@ fn teacher(config: &Config) -> Result<(), String> {
     if t.hard_negatives == 0 {
         return Err("train.teacher compares the positive with the pairs' own negatives: set train.hard_negatives >= 1".into());
     }
+    if !t.teacher.contrast {
+        let others = match t.loss {
+            Loss::Infonce { in_batch, .. } => {
+                in_batch || t.memory != Memory::None || config.negatives.source != Source::None
+            }
+            _ => false,
+        };
+        if !others {
+            return Err("train.teacher.contrast = false leaves the pairs' own negatives to the teacher: the contrastive loss then needs others (train.loss = infonce with in_batch = true, a queue, or mined negatives)".into());
+        }
+    }
     match spar {
         Some(k) if t.pairs.is_none() && t.hard_negatives > k - 1 => Err(format!(
             "train.hard_negatives = {} but task spar makes top_k - 1 = {} negatives per query: lower it or raise task.top_k",
@@ -176,6 +187,9 @@ fn model(config: &Config) -> Result<(), String> {
         if !(0.0..1.0).contains(&p) {
             return Err(format!("model.dropout = {p} must be in [0, 1)"));
         }
+    }
+    if !m.positions && m.init.is_some() {
+        return Err("model.positions = false trains a model without position embeddings from scratch; the --init model's own were learned with it and cannot be dropped".into());
     }
     let positions = match &m.init {
         Some(dir) => init_positions(dir)?,

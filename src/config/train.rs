@@ -45,6 +45,14 @@ pub struct ModelSection {
     pub query_max_len: Option<usize>,
     /// Longest document in tokens (default: `max_len`).
     pub doc_max_len: Option<usize>,
+    /// Learned position embeddings (default). `false`, for a model trained
+    /// from scratch: the position table stays zero and out of the
+    /// optimizer, so the encoder reads a bag of words in context, blind to
+    /// order. Retrieval needs little order, and such a model trained on
+    /// short texts reads a whole document up to the table's size (512)
+    /// just as well, where learned positions beyond the trained length
+    /// stay random; the export says so (`max_seq_length` = the table's).
+    pub positions: bool,
 }
 
 impl ModelSection {
@@ -83,6 +91,7 @@ impl Default for ModelSection {
             doc_prefix: String::new(),
             query_max_len: None,
             doc_max_len: None,
+            positions: true,
         }
     }
 }
@@ -208,6 +217,12 @@ pub struct TeacherScores {
     /// fused this way rank better than either alone, and the model learns
     /// that fusion rather than to forget what it knew for BM25's ranking.
     pub blend_init: f64,
+    /// Whether the pairs' own negatives are also negatives of the
+    /// contrastive loss (default). `false` leaves them to the teacher
+    /// alone, as GPL does: candidates mined from a retriever's top ranks
+    /// are often relevant, and only the teacher's scores say how much;
+    /// the contrastive loss then keeps its in-batch (and queue) negatives.
+    pub contrast: bool,
 }
 
 impl Default for TeacherScores {
@@ -217,6 +232,7 @@ impl Default for TeacherScores {
             weight: 0.0,
             temperature: 1.0,
             blend_init: 0.0,
+            contrast: true,
         }
     }
 }

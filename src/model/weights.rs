@@ -33,6 +33,22 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// Whether `name` is a tower's position embedding table.
+pub fn is_position_table(name: &str) -> bool {
+    name.ends_with("embeddings.position_embeddings.weight")
+}
+
+/// Sets every position table to zero (`model.positions = false`).
+pub fn zero_positions(varmap: &VarMap) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock");
+    for (name, var) in data.iter() {
+        if is_position_table(name) {
+            var.set(&var.as_tensor().zeros_like()?)?;
+        }
+    }
+    Ok(())
+}
+
 /// Loads a Hugging Face checkpoint into the variables whose names start
 /// with `prefix` (`""` for the query tower, `"doc."` for a separate
 /// document tower). Checkpoint keys may carry a `bert.` prefix. Every

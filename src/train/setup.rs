@@ -143,6 +143,9 @@ impl Trainer {
         )?;
         model.freeze(freeze);
         weights::seeded_init(&varmap, config.seed)?;
+        if !m.positions {
+            weights::zero_positions(&varmap)?;
+        }
         if let Some(dir) = &m.init {
             let p = dir.join("model.safetensors");
             weights::load_hf(&varmap, &p, "")?;
@@ -170,6 +173,7 @@ impl Trainer {
         let trained: Vec<_> = sorted_vars(&varmap)
             .into_iter()
             .filter(|(name, _)| !freeze.covers(name.strip_prefix("doc.").unwrap_or(name)))
+            .filter(|(name, _)| m.positions || !weights::is_position_table(name))
             .collect();
         let optimizer = AdamW::new(
             trained,

@@ -114,6 +114,10 @@ impl Trainer {
             )),
             _ => None,
         };
+        if own_hard.is_some() && !t.teacher.contrast {
+            // The teacher alone judges the pairs' own negatives.
+            hard = None;
+        }
         if let Some(a) = &mut self.ance {
             let neg = &self.config.negatives;
             let found = a.negatives(
