@@ -369,3 +369,147 @@ fn empty_positives_are_refused_or_skipped_and_columns_keep_their_order() {
     want.extend((1..=12).map(|i| format!("negative_{i}")));
     assert_eq!(keys, want, "{line}");
 }
+
+/// `mine --retriever run`: a run file written by `pretext bm25 search`, its
+/// query ids the pair file's line numbers, gives the very negatives
+/// `--retriever bm25` gives; a Tevatron `query_id` is matched too; a run
+/// naming no query, or a document the corpus lacks, is refused.
+#[test]
+fn any_retrievers_run_file_is_a_negative_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let corpus = d.join("corpus.jsonl");
+    let text =
+        std::fs::read_to_string(common::root().join("corpora/python-docs/corpus.jsonl")).unwrap();
+    std::fs::write(
+        &corpus,
+        text.lines().take(200).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let pairs = d.join("pairs.jsonl");
+    pretext()
+        .args(["pairs", "--quiet", "--task", "pseudo-query", "--corpus"])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&pairs)
+        .assert()
+        .success();
+    let queries: Vec<String> = jsonl(&pairs)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::json!({"_id": (i + 1).to_string(), "text": v["anchor"]}).to_string()
+        })
+        .collect();
+    assert!(queries.len() > 100);
+    std::fs::write(d.join("queries.jsonl"), queries.join("\n") + "\n").unwrap();
+    let index = d.join("idx.bm25");
+    pretext()
+        .args(["bm25", "index", "--corpus"])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&index)
+        .assert()
+        .success();
+    let out = pretext()
+        .args(["bm25", "search", "-k", "100", "--index"])
+        .arg(&index)
+        .arg("--queries")
+        .arg(d.join("queries.jsonl"))
+        .assert()
+        .success();
+    let run = d.join("run.trec");
+    std::fs::write(&run, &out.get_output().stdout).unwrap();
+    let mine = |name: &str, extra: &[&str]| -> String {
+        let out = d.join(name);
+        pretext()
+            .args(["mine", "--quiet", "--num-negatives", "3", "--queries"])
+            .arg(&pairs)
+            .arg("--corpus")
+            .arg(&corpus)
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        std::fs::read_to_string(out).unwrap()
+    };
+    let bm25 = mine("bm25.jsonl", &["--retriever", "bm25"]);
+    let from_run = mine(
+        "run.jsonl",
+        &["--retriever", "run", "--run", run.to_str().unwrap()],
+    );
+    assert!(bm25.lines().filter(|l| l.contains("negative_3")).count() > 100);
+    assert_eq!(bm25, from_run, "a BM25 run file mines what BM25 mines");
+
+    // Tevatron lines carry their own query ids.
+    let tevatron = d.join("tevatron.jsonl");
+    std::fs::write(
+        &tevatron,
+        r#"{"query_id": "7", "query": "x", "positive_passages": [{"docid": "p", "text": "the positive"}], "negative_passages": []}"#,
+    )
+    .unwrap();
+    let line7 = run.parent().unwrap().join("seven.trec");
+    let first = std::fs::read_to_string(&run)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("7 "))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    std::fs::write(&line7, first).unwrap();
+    let out = d.join("tev-mined.jsonl");
+    pretext()
+        .args([
+            "mine",
+            "--quiet",
+            "--format",
+            "tevatron",
+            "--retriever",
+            "run",
+            "--run",
+        ])
+        .arg(&line7)
+        .arg("--queries")
+        .arg(&tevatron)
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let v = &jsonl(&out)[0];
+    assert!(
+        !v["negative_passages"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+
+    // A run of other queries, and a document the corpus lacks.
+    std::fs::write(&line7, "q-none Q0 c-api/abstract#0 1 2.0 t\n").unwrap();
+    let refused = |what: &str| {
+        let err = failure_stderr(
+            pretext()
+                .args(["mine", "--quiet", "--retriever", "run", "--run"])
+                .arg(&line7)
+                .arg("--queries")
+                .arg(&pairs)
+                .arg("--corpus")
+                .arg(&corpus),
+        );
+        assert!(err.contains(what), "{err}");
+    };
+    refused("none of the");
+    std::fs::write(&line7, "1 Q0 no-such-doc 1 2.0 t\n").unwrap();
+    refused("no-such-doc");
+    let err = failure_stderr(
+        pretext()
+            .args(["mine", "--quiet", "--retriever", "run", "--queries"])
+            .arg(&pairs)
+            .arg("--corpus")
+            .arg(&corpus),
+    );
+    assert!(err.contains("--run"), "{err}");
+    // Training reads the pair file `mine` writes, and says so.
+    let cfg = common::tiny_config(d, "[negatives]\nsource = \"run\"\nrun = \"run.trec\"");
+    let err = failure_stderr(pretext().args(["train", "--quiet", "--config"]).arg(&cfg));
+    assert!(err.contains("pretext mine --retriever run"), "{err}");
+}

@@ -34,9 +34,14 @@ pub struct MineArgs {
     /// default: the config's, else the dataset's own positives.
     #[arg(long)]
     corpus: Option<PathBuf>,
-    /// bm25, dense, random or gold (positives of other queries).
-    #[arg(long, value_parser = ["bm25", "dense", "random", "gold"])]
+    /// bm25, dense, random, gold (positives of other queries) or run (a
+    /// TREC run file from any retriever, `--run`).
+    #[arg(long, value_parser = ["bm25", "dense", "random", "gold", "run"])]
     retriever: Option<String>,
+    /// The TREC run of `--retriever run` (Elasticsearch, pyserini, `pretext
+    /// bm25 search`...): query ids are the pair file's, else its line numbers.
+    #[arg(long)]
+    run: Option<PathBuf>,
     /// Model folder of the dense retriever (default: negatives.model).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -188,6 +193,12 @@ pub fn run(args: MineArgs) -> Result<()> {
     }
     if let Some(p) = &args.corpus {
         b.set_value("corpus.path", toml::Value::String(p.display().to_string()));
+    }
+    if let Some(p) = &args.run {
+        b.set_value(
+            "negatives.run",
+            toml::Value::String(p.display().to_string()),
+        );
     }
     if args.skip_bad {
         b.set_value("corpus.skip_bad", toml::Value::Boolean(true));

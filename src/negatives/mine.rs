@@ -29,6 +29,8 @@ use crate::tokenize::Side;
 pub struct QueryLine {
     /// 1-based line of the input file.
     pub line: usize,
+    /// The line's query id (`query_id`, `qid`, `_id` or `id`), if any.
+    pub id: Option<String>,
     /// The query.
     pub query: String,
     /// Its positive.
@@ -95,7 +97,15 @@ fn read_line(path: &Path, n: usize, line: &[u8]) -> Result<Vec<QueryLine>> {
                 at()
             );
         }
-        let answers = match serde_json::from_str::<serde_json::Value>(line)?.get("answers") {
+        let json = serde_json::from_str::<serde_json::Value>(line)?;
+        let id = ["query_id", "qid", "_id", "id"]
+            .iter()
+            .find_map(|k| match json.get(*k)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+        let answers = match json.get("answers") {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(a)) => a
                 .iter()
@@ -111,6 +121,7 @@ fn read_line(path: &Path, n: usize, line: &[u8]) -> Result<Vec<QueryLine>> {
             .into_iter()
             .map(|p| QueryLine {
                 line: i + 1,
+                id: id.clone(),
                 query: p.query,
                 positive: p.positive,
                 answers: answers.clone(),
@@ -232,6 +243,75 @@ fn normalized_rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
         .to_vec2::<f32>()?)
 }
 
+/// Each query's candidates from a TREC run: the run's hits for the query's
+/// id (else its line number) in trec order, cut at `depth`, mapped to the
+/// corpus by document id, and the positive's own score when the run lists
+/// it (the margin rules need it). Hits naming documents the corpus lacks
+/// are an error, as is a run that lists none of the queries.
+fn run_candidates(
+    path: &Path,
+    queries: &[QueryLine],
+    corpus: &CorpusTexts,
+    depth: usize,
+) -> Result<Vec<(Vec<Candidate>, Option<f32>)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let run = crate::eval::beir::parse_trec_run(&text, &path.display().to_string())?;
+    let item: HashMap<&str, u32> = corpus
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i as u32))
+        .collect();
+    let mut found = 0;
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries {
+        let hits =
+            q.id.as_ref()
+                .and_then(|id| run.get(id))
+                .or_else(|| run.get(&q.line.to_string()));
+        let Some(hits) = hits else {
+            out.push((Vec::new(), None));
+            continue;
+        };
+        found += 1;
+        let mut hits = hits.clone();
+        crate::eval::metrics::trec_order(&mut hits);
+        let mut candidates = Vec::with_capacity(depth.min(hits.len()));
+        let mut positive = None;
+        for (doc, score) in &hits {
+            let Some(&i) = item.get(doc.as_str()) else {
+                bail!(
+                    "{}: document `{doc}` (query `{}`) is not in the corpus",
+                    path.display(),
+                    q.id.clone().unwrap_or_else(|| q.line.to_string())
+                );
+            };
+            let t = i as usize;
+            if positive.is_none()
+                && (corpus.texts[t] == q.positive || corpus.bodies[t] == q.positive)
+            {
+                positive = Some(*score);
+            }
+            if candidates.len() < depth {
+                candidates.push(Candidate {
+                    item: i,
+                    score: *score,
+                });
+            }
+        }
+        out.push((candidates, positive));
+    }
+    if found == 0 {
+        bail!(
+            "{}: none of the {} queries is in the run (its query ids must be the pair file's query ids or its 1-based line numbers)",
+            path.display(),
+            queries.len()
+        );
+    }
+    Ok(out)
+}
+
 /// Mines negatives for `queries` from `corpus`.
 pub fn mine(
     queries: &[QueryLine],
@@ -288,6 +368,16 @@ pub fn mine(
                 .to_vec1::<f32>()?;
             let hits = top_k(&q, &docs, c.range_max, s.blocks, &s.device)?;
             (hits, pos.into_iter().map(Some).collect())
+        }
+        Source::Run => {
+            let path = c
+                .run
+                .as_ref()
+                .context("the run retriever needs a TREC run file (--run FILE)")?;
+            progress.stage("reading the run", queries.len());
+            let ranked = run_candidates(path, queries, corpus, c.range_max)?;
+            progress.advance(queries.len());
+            ranked.into_iter().unzip()
         }
         Source::Random | Source::Gold => {
             (vec![Vec::new(); queries.len()], vec![None; queries.len()])

@@ -37,15 +37,18 @@ pub enum Source {
     /// A dense model's top candidates by exact search (in training: an
     /// ANCE-style index refreshed every `refresh_every` steps).
     Dense,
+    /// Any retriever's ranking, read from a TREC run file (`run`):
+    /// Elasticsearch, pyserini, Vespa, `pretext bm25 search`.
+    Run,
 }
 
 impl Source {
     /// Names accepted in configs and on the command line.
-    pub const NAMES: [&'static str; 5] = ["none", "random", "gold", "bm25", "dense"];
+    pub const NAMES: [&'static str; 6] = ["none", "random", "gold", "bm25", "dense", "run"];
 
     /// Whether candidates come from a ranking (and the window applies).
     pub fn ranked(self) -> bool {
-        matches!(self, Source::Bm25 | Source::Dense)
+        matches!(self, Source::Bm25 | Source::Dense | Source::Run)
     }
 }
 
@@ -62,6 +65,7 @@ impl std::str::FromStr for Source {
                     Source::Gold,
                     Source::Bm25,
                     Source::Dense,
+                    Source::Run,
                 ][i]
             })
             .ok_or_else(|| {
@@ -99,7 +103,7 @@ pub enum RefreshEncoder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NegativesConfig {
-    /// `none`, `random`, `gold`, `bm25` or `dense`.
+    /// `none`, `random`, `gold`, `bm25`, `dense` or `run`.
     pub source: Source,
     /// Negatives per query.
     pub count: usize,
@@ -137,6 +141,10 @@ pub struct NegativesConfig {
     pub refresh_encoder: RefreshEncoder,
     /// BM25 settings of the `bm25` source.
     pub bm25: Bm25Config,
+    /// The TREC run file of the `run` source (`qid Q0 docid rank score
+    /// tag`); its query ids are the pair file's (`query_id`, `qid`, `_id`
+    /// or `id` on a line), else the lines' 1-based numbers.
+    pub run: Option<PathBuf>,
 }
 
 impl Default for NegativesConfig {
@@ -160,6 +168,7 @@ impl Default for NegativesConfig {
             refresh_every: 100,
             refresh_encoder: RefreshEncoder::Model,
             bm25: Bm25Config::default(),
+            run: None,
         }
     }
 }
@@ -193,6 +202,12 @@ impl NegativesConfig {
         }
         if let Some(m) = self.relative_margin.filter(|m| !(0.0..1.0).contains(m)) {
             return Err(format!("negatives.relative_margin = {m} must be in [0, 1)"));
+        }
+        if self.source == Source::Run && self.run.is_none() {
+            return Err(
+                "negatives.source = \"run\" needs negatives.run = \"FILE.trec\" (mine: --run FILE)"
+                    .into(),
+            );
         }
         if self.source == Source::Dense && self.refresh_every == 0 {
             return Err("negatives.refresh_every must be at least 1".into());

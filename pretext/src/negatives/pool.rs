@@ -180,6 +180,11 @@ impl PairNegatives {
                     "negatives.source = \"dense\" needs a model: use `pretext mine --retriever dense`, or `pretext train` (ANCE refresh)".into(),
                 ))
             }
+            Source::Run => {
+                return Err(Error::Config(
+                    "negatives.source = \"run\" is read by `pretext mine --retriever run --run FILE`; train on the pair file it writes".into(),
+                ))
+            }
             Source::Gold if task.is_none() => {
                 return Err(Error::Config(
                     "negatives.source = \"gold\" on a pair file: mine the file with `pretext mine` (gold takes other queries' positives)".into(),
