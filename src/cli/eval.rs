@@ -1,9 +1,9 @@
-//! `pretext eval`: a model folder on a BEIR-format data set.
-
-use std::io::Write;
-use std::path::PathBuf;
+//! `pretext eval`: a model folder, BM25 or any tool's TREC run on a
+//! BEIR-format data set.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
