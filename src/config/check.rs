@@ -189,7 +189,7 @@ fn model(config: &Config) -> Result<(), String> {
         }
     }
     if !m.positions && m.init.is_some() {
-        return Err("model.positions = false trains a model without position embeddings from scratch; the --init model's own were learned with it and cannot be dropped".into());
+        return Err("model.positions = false trains a model without position embeddings from scratch; the --init model's own were learned with it and cannot be dropped (set model.positions = true, or start from configs/adapt.toml)".into());
     }
     let positions = match &m.init {
         Some(dir) => init_positions(dir)?,
