@@ -211,25 +211,28 @@ fn bench_compares_tasks_on_a_beir_set() {
 fn scores_a_trec_run_file_as_pytrec_eval_does() {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = common::root().join("tests/fixtures/metrics");
+    let read = |p: &std::path::Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    // `eval --run RUN --data DATA`, with `--out OUT` when given.
+    let score = |run: &std::path::Path, data: &std::path::Path, out: Option<&std::path::Path>| {
+        let mut c = pretext();
+        c.args(["eval", "--run"]).arg(run).arg("--data").arg(data);
+        if let Some(out) = out {
+            c.arg("--out").arg(out);
+        }
+        c
+    };
     let data = dir.path().join("judged");
     std::fs::create_dir_all(data.join("qrels")).unwrap();
     // Only the judgements: a run file needs no corpus and no queries.
     std::fs::copy(fixtures.join("qrels.tsv"), data.join("qrels/test.tsv")).unwrap();
     let out = dir.path().join("scored");
-    pretext()
-        .args(["eval", "--run"])
-        .arg(fixtures.join("run.trec"))
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
+    score(&fixtures.join("run.trec"), &data, Some(&out))
         .assert()
         .success();
-    let got: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    let want: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json")).unwrap())
-            .unwrap();
+    let got = read(&out.join("metrics.json"));
+    let want = read(&fixtures.join("expected.json"));
     assert_eq!(got["retriever"], "run");
     for (name, v) in want["means"].as_object().unwrap() {
         let g = got["metrics"][name].as_f64().unwrap();
@@ -252,40 +255,24 @@ fn scores_a_trec_run_file_as_pytrec_eval_does() {
         .assert()
         .success();
     let again = dir.path().join("again");
-    pretext()
-        .args(["eval", "--run"])
-        .arg(bm25.join("run.trec"))
-        .arg("--data")
-        .arg(&beir)
-        .arg("--out")
-        .arg(&again)
+    score(&bm25.join("run.trec"), &beir, Some(&again))
         .assert()
         .success();
-    let read = |p: &std::path::Path| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(p.join("metrics.json")).unwrap()).unwrap()
-    };
-    assert_eq!(read(&bm25)["metrics"], read(&again)["metrics"]);
+    assert_eq!(
+        read(&bm25.join("metrics.json"))["metrics"],
+        read(&again.join("metrics.json"))["metrics"]
+    );
 
     // A line with five fields, and a document listed twice, name the line.
     let bad = dir.path().join("bad.trec");
-    std::fs::write(&bad, "q1 Q0 d0 1 2.5 t\nq1 Q0 d3 2 1.5\n").unwrap();
-    let err = common::failure_stderr(
-        pretext()
-            .args(["eval", "--run"])
-            .arg(&bad)
-            .arg("--data")
-            .arg(&beir),
-    );
-    assert!(err.contains("bad.trec:2"), "{err}");
-    std::fs::write(&bad, "q1 Q0 d0 1 2.5 t\nq1 Q0 d0 2 1.5 t\n").unwrap();
-    let err = common::failure_stderr(
-        pretext()
-            .args(["eval", "--run"])
-            .arg(&bad)
-            .arg("--data")
-            .arg(&beir),
-    );
-    assert!(err.contains("bad.trec:2") && err.contains("twice"), "{err}");
+    for (text, want) in [
+        ("q1 Q0 d0 1 2.5 t\nq1 Q0 d3 2 1.5\n", "bad.trec:2"),
+        ("q1 Q0 d0 1 2.5 t\nq1 Q0 d0 2 1.5 t\n", "twice"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let err = common::failure_stderr(&mut score(&bad, &beir, None));
+        assert!(err.contains("bad.trec:2") && err.contains(want), "{err}");
+    }
     // Dense retrieval without a model is refused, not quietly BM25.
     let err = common::failure_stderr(pretext().args(["eval", "--data"]).arg(&beir));
     assert!(err.contains("--model"), "{err}");

@@ -252,11 +252,14 @@ fn run_candidates(
     path: &Path,
     queries: &[QueryLine],
     corpus: &CorpusTexts,
+    item_of: &HashMap<&str, u32>,
     depth: usize,
 ) -> Result<Vec<(Vec<Candidate>, Option<f32>)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let run = crate::eval::beir::parse_trec_run(&text, &path.display().to_string())?;
+    let mut run = crate::eval::beir::parse_trec_run(&text, &path.display().to_string())?;
+    run.values_mut()
+        .for_each(|hits| crate::eval::metrics::trec_order(hits));
     let item: HashMap<&str, u32> = corpus
         .ids
         .iter()
@@ -275,11 +278,10 @@ fn run_candidates(
             continue;
         };
         found += 1;
-        let mut hits = hits.clone();
-        crate::eval::metrics::trec_order(&mut hits);
+        let own = item_of.get(q.positive.as_str());
         let mut candidates = Vec::with_capacity(depth.min(hits.len()));
         let mut positive = None;
-        for (doc, score) in &hits {
+        for (doc, score) in hits {
             let Some(&i) = item.get(doc.as_str()) else {
                 bail!(
                     "{}: document `{doc}` (query `{}`) is not in the corpus",
@@ -287,10 +289,7 @@ fn run_candidates(
                     q.id.clone().unwrap_or_else(|| q.line.to_string())
                 );
             };
-            let t = i as usize;
-            if positive.is_none()
-                && (corpus.texts[t] == q.positive || corpus.bodies[t] == q.positive)
-            {
+            if Some(&i) == own {
                 positive = Some(*score);
             }
             if candidates.len() < depth {
@@ -326,6 +325,14 @@ pub fn mine(
     }
     let qtexts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
     let ptexts: Vec<&str> = queries.iter().map(|q| q.positive.as_str()).collect();
+    // Each document's number by its text (with or without its title).
+    let item_of: HashMap<&str, u32> = corpus
+        .texts
+        .iter()
+        .chain(&corpus.bodies)
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), (i % corpus.len()) as u32))
+        .collect();
     // Candidates and the positive's score, per query.
     let mut cache_hit = None;
     let (ranked, positive_scores): (Vec<Vec<Candidate>>, Vec<Option<f32>>) = match c.source {
@@ -375,7 +382,7 @@ pub fn mine(
                 .as_ref()
                 .context("the run retriever needs a TREC run file (--run FILE)")?;
             progress.stage("reading the run", queries.len());
-            let ranked = run_candidates(path, queries, corpus, c.range_max)?;
+            let ranked = run_candidates(path, queries, corpus, &item_of, c.range_max)?;
             progress.advance(queries.len());
             ranked.into_iter().unzip()
         }
@@ -398,13 +405,6 @@ pub fn mine(
         }
         None => None,
     };
-    let item_of: HashMap<&str, u32> = corpus
-        .texts
-        .iter()
-        .chain(&corpus.bodies)
-        .enumerate()
-        .map(|(i, t)| (t.as_str(), (i % corpus.len()) as u32))
-        .collect();
     let gold: Vec<String> = queries.iter().map(|q| q.positive.clone()).collect();
     progress.stage("mining", queries.len());
     let miner = Miner::new(c);

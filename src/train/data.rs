@@ -86,7 +86,7 @@ pub struct Batch {
     /// Teacher scores of each pair's positive and its own first
     /// `train.hard_negatives` negatives, when every pair of the batch
     /// carries them (`scores` in the pair file, or the `spar` task's).
-    pub scores: Option<TeacherScores>,
+    pub scores: Option<BatchScores>,
 }
 
 /// Teacher scores of a batch: a pair may have fewer scored negatives than
@@ -94,7 +94,7 @@ pub struct Batch {
 /// documents, a pair file line with two negatives), and its other
 /// candidates, absent or mined, are left out of the teacher's loss.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TeacherScores {
+pub struct BatchScores {
     /// `batch × (1 + n)` row-major: the positive's score, then each
     /// negative's (0 where unknown).
     pub values: Vec<f32>,
@@ -314,7 +314,7 @@ fn with_mined(
 
 /// The teacher scores of the positive and the first `own` negatives of
 /// every pair, row after row, if every pair has a score for its positive.
-fn teacher_scores(pairs: &[&OwnedPair], own: usize) -> Option<TeacherScores> {
+fn teacher_scores(pairs: &[&OwnedPair], own: usize) -> Option<BatchScores> {
     let mut values = Vec::with_capacity(pairs.len() * (own + 1));
     let mut known = Vec::with_capacity(pairs.len() * own);
     for p in pairs {
@@ -328,7 +328,7 @@ fn teacher_scores(pairs: &[&OwnedPair], own: usize) -> Option<TeacherScores> {
             known.push(u32::from(i < scored));
         }
     }
-    Some(TeacherScores { values, known })
+    Some(BatchScores { values, known })
 }
 
 /// Bad records the stream skipped under `--skip-bad`: reported once, after
