@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index, Stemming};
+use pretext::pretext_tasks::bm25::{AnalyzerKind, Bm25Config, Bm25Index, Stemming};
 use pretext::pretext_tasks::pipeline::for_each_batch;
 
 use super::data::{finish, DataArgs};
@@ -28,6 +28,11 @@ enum Bm25Command {
         /// Index file to write.
         #[arg(long, short)]
         out: PathBuf,
+        /// `lucene` (Anserini's default analyzer and Lucene's scoring, so
+        /// runs match pyserini's) or `nltk` (pretext's first analyzer: NLTK
+        /// stopwords, exact lengths).
+        #[arg(long, default_value = "lucene")]
+        analyzer: AnalyzerKind,
         /// Term-frequency saturation.
         #[arg(long, default_value_t = 0.9)]
         k1: f32,
@@ -67,6 +72,7 @@ pub fn run(args: Bm25Args) -> Result<()> {
         Bm25Command::Index {
             data,
             out,
+            analyzer,
             k1,
             b,
             keep_stopwords,
@@ -74,6 +80,7 @@ pub fn run(args: Bm25Args) -> Result<()> {
             no_stem,
         } => {
             let bm = Bm25Config {
+                analyzer,
                 k1,
                 b,
                 stopwords: !keep_stopwords,
@@ -137,7 +144,10 @@ pub fn run(args: Bm25Args) -> Result<()> {
                 (None, None) => anyhow::bail!("give --query TEXT or --queries FILE"),
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for (q, hits) in index.search_all(&qs, k) {
+            for (q, mut hits) in index.search_all(&qs, k) {
+                // Tied scores are written a float step apart, so a reader
+                // that sorts by score keeps the order searched (Lucene's).
+                pretext::eval::metrics::break_ties_in_place(&mut hits);
                 for (rank, (d, s)) in hits.iter().enumerate() {
                     writeln!(out, "{q} Q0 {d} {} {s} bm25", rank + 1)?;
                 }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pretext::eval::beir::{load_qrels, means_table, parse_trec_run, write_trec_run, Beir};
 use pretext::eval::metrics::{evaluate, Measure, Run};
 use pretext::eval::{embed_all, search};
-use pretext::pretext_tasks::bm25::{Bm25Config, Bm25Index};
+use pretext::pretext_tasks::bm25::{AnalyzerKind, Bm25Config, Bm25Index};
 use pretext::tokenize::Side;
 
 use super::data::ModelOptions;
@@ -22,7 +22,7 @@ pub struct EvalArgs {
     /// A model folder (Hugging Face / sentence-transformers layout, e.g. from `pretext export`).
     #[arg(long, conflicts_with = "run")]
     model: Option<PathBuf>,
-    /// `dense` (the model) or `bm25` (k1 0.9, b 0.4, stopwords, stemming).
+    /// `dense` (the model) or `bm25` (Anserini's: k1 0.9, b 0.4, its English analyzer).
     #[arg(long, default_value = "dense", value_parser = ["dense", "bm25"])]
     retriever: String,
     /// Score this TREC run file (`qid Q0 docid rank score tag`, from any
@@ -30,6 +30,10 @@ pub struct EvalArgs {
     /// retrieving; only `qrels/SPLIT.tsv` of `--data` is read.
     #[arg(long, conflicts_with_all = ["model", "retriever"])]
     run: Option<PathBuf>,
+    /// BM25's analyzer and scoring: `lucene` (as Anserini and pyserini) or
+    /// `nltk` (pretext's first: NLTK stopwords, exact lengths).
+    #[arg(long, default_value = "lucene")]
+    analyzer: AnalyzerKind,
     /// BM25 term-frequency saturation (Anserini 0.9; tantivy's fixed 1.2).
     #[arg(long, default_value_t = 0.9)]
     k1: f32,
@@ -168,6 +172,7 @@ fn bm25(args: &EvalArgs, data: &Beir) -> Result<Run> {
         .map(|d| (d.id.clone(), d.text.clone()))
         .collect();
     let config = Bm25Config {
+        analyzer: args.analyzer,
         k1: args.k1,
         b: args.b,
         ..Bm25Config::default()

@@ -49,6 +49,31 @@ pub fn trec_order(hits: &mut [(String, f32)]) {
     hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
 }
 
+/// Lowers each score that is not strictly below the one before it to one
+/// float step below that one, so that a run read back in trec order
+/// (which breaks ties by document id, descending) keeps the order it was
+/// searched in. Anserini's `ScoreTiesAdjusterReranker` does the same at a
+/// 1e-4 resolution; a float step changes no score by more than rounding.
+pub fn break_ties_in_place(hits: &mut [(String, f32)]) {
+    for i in 1..hits.len() {
+        let prev = hits[i - 1].1;
+        if hits[i].1 >= prev && prev.is_finite() {
+            hits[i].1 = step_down(prev);
+        }
+    }
+}
+
+/// The largest float below `x` (finite `x`).
+fn step_down(x: f32) -> f32 {
+    if x == 0.0 {
+        -f32::from_bits(1)
+    } else if x > 0.0 {
+        f32::from_bits(x.to_bits() - 1)
+    } else {
+        f32::from_bits(x.to_bits() + 1)
+    }
+}
+
 /// One measure for one query, `hits` already in trec order.
 pub fn score(measure: Measure, judged: &BTreeMap<String, i32>, hits: &[(String, f32)]) -> f64 {
     let rel = |d: &str| judged.get(d).copied().unwrap_or(0);

@@ -60,3 +60,33 @@ fn hand_computed_values() {
         (score(Measure::Ap(100), &judged, &hits) - (1.0 / 3.0 + 2.0 / 4.0) / 2.0).abs() < 1e-12
     );
 }
+
+#[test]
+fn broken_ties_survive_trec_order() {
+    // Ties in the order searched (ascending id, as Lucene's), a score one
+    // step below a tie, and zeros: after the adjustment, trec order (which
+    // would put "b" before "a") keeps the searched order.
+    let searched: Vec<(String, f32)> = [
+        ("a", 2.0f32),
+        ("b", 2.0),
+        ("c", 2.0),
+        ("d", 1.5),
+        ("e", 0.0),
+        ("f", 0.0),
+    ]
+    .iter()
+    .map(|(d, s)| (d.to_string(), *s))
+    .collect();
+    let mut hits = searched.clone();
+    break_ties_in_place(&mut hits);
+    assert!(hits.windows(2).all(|w| w[0].1 > w[1].1), "{hits:?}");
+    for (h, s) in hits.iter().zip(&searched) {
+        assert!((h.1 - s.1).abs() < 1e-6, "{h:?} vs {s:?}");
+    }
+    let mut resorted = hits.clone();
+    trec_order(&mut resorted);
+    assert_eq!(resorted, hits);
+    let mut unadjusted = searched.clone();
+    trec_order(&mut unadjusted);
+    assert_ne!(unadjusted, searched, "without it, trec order reorders ties");
+}

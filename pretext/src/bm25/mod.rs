@@ -1,12 +1,16 @@
-//! BM25 with Anserini's defaults (k1 = 0.9, b = 0.4, lower-casing, English
-//! stopwords, stemming): an inverted index built in parallel, saved as one
+//! BM25 as Anserini (and pyserini) run it, by default: k1 = 0.9, b = 0.4,
+//! Anserini's `DefaultEnglishAnalyzer` (UAX #29 words, possessives dropped,
+//! lower-casing, Lucene's 33 stopwords, Porter stemming) and Lucene's
+//! `BM25Similarity` to the bit (lossy one-byte document lengths, float
+//! arithmetic in Lucene's order, ties broken by document id): see
+//! [`lucene`]. An inverted index built in parallel, saved as one
 //! little-endian file and memory-mapped back, and top-k search in parallel.
 //!
-//! Scores are Robertson's: `idf(t) · tf·(k1+1) / (tf + k1·(1 − b + b·dl/avgdl))`
-//! with Lucene's always-positive `idf = ln(1 + (N − df + 0.5)/(df + 0.5))`.
-//! Lucene ≥ 8 drops the constant `(k1+1)`, which changes no ranking.
-//! Stemming is Snowball English (Porter2, `rust-stemmers`); Anserini uses
-//! Lucene's Porter (v1) stemmer, so a few stems differ.
+//! The analyzer pretext used first stays available as
+//! [`AnalyzerKind::Nltk`]: NLTK's 153 stopwords, no possessive filter,
+//! exact document lengths and Robertson's `idf · tf·(k1+1) / (tf + k1·(1 −
+//! b + b·dl/avgdl))` (Lucene ≥ 8 drops the constant `(k1+1)`, which changes
+//! no ranking).
 
 use std::io::Write;
 use std::path::Path;
@@ -20,20 +24,55 @@ use crate::error::{Error, Result};
 use crate::segment::{words, WordUnit};
 use crate::stopwords::is_stopword;
 
+pub mod lucene;
+
 /// How text becomes terms, and the scoring constants.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Bm25Config {
+    /// Whose analysis and scoring: Lucene's (Anserini's default) or the
+    /// NLTK-stopword analyzer with exact lengths.
+    pub analyzer: AnalyzerKind,
     /// Term-frequency saturation (Anserini: 0.9).
     pub k1: f32,
     /// Length normalisation (Anserini: 0.4).
     pub b: f32,
     /// Lower-case terms.
     pub lowercase: bool,
-    /// Drop English stopwords.
+    /// Drop English stopwords (the analyzer's list: Lucene's 33 words, or
+    /// NLTK's 153).
     pub stopwords: bool,
     /// How words are stemmed.
     pub stemmer: Stemming,
+}
+
+/// Which analysis chain and scoring an index uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnalyzerKind {
+    /// Anserini's `DefaultEnglishAnalyzer` and Lucene's `BM25Similarity`,
+    /// operation for operation, so runs match pyserini's ([`lucene`]).
+    #[default]
+    Lucene,
+    /// pretext's first analyzer: UAX #29 words, full Unicode lower-casing,
+    /// NLTK's stopwords, no possessive filter; exact document lengths over
+    /// every document, Robertson's `(k1+1)` factor, ties to the lower
+    /// document number.
+    Nltk,
+}
+
+impl std::str::FromStr for AnalyzerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<AnalyzerKind, String> {
+        match s {
+            "lucene" => Ok(AnalyzerKind::Lucene),
+            "nltk" => Ok(AnalyzerKind::Nltk),
+            other => Err(format!(
+                "unknown BM25 analyzer {other:?} (expected lucene or nltk)"
+            )),
+        }
+    }
 }
 
 /// The stemmer of the analyzer.
@@ -92,6 +131,7 @@ impl Bm25Config {
 impl Default for Bm25Config {
     fn default() -> Self {
         Bm25Config {
+            analyzer: AnalyzerKind::Lucene,
             k1: 0.9,
             b: 0.4,
             lowercase: true,
@@ -133,27 +173,60 @@ impl Analyzer {
 
     /// The terms of `text`, in order.
     pub fn terms(&self, text: &str) -> Vec<String> {
-        words(text, WordUnit::Unicode)
-            .iter()
-            .filter_map(|w| self.term(w.of(text)))
+        self.tokens(text)
+            .into_iter()
+            .filter_map(|w| self.term(w))
             .collect()
     }
 
-    /// The term of one word (`None` for a stopword).
-    pub fn term(&self, word: &str) -> Option<String> {
-        let w = if self.config.lowercase {
-            word.to_lowercase()
-        } else {
-            word.to_string()
-        };
-        if self.config.stopwords && is_stopword(&w) {
-            return None;
+    /// The tokens of `text`: `StandardTokenizer`'s under Lucene's analyzer
+    /// ([`lucene::tokens`]), UAX #29 words holding a letter or digit under
+    /// the NLTK one.
+    pub fn tokens<'t>(&self, text: &'t str) -> Vec<&'t str> {
+        match self.config.analyzer {
+            AnalyzerKind::Lucene => lucene::tokens(text),
+            AnalyzerKind::Nltk => words(text, WordUnit::Unicode)
+                .into_iter()
+                .map(|w| w.of(text))
+                .collect(),
         }
-        Some(match &self.stemmer {
+    }
+
+    /// The term of one token (`None` for a stopword).
+    pub fn term(&self, word: &str) -> Option<String> {
+        match self.config.analyzer {
+            AnalyzerKind::Lucene => {
+                let word = lucene::strip_possessive(word);
+                let w = if self.config.lowercase {
+                    lucene::lowercase(word)
+                } else {
+                    word.to_string()
+                };
+                if self.config.stopwords && lucene::is_stop_word(&w) {
+                    return None;
+                }
+                Some(self.stem(w))
+            }
+            AnalyzerKind::Nltk => {
+                let w = if self.config.lowercase {
+                    word.to_lowercase()
+                } else {
+                    word.to_string()
+                };
+                if self.config.stopwords && is_stopword(&w) {
+                    return None;
+                }
+                Some(self.stem(w))
+            }
+        }
+    }
+
+    fn stem(&self, w: String) -> String {
+        match &self.stemmer {
             Stemmer::Porter(p) => p.stem(&w),
             Stemmer::Porter2(p) => p.stem(&w).into_owned(),
             Stemmer::None => w,
-        })
+        }
     }
 }
 
@@ -176,8 +249,7 @@ fn analyze_chunk(analyzer: &Analyzer, docs: &[(String, String)]) -> Chunk {
     let mut out = Vec::with_capacity(docs.len());
     for (_, text) in docs {
         let mut len = 0u32;
-        for span in words_of(text) {
-            let word = span.of(text);
+        for word in analyzer.tokens(text) {
             let id = match words.get(word) {
                 Some(id) => *id,
                 None => {
@@ -203,10 +275,6 @@ fn analyze_chunk(analyzer: &Analyzer, docs: &[(String, String)]) -> Chunk {
     Chunk { vocab, docs: out }
 }
 
-fn words_of(text: &str) -> Vec<crate::segment::Span> {
-    words(text, WordUnit::Unicode)
-}
-
 /// An in-memory or memory-mapped BM25 index.
 pub struct Bm25Index {
     config: Bm25Config,
@@ -220,13 +288,57 @@ pub struct Bm25Index {
     lengths: Vec<u32>,
     /// Document ids, by document number.
     ids: Vec<String>,
-    /// Mean document length, computed on first use.
-    avgdl: std::sync::OnceLock<f32>,
+    /// Collection statistics, computed on first use.
+    stats: std::sync::OnceLock<Stats>,
 }
 
+/// What scoring needs beyond the postings, derived from the lengths.
+struct Stats {
+    /// Documents counted by the idf and the mean length: those with a term
+    /// (Lucene's `docCount`), or every document (the NLTK analyzer).
+    doc_count: u64,
+    /// Mean document length over them.
+    avgdl: f32,
+    /// Lucene: each document's length as its stored byte.
+    norms: Vec<u8>,
+    /// Lucene: the reciprocal length norm of each byte.
+    cache: [f32; 256],
+}
+
+impl Stats {
+    fn of(config: &Bm25Config, lengths: &[u32]) -> Stats {
+        let total: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
+        match config.analyzer {
+            AnalyzerKind::Lucene => {
+                let doc_count = lengths.iter().filter(|&&l| l > 0).count() as u64;
+                let avgdl = lucene::avgdl(total, doc_count);
+                Stats {
+                    doc_count,
+                    avgdl,
+                    norms: lengths.iter().map(|&l| lucene::length_to_byte(l)).collect(),
+                    cache: lucene::norm_cache(config.k1, config.b, avgdl),
+                }
+            }
+            AnalyzerKind::Nltk => {
+                let n = lengths.len();
+                Stats {
+                    doc_count: n as u64,
+                    avgdl: (total as f64 as f32 / n.max(1) as f32).max(f32::MIN_POSITIVE),
+                    norms: Vec::new(),
+                    cache: [0.0; 256],
+                }
+            }
+        }
+    }
+}
+
+/// Format 3: the layout of format 2, whose header (the JSON of
+/// [`Bm25Config`]) names the analyzer.
+const MAGIC: &[u8; 8] = b"PRTXBM2\x03";
 /// Format 2: the layout of format 1 followed by a BLAKE3 hash of every
-/// byte before it.
-const MAGIC: &[u8; 8] = b"PRTXBM2\x02";
+/// byte before it. Its header has no analyzer: it was the NLTK one, and a
+/// rebuild is asked for rather than a guess.
+const MAGIC_V2: &[u8; 8] = b"PRTXBM2\x02";
 /// Format 1 (no checksum), named in the error that asks for a rebuild.
 const MAGIC_V1: &[u8; 8] = b"PRTXBM25";
 const HASH_LEN: usize = 32;
@@ -297,7 +409,7 @@ impl Bm25Index {
             lengths,
             ids: docs.iter().map(|(id, _)| id.clone()).collect(),
             terms: vocab.into_iter().map(str::to_string).collect(),
-            avgdl: std::sync::OnceLock::new(),
+            stats: std::sync::OnceLock::new(),
         }
     }
 
@@ -325,7 +437,9 @@ impl Bm25Index {
     }
 
     /// The top `k` documents for `query` by document number (the position
-    /// in the indexed list), best first; ties go to the lower number.
+    /// in the indexed list), best first. Ties go to the lexicographically
+    /// smaller document id under Lucene's analyzer (Anserini's sort), to
+    /// the lower number under the NLTK one.
     pub fn search_docs(&self, analyzer: &Analyzer, query: &str, k: usize) -> Vec<(u32, f32)> {
         if self.ids.is_empty() {
             return Vec::new();
@@ -333,45 +447,105 @@ impl Bm25Index {
         thread_local! {
             // One score per document, reused by every query of the thread
             // and reset where touched, so a query costs its postings, not
-            // the corpus size.
-            static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+            // the corpus size. Term scores are summed in double, as
+            // Lucene's disjunctions sum them, and rounded once.
+            static SCORES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let Bm25Config { k1, b, .. } = self.config;
-        let avgdl = self.avgdl();
+        let stats = self.stats();
         SCORES.with(|cell| {
             let mut scores = cell.borrow_mut();
             if scores.len() < self.ids.len() {
                 scores.resize(self.ids.len(), 0.0);
             }
             let mut idx: Vec<usize> = Vec::new();
-            for term in analyzer.terms(query) {
-                let Some((lo, hi, idf)) = self.postings(&term) else {
+            for (term, count) in self.query_terms(analyzer, query) {
+                let Some((lo, hi)) = self.postings(&term) else {
                     continue;
                 };
+                let weight = self.weight(stats, count, hi - lo);
                 for p in lo..hi {
                     let d = self.docs[p] as usize;
-                    let tf = self.tfs[p] as f32;
-                    let norm = k1 * (1.0 - b + b * self.lengths[d] as f32 / avgdl);
                     if scores[d] == 0.0 {
                         idx.push(d);
                     }
                     // Every contribution is positive (idf > 0, tf > 0).
-                    scores[d] += idf * tf * (k1 + 1.0) / (tf + norm);
+                    scores[d] += f64::from(self.score(stats, weight, self.tfs[p], d));
                 }
             }
-            let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+            let score = |d: usize| scores[d] as f32;
+            let lucene = self.config.analyzer == AnalyzerKind::Lucene;
+            let by_score = |a: &usize, b: &usize| {
+                score(*b).total_cmp(&score(*a)).then_with(|| {
+                    if lucene {
+                        self.ids[*a].cmp(&self.ids[*b])
+                    } else {
+                        a.cmp(b)
+                    }
+                })
+            };
             let mut top = idx.clone();
             if top.len() > k {
                 top.select_nth_unstable_by(k, by_score);
                 top.truncate(k);
             }
             top.sort_unstable_by(by_score);
-            let out = top.into_iter().map(|d| (d as u32, scores[d])).collect();
+            let out = top.into_iter().map(|d| (d as u32, score(d))).collect();
             for d in idx {
                 scores[d] = 0.0;
             }
             out
         })
+    }
+
+    /// The query's terms and how often each occurs: Lucene's analyzer
+    /// scores each distinct term once, boosted by its count (Anserini's
+    /// bag-of-words query); the NLTK one scores every occurrence.
+    fn query_terms(&self, analyzer: &Analyzer, query: &str) -> Vec<(String, u32)> {
+        let terms = analyzer.terms(query);
+        match self.config.analyzer {
+            AnalyzerKind::Nltk => terms.into_iter().map(|t| (t, 1)).collect(),
+            AnalyzerKind::Lucene => {
+                let mut out: Vec<(String, u32)> = Vec::with_capacity(terms.len());
+                for t in terms {
+                    match out.iter_mut().find(|(u, _)| *u == t) {
+                        Some((_, c)) => *c += 1,
+                        None => out.push((t, 1)),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// A query term's weight: `count · idf` (Lucene's boost times idf), or
+    /// the idf alone (NLTK: occurrences are scored one by one).
+    fn weight(&self, stats: &Stats, count: u32, df: usize) -> f32 {
+        match self.config.analyzer {
+            AnalyzerKind::Lucene => count as f32 * lucene::idf(df as u64, stats.doc_count),
+            AnalyzerKind::Nltk => {
+                let (n, df) = (stats.doc_count as f32, df as f32);
+                (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+            }
+        }
+    }
+
+    /// A term's score in document `doc` at frequency `tf`.
+    #[inline]
+    fn score(&self, stats: &Stats, weight: f32, tf: u32, doc: usize) -> f32 {
+        match self.config.analyzer {
+            AnalyzerKind::Lucene => {
+                lucene::term_score(weight, tf as f32, stats.cache[stats.norms[doc] as usize])
+            }
+            AnalyzerKind::Nltk => self.robertson(stats, weight, tf, self.lengths[doc]),
+        }
+    }
+
+    /// Robertson's BM25 term score with an exact length (the NLTK analyzer).
+    fn robertson(&self, stats: &Stats, idf: f32, tf: u32, len: u32) -> f32 {
+        let Bm25Config { k1, b, .. } = self.config;
+        let tf = tf as f32;
+        let norm = k1 * (1.0 - b + b * len as f32 / stats.avgdl);
+        idf * tf * (k1 + 1.0) / (tf + norm)
     }
 
     /// The score `text` would get for `query` as a document of this index
@@ -381,22 +555,28 @@ impl Bm25Index {
         if self.ids.is_empty() {
             return 0.0;
         }
-        let Bm25Config { k1, b, .. } = self.config;
+        let stats = self.stats();
         let terms = analyzer.terms(text);
         let mut tf: FxHashMap<&str, u32> = FxHashMap::default();
         for t in &terms {
             *tf.entry(t.as_str()).or_insert(0) += 1;
         }
-        let norm = k1 * (1.0 - b + b * terms.len() as f32 / self.avgdl());
-        analyzer
-            .terms(query)
-            .iter()
-            .filter_map(|q| {
-                let (_, _, idf) = self.postings(q)?;
-                let tf = *tf.get(q.as_str())? as f32;
-                Some(idf * tf * (k1 + 1.0) / (tf + norm))
-            })
-            .fold(0.0, |a, b| a + b)
+        let len = terms.len() as u32;
+        let mut total = 0f64;
+        for (q, count) in self.query_terms(analyzer, query) {
+            let (Some((lo, hi)), Some(&f)) = (self.postings(&q), tf.get(q.as_str())) else {
+                continue;
+            };
+            let weight = self.weight(stats, count, hi - lo);
+            total += f64::from(match self.config.analyzer {
+                AnalyzerKind::Lucene => {
+                    let norm = stats.cache[lucene::length_to_byte(len) as usize];
+                    lucene::term_score(weight, f as f32, norm)
+                }
+                AnalyzerKind::Nltk => self.robertson(stats, weight, f, len),
+            });
+        }
+        total as f32
     }
 
     /// The id of document number `doc`.
@@ -404,19 +584,15 @@ impl Bm25Index {
         &self.ids[doc as usize]
     }
 
-    fn avgdl(&self) -> f32 {
-        *self.avgdl.get_or_init(|| {
-            let n = self.ids.len() as f32;
-            (self.lengths.iter().map(|&l| l as f64).sum::<f64>() as f32 / n).max(f32::MIN_POSITIVE)
-        })
+    fn stats(&self) -> &Stats {
+        self.stats
+            .get_or_init(|| Stats::of(&self.config, &self.lengths))
     }
 
-    /// Postings range and Lucene idf of `term`, if indexed.
-    fn postings(&self, term: &str) -> Option<(usize, usize, f32)> {
+    /// The postings range of `term`, if indexed.
+    fn postings(&self, term: &str) -> Option<(usize, usize)> {
         let t = self.terms.binary_search_by(|x| x.as_str().cmp(term)).ok()?;
-        let (lo, hi) = (self.offsets[t] as usize, self.offsets[t + 1] as usize);
-        let (n, df) = (self.ids.len() as f32, (hi - lo) as f32);
-        Some((lo, hi, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()))
+        Some((self.offsets[t] as usize, self.offsets[t + 1] as usize))
     }
 
     /// Searches many queries in parallel.
@@ -502,6 +678,11 @@ impl Bm25Index {
         };
         match bytes.get(..8) {
             Some(m) if m == MAGIC => {}
+            Some(m) if m == MAGIC_V2 => {
+                return Err(bad(
+                    "written by an older pretext, before the Lucene analyzer; rebuild it with `pretext bm25 index` (add `--analyzer nltk` for the old one)",
+                ))
+            }
             Some(m) if m == MAGIC_V1 => {
                 return Err(bad(
                     "written by an older pretext without a checksum; rebuild it with `pretext bm25 index`",
@@ -557,7 +738,7 @@ impl Bm25Index {
         }
         config.validate("the index's bm25").map_err(|e| bad(&e))?;
         Ok(Bm25Index {
-            avgdl: std::sync::OnceLock::new(),
+            stats: std::sync::OnceLock::new(),
             config,
             terms,
             offsets,
@@ -693,9 +874,17 @@ mod tests {
         let lengths = [3.0f32, 6.0, 3.0, 1.0]; // cat sat mat / dog cat run park cat everywher / treatis quantum chromodynam / cat
         let avgdl = lengths.iter().sum::<f32>() / 4.0;
         let idf = (1.0f32 + (4.0 - 3.0 + 0.5) / (3.0 + 0.5)).ln();
-        let want_d = idf * 1.0 * 1.9 / (1.0 + 0.9 * (0.6 + 0.4 * 1.0 / avgdl));
+        // Lucene's formula has no (k1 + 1); the NLTK analyzer's has.
+        let want_d = idf * 1.0 / (1.0 + 0.9 * (0.6 + 0.4 * 1.0 / avgdl));
         let got_d = hits.iter().find(|h| h.0 == "d").unwrap().1;
         assert!((got_d - want_d).abs() < 1e-5, "{got_d} vs {want_d}");
+        let nltk = Bm25Config {
+            analyzer: AnalyzerKind::Nltk,
+            ..Default::default()
+        };
+        let old = Bm25Index::build(&docs(), nltk).search(&Analyzer::new(nltk), "cats", 10);
+        let got_d = old.iter().find(|h| h.0 == "d").unwrap().1;
+        assert!((got_d - 1.9 * want_d).abs() < 1e-5, "{got_d} vs {want_d}");
         assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1));
         assert_eq!(idx.search(&a, "zebra", 10), vec![]);
         assert_eq!(idx.search(&a, "cat", 1).len(), 1);
