@@ -457,12 +457,20 @@ impl Bm25Index {
             if scores.len() < self.ids.len() {
                 scores.resize(self.ids.len(), 0.0);
             }
-            let mut idx: Vec<usize> = Vec::new();
-            for (term, count) in self.query_terms(analyzer, query) {
-                let Some((lo, hi)) = self.postings(&term) else {
-                    continue;
-                };
-                let weight = self.weight(stats, count, hi - lo);
+            let n = self.ids.len();
+            let terms: Vec<(usize, usize, f32)> = self
+                .query_terms(analyzer, query)
+                .into_iter()
+                .filter_map(|(term, count)| {
+                    let (lo, hi) = self.postings(&term)?;
+                    Some((lo, hi, self.weight(stats, count, hi - lo)))
+                })
+                .collect();
+            // Room for every touched document at once: growing the list
+            // by doubling copied it over and over for common terms.
+            let postings: usize = terms.iter().map(|(lo, hi, _)| hi - lo).sum();
+            let mut idx: Vec<usize> = Vec::with_capacity(postings.min(n));
+            for (lo, hi, weight) in terms {
                 for p in lo..hi {
                     let d = self.docs[p] as usize;
                     if scores[d] == 0.0 {
@@ -483,12 +491,22 @@ impl Bm25Index {
                     }
                 })
             };
-            let mut top = idx.clone();
-            if top.len() > k {
-                top.select_nth_unstable_by(k, by_score);
-                top.truncate(k);
-            }
+            // The k-th best score first, selected among bare floats (a
+            // common term touches most of the corpus, and comparing through
+            // the documents was most of the query's time), then only the
+            // documents at or above it are ordered with the tie rule.
+            let mut top: Vec<usize> = if idx.len() > k && k > 0 {
+                let mut values: Vec<f32> = idx.iter().map(|&d| score(d)).collect();
+                let (_, kth, _) = values.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+                let kth = *kth;
+                idx.iter().copied().filter(|&d| score(d) >= kth).collect()
+            } else if k > 0 {
+                idx.clone()
+            } else {
+                Vec::new()
+            };
             top.sort_unstable_by(by_score);
+            top.truncate(k);
             let out = top.into_iter().map(|d| (d as u32, score(d))).collect();
             for d in idx {
                 scores[d] = 0.0;
@@ -888,6 +906,26 @@ mod tests {
         assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1));
         assert_eq!(idx.search(&a, "zebra", 10), vec![]);
         assert_eq!(idx.search(&a, "cat", 1).len(), 1);
+    }
+
+    #[test]
+    fn ties_cut_at_k_go_to_the_smaller_ids() {
+        // Ten identical documents and two better ones: the top 5 are the
+        // two, then the three lexicographically smallest ids of the tie
+        // (Anserini's order), whatever the indexing order.
+        let mut docs: Vec<(String, String)> = ["j", "b", "h", "a", "e", "i", "c", "g", "f", "d"]
+            .iter()
+            .map(|i| (i.to_string(), "cat dog".to_string()))
+            .collect();
+        docs.push(("z".into(), "cat cat dog".into()));
+        docs.push(("y".into(), "cat cat cat dog".into()));
+        docs.push(("x".into(), "bird".into()));
+        let idx = Bm25Index::build(&docs, Bm25Config::default());
+        let a = Analyzer::new(idx.config());
+        let ids: Vec<String> = idx.search(&a, "cat", 5).into_iter().map(|h| h.0).collect();
+        assert_eq!(ids, ["y", "z", "a", "b", "c"]);
+        assert_eq!(idx.search(&a, "cat", 0), vec![]);
+        assert_eq!(idx.search(&a, "cat", 100).len(), 12);
     }
 
     #[test]
