@@ -66,14 +66,26 @@ fn southeast_asian() -> &'static regex::Regex {
 pub fn tokens(text: &str) -> Vec<&str> {
     use unicode_segmentation::UnicodeSegmentation;
     let mut out: Vec<&str> = Vec::with_capacity(text.len() / 5);
+    if text.is_ascii() {
+        // In ASCII, a segment is a token exactly when it holds a letter or
+        // digit, which is what `unicode_word_indices` keeps, on its much
+        // faster ASCII path (segmenting was most of the indexing time).
+        out.extend(text.unicode_word_indices().map(|(_, w)| w));
+        return cut_long(out);
+    }
     // The end of the last token when it was a Southeast Asian run.
     let mut sea_end = None;
     for (at, seg) in text.split_word_bound_indices() {
         let first = seg.as_bytes()[0];
         // Most segments are ASCII words, spaces or punctuation, decided by
-        // their first byte; `_init_` and non-ASCII ones go to the class.
-        let token = first.is_ascii_alphanumeric()
-            || ((seg.len() > 1 || !first.is_ascii()) && token_chars().is_match(seg));
+        // their first byte; `_init_`, keycaps (`#️⃣`) and non-ASCII
+        // segments go to the class.
+        let token = match first {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => true,
+            b'_' | b'#' | b'*' => seg.len() > 1 && token_chars().is_match(seg),
+            _ if first.is_ascii() => false,
+            _ => token_chars().is_match(seg),
+        };
         if !token {
             sea_end = None;
             continue;
@@ -92,9 +104,13 @@ pub fn tokens(text: &str) -> Vec<&str> {
         sea_end = None;
         out.push(seg);
     }
+    cut_long(out)
+}
+
+/// Tokens longer than [`MAX_TOKEN_LENGTH`] characters cut into pieces.
+fn cut_long(out: Vec<&str>) -> Vec<&str> {
     if out.iter().any(|t| t.len() > MAX_TOKEN_LENGTH) {
-        out = out
-            .into_iter()
+        out.into_iter()
             .flat_map(|mut w| {
                 let mut pieces = Vec::new();
                 while let Some((cut, _)) = w.char_indices().nth(MAX_TOKEN_LENGTH) {
@@ -104,9 +120,10 @@ pub fn tokens(text: &str) -> Vec<&str> {
                 pieces.push(w);
                 pieces
             })
-            .collect();
+            .collect()
+    } else {
+        out
     }
-    out
 }
 
 /// `EnglishPossessiveFilter`: a trailing `'s` (or `’s`, `＇s`, either
