@@ -25,27 +25,15 @@ fn read_run(path: &Path) -> Run {
     run
 }
 
-/// Indexes `data`'s corpus and searches its queries with the defaults, as
-/// a user would: `pretext bm25 index`, then `pretext bm25 search -k 100`.
-fn pretext_run(data: &Path, dir: &Path) -> std::path::PathBuf {
-    let index = dir.join("index.bm25");
-    pretext()
-        .args(["bm25", "index", "--skip-bad", "--corpus"])
-        .arg(data.join("corpus.jsonl"))
-        .arg("--out")
-        .arg(&index)
-        .assert()
-        .success();
-    let out = pretext()
-        .args(["bm25", "search", "-k", "100", "--index"])
-        .arg(&index)
-        .arg("--queries")
-        .arg(data.join("queries.jsonl"))
-        .assert()
-        .success();
-    let path = dir.join("pretext.trec");
-    std::fs::write(&path, &out.get_output().stdout).unwrap();
-    path
+/// Indexes `data`'s corpus and searches its queries as a user would.
+fn pretext_run(data: &Path, index_args: &[&str], dir: &Path, name: &str) -> std::path::PathBuf {
+    common::bm25_run(
+        &data.join("corpus.jsonl"),
+        &data.join("queries.jsonl"),
+        index_args,
+        dir,
+        name,
+    )
 }
 
 /// `pretext eval --run`'s nDCG@10 and R@100 of a run file.
@@ -69,7 +57,7 @@ fn metrics(run: &Path, data: &Path, dir: &Path) -> (f64, f64) {
 fn matches_pyserini(name: &str, data: &Path) {
     let fixture = root().join(format!("tests/fixtures/bm25/pyserini-{name}.trec"));
     let dir = tempfile::tempdir().unwrap();
-    let ours_path = pretext_run(data, dir.path());
+    let ours_path = pretext_run(data, &[], dir.path(), "pretext");
     let (ours, theirs) = (read_run(&ours_path), read_run(&fixture));
     assert!(!theirs.is_empty());
     let mut same = 0;
@@ -131,23 +119,7 @@ fn bm25_ranks_cranfield_as_pyserini_does() {
 fn the_nltk_analyzer_ranks_differently() {
     let data = root().join("corpora/python-faq");
     let dir = tempfile::tempdir().unwrap();
-    let index = dir.path().join("nltk.bm25");
-    pretext()
-        .args(["bm25", "index", "--analyzer", "nltk", "--corpus"])
-        .arg(data.join("corpus.jsonl"))
-        .arg("--out")
-        .arg(&index)
-        .assert()
-        .success();
-    let out = pretext()
-        .args(["bm25", "search", "-k", "100", "--index"])
-        .arg(&index)
-        .arg("--queries")
-        .arg(data.join("queries.jsonl"))
-        .assert()
-        .success();
-    let path = dir.path().join("nltk.trec");
-    std::fs::write(&path, &out.get_output().stdout).unwrap();
+    let path = pretext_run(&data, &["--analyzer", "nltk"], dir.path(), "nltk");
     let (ours, theirs) = (
         read_run(&path),
         read_run(&root().join("tests/fixtures/bm25/pyserini-python-faq.trec")),

@@ -403,23 +403,7 @@ fn any_retrievers_run_file_is_a_negative_source() {
         .collect();
     assert!(queries.len() > 100);
     std::fs::write(d.join("queries.jsonl"), queries.join("\n") + "\n").unwrap();
-    let index = d.join("idx.bm25");
-    pretext()
-        .args(["bm25", "index", "--corpus"])
-        .arg(&corpus)
-        .arg("--out")
-        .arg(&index)
-        .assert()
-        .success();
-    let out = pretext()
-        .args(["bm25", "search", "-k", "100", "--index"])
-        .arg(&index)
-        .arg("--queries")
-        .arg(d.join("queries.jsonl"))
-        .assert()
-        .success();
-    let run = d.join("run.trec");
-    std::fs::write(&run, &out.get_output().stdout).unwrap();
+    let run = common::bm25_run(&corpus, &d.join("queries.jsonl"), &[], d, "run");
     let mine = |name: &str, extra: &[&str]| -> String {
         let out = d.join(name);
         pretext()

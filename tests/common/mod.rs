@@ -186,3 +186,36 @@ pub fn max_diff(
     assert_eq!(a.len(), b.len());
     a.iter().map(|(k, t)| gap(t, &b[k])).fold(0.0, f32::max)
 }
+
+/// `pretext bm25 index` of `corpus` (with `index_args`, e.g. `--analyzer
+/// nltk`), then `pretext bm25 search -k 100` of `queries`, as a user runs
+/// them: the TREC run written to `dir/NAME.trec`, its path returned.
+#[allow(dead_code)] // not every test binary uses it
+pub fn bm25_run(
+    corpus: &Path,
+    queries: &Path,
+    index_args: &[&str],
+    dir: &Path,
+    name: &str,
+) -> PathBuf {
+    let index = dir.join(format!("{name}.bm25"));
+    pretext()
+        .args(["bm25", "index", "--skip-bad"])
+        .args(index_args)
+        .arg("--corpus")
+        .arg(corpus)
+        .arg("--out")
+        .arg(&index)
+        .assert()
+        .success();
+    let out = pretext()
+        .args(["bm25", "search", "-k", "100", "--index"])
+        .arg(&index)
+        .arg("--queries")
+        .arg(queries)
+        .assert()
+        .success();
+    let run = dir.join(format!("{name}.trec"));
+    std::fs::write(&run, &out.get_output().stdout).unwrap();
+    run
+}
