@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use pretext::pretext_tasks::bm25::{AnalyzerKind, Bm25Config, Bm25Index, Stemming};
+use pretext::pretext_tasks::bm25::{AnalyzerKind, Bm25Config, Bm25Index, Stemming, Traversal};
 use pretext::pretext_tasks::pipeline::for_each_batch;
 
 use super::data::{finish, DataArgs};
@@ -64,6 +64,10 @@ enum Bm25Command {
         /// Hits per query.
         #[arg(long, short, default_value_t = 10)]
         k: usize,
+        /// Score every posting instead of skipping what cannot reach the
+        /// top k (the same run, slower: the baseline of benches/bm25_compare.sh).
+        #[arg(long)]
+        exhaustive: bool,
     },
 }
 
@@ -133,6 +137,7 @@ pub fn run(args: Bm25Args) -> Result<()> {
             query,
             queries,
             k,
+            exhaustive,
         } => {
             let index = Bm25Index::load(&index)?;
             let qs: Vec<(String, String)> = match (query, queries) {
@@ -144,7 +149,12 @@ pub fn run(args: Bm25Args) -> Result<()> {
                 (None, None) => anyhow::bail!("give --query TEXT or --queries FILE"),
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for (q, mut hits) in index.search_all(&qs, k) {
+            let traversal = if exhaustive {
+                Traversal::Exhaustive
+            } else {
+                Traversal::MaxScore
+            };
+            for (q, mut hits) in index.search_all_with(&qs, k, traversal) {
                 // Tied scores are written a float step apart, so a reader
                 // that sorts by score keeps the order searched (Lucene's).
                 pretext::eval::metrics::break_ties_in_place(&mut hits);

@@ -25,6 +25,11 @@ use crate::segment::{words, WordUnit};
 use crate::stopwords::is_stopword;
 
 pub mod lucene;
+mod postings;
+mod search;
+
+use postings::Postings;
+pub use search::Traversal;
 
 /// How text becomes terms, and the scoring constants.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -278,18 +283,16 @@ fn analyze_chunk(analyzer: &Analyzer, docs: &[(String, String)]) -> Chunk {
 /// An in-memory or memory-mapped BM25 index.
 pub struct Bm25Index {
     config: Bm25Config,
-    /// Sorted vocabulary and, per term, its postings range.
+    /// Sorted vocabulary; a term's position numbers its postings.
     terms: Vec<String>,
-    offsets: Vec<u64>,
-    /// Postings: document numbers and term frequencies, grouped by term.
-    docs: Vec<u32>,
-    tfs: Vec<u32>,
+    /// Document numbers and term frequencies of every term, compressed.
+    postings: Postings,
     /// Length (in terms) of each document.
     lengths: Vec<u32>,
     /// Document ids, by document number.
     ids: Vec<String>,
-    /// Collection statistics, computed on first use.
-    stats: std::sync::OnceLock<Stats>,
+    /// Collection statistics.
+    stats: Stats,
 }
 
 /// What scoring needs beyond the postings, derived from the lengths.
@@ -332,9 +335,14 @@ impl Stats {
     }
 }
 
-/// Format 3: the layout of format 2, whose header (the JSON of
-/// [`Bm25Config`]) names the analyzer.
-const MAGIC: &[u8; 8] = b"PRTXBM2\x03";
+/// Format 4: the header (the JSON of [`Bm25Config`]), terms, ids and
+/// lengths, then the postings in blocks (per term its first block and
+/// document count; per block its last document, byte start and bit
+/// widths; the packed bytes), and a BLAKE3 hash of every byte before it.
+const MAGIC: &[u8; 8] = b"PRTXBM2\x04";
+/// Format 3: format 2 with the analyzer named, postings as flat 32-bit
+/// arrays; refused with a request to rebuild.
+const MAGIC_V3: &[u8; 8] = b"PRTXBM2\x03";
 /// Format 2: the layout of format 1 followed by a BLAKE3 hash of every
 /// byte before it. Its header has no analyzer: it was the NLTK one, and a
 /// rebuild is asked for rather than a guess.
@@ -401,16 +409,35 @@ impl Bm25Index {
                 doc += 1;
             }
         }
+        let postings = Postings::compress(&offsets, &pdocs, &ptfs);
+        drop((pdocs, ptfs));
         Bm25Index {
+            stats: Stats::of(&config, &lengths),
             config,
-            offsets,
-            docs: pdocs,
-            tfs: ptfs,
+            postings,
             lengths,
             ids: docs.iter().map(|(id, _)| id.clone()).collect(),
             terms: vocab.into_iter().map(str::to_string).collect(),
-            stats: std::sync::OnceLock::new(),
         }
+        .bounded()
+        .expect("postings built here are well formed")
+    }
+
+    /// Checks the postings against the documents and records each block's
+    /// largest impact, which pruned search needs.
+    fn bounded(mut self) -> std::result::Result<Bm25Index, String> {
+        let (config, stats, lengths) = (&self.config, &self.stats, &self.lengths);
+        let n = self.ids.len();
+        // One loop per analyzer, so the match is not in the loop.
+        match config.analyzer {
+            AnalyzerKind::Lucene => self.postings.check_and_bound(n, |tf, doc| {
+                tf as f32 * stats.cache[stats.norms[doc as usize] as usize]
+            }),
+            AnalyzerKind::Nltk => self
+                .postings
+                .check_and_bound(n, |tf, doc| search::impact(config, stats, lengths, tf, doc)),
+        }?;
+        Ok(self)
     }
 
     /// Documents indexed.
@@ -434,85 +461,6 @@ impl Bm25Index {
             .into_iter()
             .map(|(d, s)| (self.ids[d as usize].clone(), s))
             .collect()
-    }
-
-    /// The top `k` documents for `query` by document number (the position
-    /// in the indexed list), best first. Ties go to the lexicographically
-    /// smaller document id under Lucene's analyzer (Anserini's sort), to
-    /// the lower number under the NLTK one.
-    pub fn search_docs(&self, analyzer: &Analyzer, query: &str, k: usize) -> Vec<(u32, f32)> {
-        if self.ids.is_empty() {
-            return Vec::new();
-        }
-        thread_local! {
-            // One score per document, reused by every query of the thread
-            // and reset where touched, so a query costs its postings, not
-            // the corpus size. Term scores are summed in double, as
-            // Lucene's disjunctions sum them, and rounded once.
-            static SCORES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        let stats = self.stats();
-        SCORES.with(|cell| {
-            let mut scores = cell.borrow_mut();
-            if scores.len() < self.ids.len() {
-                scores.resize(self.ids.len(), 0.0);
-            }
-            let n = self.ids.len();
-            let terms: Vec<(usize, usize, f32)> = self
-                .query_terms(analyzer, query)
-                .into_iter()
-                .filter_map(|(term, count)| {
-                    let (lo, hi) = self.postings(&term)?;
-                    Some((lo, hi, self.weight(stats, count, hi - lo)))
-                })
-                .collect();
-            // Room for every touched document at once: growing the list
-            // by doubling copied it over and over for common terms.
-            let postings: usize = terms.iter().map(|(lo, hi, _)| hi - lo).sum();
-            let mut idx: Vec<usize> = Vec::with_capacity(postings.min(n));
-            for (lo, hi, weight) in terms {
-                for p in lo..hi {
-                    let d = self.docs[p] as usize;
-                    if scores[d] == 0.0 {
-                        idx.push(d);
-                    }
-                    // Every contribution is positive (idf > 0, tf > 0).
-                    scores[d] += f64::from(self.score(stats, weight, self.tfs[p], d));
-                }
-            }
-            let score = |d: usize| scores[d] as f32;
-            let lucene = self.config.analyzer == AnalyzerKind::Lucene;
-            let by_score = |a: &usize, b: &usize| {
-                score(*b).total_cmp(&score(*a)).then_with(|| {
-                    if lucene {
-                        self.ids[*a].cmp(&self.ids[*b])
-                    } else {
-                        a.cmp(b)
-                    }
-                })
-            };
-            // The k-th best score first, selected among bare floats (a
-            // common term touches most of the corpus, and comparing through
-            // the documents was most of the query's time), then only the
-            // documents at or above it are ordered with the tie rule.
-            let mut top: Vec<usize> = if idx.len() > k && k > 0 {
-                let mut values: Vec<f32> = idx.iter().map(|&d| score(d)).collect();
-                let (_, kth, _) = values.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-                let kth = *kth;
-                idx.iter().copied().filter(|&d| score(d) >= kth).collect()
-            } else if k > 0 {
-                idx.clone()
-            } else {
-                Vec::new()
-            };
-            top.sort_unstable_by(by_score);
-            top.truncate(k);
-            let out = top.into_iter().map(|d| (d as u32, score(d))).collect();
-            for d in idx {
-                scores[d] = 0.0;
-            }
-            out
-        })
     }
 
     /// The query's terms and how often each occurs: Lucene's analyzer
@@ -573,7 +521,7 @@ impl Bm25Index {
         if self.ids.is_empty() {
             return 0.0;
         }
-        let stats = self.stats();
+        let stats = &self.stats;
         let terms = analyzer.terms(text);
         let mut tf: FxHashMap<&str, u32> = FxHashMap::default();
         for t in &terms {
@@ -582,10 +530,10 @@ impl Bm25Index {
         let len = terms.len() as u32;
         let mut total = 0f64;
         for (q, count) in self.query_terms(analyzer, query) {
-            let (Some((lo, hi)), Some(&f)) = (self.postings(&q), tf.get(q.as_str())) else {
+            let (Some(t), Some(&f)) = (self.term_index(&q), tf.get(q.as_str())) else {
                 continue;
             };
-            let weight = self.weight(stats, count, hi - lo);
+            let weight = self.weight(stats, count, self.postings.df(t));
             total += f64::from(match self.config.analyzer {
                 AnalyzerKind::Lucene => {
                     let norm = stats.cache[lucene::length_to_byte(len) as usize];
@@ -602,15 +550,9 @@ impl Bm25Index {
         &self.ids[doc as usize]
     }
 
-    fn stats(&self) -> &Stats {
-        self.stats
-            .get_or_init(|| Stats::of(&self.config, &self.lengths))
-    }
-
-    /// The postings range of `term`, if indexed.
-    fn postings(&self, term: &str) -> Option<(usize, usize)> {
-        let t = self.terms.binary_search_by(|x| x.as_str().cmp(term)).ok()?;
-        Some((self.offsets[t] as usize, self.offsets[t + 1] as usize))
+    /// The number of `term`, if indexed.
+    fn term_index(&self, term: &str) -> Option<usize> {
+        self.terms.binary_search_by(|x| x.as_str().cmp(term)).ok()
     }
 
     /// Searches many queries in parallel.
@@ -619,10 +561,26 @@ impl Bm25Index {
         queries: &[(String, String)],
         k: usize,
     ) -> Vec<(String, Vec<(String, f32)>)> {
+        self.search_all_with(queries, k, Traversal::MaxScore)
+    }
+
+    /// [`Bm25Index::search_all`] with a chosen traversal.
+    pub fn search_all_with(
+        &self,
+        queries: &[(String, String)],
+        k: usize,
+        traversal: Traversal,
+    ) -> Vec<(String, Vec<(String, f32)>)> {
         let analyzer = Analyzer::new(self.config);
         queries
             .par_iter()
-            .map(|(id, q)| (id.clone(), self.search(&analyzer, q, k)))
+            .map(|(id, q)| {
+                let hits = self.search_docs_with(&analyzer, q, k, traversal);
+                let hits = hits
+                    .into_iter()
+                    .map(|(d, s)| (self.ids[d as usize].clone(), s));
+                (id.clone(), hits.collect())
+            })
             .collect()
     }
 
@@ -666,12 +624,24 @@ impl Bm25Index {
         };
         strings(&mut w, &self.terms)?;
         strings(&mut w, &self.ids)?;
-        for arr in [&self.docs, &self.tfs, &self.lengths] {
-            w(&(arr.len() as u64).to_le_bytes())?;
-            arr.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
-        }
-        w(&(self.offsets.len() as u64).to_le_bytes())?;
-        self.offsets.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
+        let p = self.postings.parts();
+        let len = |w: &mut dyn FnMut(&[u8]) -> std::io::Result<()>, n: usize| {
+            w(&(n as u64).to_le_bytes())
+        };
+        len(&mut w, self.lengths.len())?;
+        self.lengths.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
+        len(&mut w, p.term_blocks.len())?;
+        p.term_blocks.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
+        len(&mut w, p.df.len())?;
+        p.df.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
+        len(&mut w, p.last.len())?;
+        p.last.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
+        len(&mut w, p.start.len())?;
+        p.start.iter().try_for_each(|x| w(&x.to_le_bytes()))?;
+        len(&mut w, p.bits.len())?;
+        p.bits.iter().try_for_each(|x| w(x))?;
+        len(&mut w, p.payload.len())?;
+        w(p.payload)?;
         let hash = f.hash.finalize();
         f.out.write_all(hash.as_bytes())?;
         f.out.flush()
@@ -696,6 +666,11 @@ impl Bm25Index {
         };
         match bytes.get(..8) {
             Some(m) if m == MAGIC => {}
+            Some(m) if m == MAGIC_V3 => {
+                return Err(bad(
+                    "written by an older pretext, before compressed postings; rebuild it with `pretext bm25 index`",
+                ))
+            }
             Some(m) if m == MAGIC_V2 => {
                 return Err(bad(
                     "written by an older pretext, before the Lucene analyzer; rebuild it with `pretext bm25 index` (add `--analyzer nltk` for the old one)",
@@ -724,47 +699,50 @@ impl Bm25Index {
             .map_err(|_| bad("bad header"))?;
         let terms = r.strings().ok_or_else(|| bad("truncated terms"))?;
         let ids = r.strings().ok_or_else(|| bad("truncated ids"))?;
-        let docs = r.u32s().ok_or_else(|| bad("truncated postings"))?;
-        let tfs = r.u32s().ok_or_else(|| bad("truncated postings"))?;
         let lengths = r.u32s().ok_or_else(|| bad("truncated lengths"))?;
-        let n = r.u64().ok_or_else(|| bad("truncated offsets"))? as usize;
-        let offsets = (0..n)
-            .map(|_| r.u64())
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad("truncated offsets"))?;
+        let term_blocks = r.u64s().ok_or_else(|| bad("truncated postings"))?;
+        let df = r.u32s().ok_or_else(|| bad("truncated postings"))?;
+        let last = r.u32s().ok_or_else(|| bad("truncated postings"))?;
+        let start = r.u64s().ok_or_else(|| bad("truncated postings"))?;
+        let n = r.u64().ok_or_else(|| bad("truncated postings"))? as usize;
+        let bits: Vec<[u8; 2]> = r
+            .take(n.checked_mul(2).ok_or_else(|| bad("truncated postings"))?)
+            .ok_or_else(|| bad("truncated postings"))?
+            .chunks_exact(2)
+            .map(|c| [c[0], c[1]])
+            .collect();
+        let n = r.u64().ok_or_else(|| bad("truncated postings"))? as usize;
+        let payload_at = r.at;
+        r.take(n).ok_or_else(|| bad("truncated postings"))?;
         if r.at != body.len() {
-            return Err(bad("unexpected bytes after the offsets"));
+            return Err(bad("unexpected bytes after the postings"));
         }
-        if offsets.len() != terms.len() + 1 || docs.len() != tfs.len() || lengths.len() != ids.len()
-        {
+        if lengths.len() != ids.len() || df.len() != terms.len() {
             return Err(bad("inconsistent sizes"));
-        }
-        if offsets.first() != Some(&0)
-            || offsets.windows(2).any(|w| w[1] < w[0])
-            || offsets.last().copied() != Some(docs.len() as u64)
-        {
-            return Err(bad("postings offsets out of order or out of range"));
-        }
-        if let Some(d) = docs.iter().find(|&&d| d as usize >= ids.len()) {
-            return Err(bad(&format!(
-                "a posting names document {d} of {}",
-                ids.len()
-            )));
         }
         if terms.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad("terms not sorted"));
         }
         config.validate("the index's bm25").map_err(|e| bad(&e))?;
-        Ok(Bm25Index {
-            stats: std::sync::OnceLock::new(),
+        let parts = postings::Parts {
+            term_blocks: &term_blocks,
+            df: &df,
+            last: &last,
+            start: &start,
+            bits: &bits,
+            payload: &[],
+        };
+        let postings = Postings::from_parts(parts, bytes, payload_at..payload_at + n);
+        Bm25Index {
+            stats: Stats::of(&config, &lengths),
             config,
             terms,
-            offsets,
-            docs,
-            tfs,
+            postings,
             lengths,
             ids,
-        })
+        }
+        .bounded()
+        .map_err(|e| bad(&e))
     }
 }
 
@@ -804,6 +782,15 @@ impl<'b> Reader<'b> {
         Some(
             raw.chunks_exact(4)
                 .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+        )
+    }
+    fn u64s(&mut self) -> Option<Vec<u64>> {
+        let n = self.u64()? as usize;
+        let raw = self.take(n.checked_mul(8)?)?;
+        Some(
+            raw.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
                 .collect(),
         )
     }
@@ -992,32 +979,47 @@ mod tests {
         idx.save(&p).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         let body = bytes[..bytes.len() - HASH_LEN].to_vec();
-        let n_off = idx.offsets.len();
-        let off_at = body.len() - 8 * n_off;
-        // Offsets that decrease, and that run past the postings.
+        // Where the block arrays' values start, counted back from the end.
+        let parts = idx.postings.parts();
+        let nb = parts.last.len();
+        let bits_at = body.len() - 8 - parts.payload.len() - 2 * nb;
+        let start_at = bits_at - 8 - 8 * (nb + 1);
+        let last_at = start_at - 8 - 4 * nb;
+        // Block starts that decrease, and that run past the postings.
         let mut b = body.clone();
-        b[off_at + 8..off_at + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+        b[start_at + 8..start_at + 16].copy_from_slice(&u64::MAX.to_le_bytes());
         std::fs::write(&p, rehash(b)).unwrap();
         let e = Bm25Index::load(&p).err().expect("refused").to_string();
         assert!(e.contains("offsets"), "{e}");
-        // A posting naming a document that does not exist.
-        let postings_at =
-            off_at - 8 - 4 * idx.lengths.len() - 8 - 4 * idx.tfs.len() - 8 - 4 * idx.docs.len();
+        // A block ending at a document that does not exist.
         let mut b = body.clone();
-        b[postings_at..postings_at + 4].copy_from_slice(&1000u32.to_le_bytes());
+        b[last_at..last_at + 4].copy_from_slice(&1000u32.to_le_bytes());
         std::fs::write(&p, rehash(b)).unwrap();
         let e = Bm25Index::load(&p).err().expect("refused").to_string();
         assert!(e.contains("document 1000"), "{e}");
-        // Bytes between the offsets and the hash.
+        // A block ending off its recorded last document.
+        let mut b = body.clone();
+        let other = (parts.last[0] + 1) % idx.len() as u32;
+        b[last_at..last_at + 4].copy_from_slice(&other.to_le_bytes());
+        std::fs::write(&p, rehash(b)).unwrap();
+        assert!(Bm25Index::load(&p).is_err());
+        // A bit width over 32.
+        let mut b = body.clone();
+        b[bits_at] = 40;
+        std::fs::write(&p, rehash(b)).unwrap();
+        assert!(Bm25Index::load(&p).is_err());
+        // Bytes between the postings and the hash.
         let mut b = body.clone();
         b.extend_from_slice(&[0; 8]);
         std::fs::write(&p, rehash(b)).unwrap();
         assert!(Bm25Index::load(&p).is_err());
-        // An index of the old format asks for a rebuild.
-        let mut b = body;
-        b[..8].copy_from_slice(MAGIC_V1);
-        std::fs::write(&p, b).unwrap();
-        let e = Bm25Index::load(&p).err().expect("refused").to_string();
-        assert!(e.contains("rebuild"), "{e}");
+        // An index of an old format asks for a rebuild.
+        for magic in [MAGIC_V1, MAGIC_V3] {
+            let mut b = body.clone();
+            b[..8].copy_from_slice(magic);
+            std::fs::write(&p, rehash(b)).unwrap();
+            let e = Bm25Index::load(&p).err().expect("refused").to_string();
+            assert!(e.contains("rebuild"), "{e}");
+        }
     }
 }

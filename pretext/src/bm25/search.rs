@@ -1,0 +1,339 @@
+//! Top-k search that skips what cannot reach the top k (MaxScore, Turtle
+//! and Flood 1995, term at a time), with the ranking of scoring every
+//! posting.
+//!
+//! Query terms are taken from the largest possible contribution down (a
+//! term's bound is its largest block impact under its weight). While the
+//! bounds of the terms left could still lift an unseen document into the
+//! top k, a term is scored over all its postings, as the exhaustive search
+//! does. Once they sum below θ, the k-th best score so far (a lower bound
+//! of the final k-th, since scores only grow), no unseen document can make
+//! it: the remaining terms, usually the common ones with huge postings
+//! (`what`, `how` under Lucene's 33 stopwords), only visit the documents
+//! already seen, skipping whole blocks by their last document, and drop
+//! every document whose score plus the bounds left falls below θ.
+//!
+//! Why the ranking is the exhaustive one, bit for bit: a document is only
+//! dropped when its score is below θ by a relative margin (1e-6) far wider
+//! than a float's rounding step, so it cannot even tie the k-th; and the
+//! scores of the documents kept are the same, although summed in another
+//! term order, because sums of a few floats in double are exact (their
+//! mantissas span far fewer than 53 bits). The test
+//! `pruned_search_ranks_as_exhaustive_scoring` compares the two.
+
+use super::postings::{Cursor, Decoded};
+use super::{Analyzer, AnalyzerKind, Bm25Config, Bm25Index, Stats};
+
+/// How a search walks the postings. Both give the same ranking, bit for
+/// bit; only the time differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Traversal {
+    /// Skip what cannot reach the top k (the default).
+    #[default]
+    MaxScore,
+    /// Score every posting of every query term: the reference the pruned
+    /// search is tested and benchmarked against.
+    Exhaustive,
+}
+
+/// The relative margin by which a bound must fall short of θ to prune.
+const MARGIN: f64 = 1e-6;
+
+/// A query term found in the index, with its weight and bound.
+struct Term {
+    index: usize,
+    weight: f32,
+    bound: f64,
+}
+
+thread_local! {
+    // One score per document, reused by every query of the thread and
+    // reset where touched, so a query costs its postings, not the corpus
+    // size. Term scores are summed in double, as Lucene's disjunctions sum
+    // them, and rounded once.
+    static SCORES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Queries whose last terms only visited documents already seen.
+    static PRUNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Bm25Index {
+    /// The top `k` documents for `query` by document number (the position
+    /// in the indexed list), best first. Ties go to the lexicographically
+    /// smaller document id under Lucene's analyzer (Anserini's sort), to
+    /// the lower number under the NLTK one.
+    pub fn search_docs(&self, analyzer: &Analyzer, query: &str, k: usize) -> Vec<(u32, f32)> {
+        self.search_docs_with(analyzer, query, k, Traversal::MaxScore)
+    }
+
+    /// [`Bm25Index::search_docs`] with a chosen traversal (the same
+    /// ranking either way).
+    pub fn search_docs_with(
+        &self,
+        analyzer: &Analyzer,
+        query: &str,
+        k: usize,
+        traversal: Traversal,
+    ) -> Vec<(u32, f32)> {
+        self.search_with(analyzer, query, k, traversal == Traversal::MaxScore)
+    }
+
+    fn search_with(
+        &self,
+        analyzer: &Analyzer,
+        query: &str,
+        k: usize,
+        prune: bool,
+    ) -> Vec<(u32, f32)> {
+        if self.ids.is_empty() || k == 0 {
+            return Vec::new();
+        }
+        let stats = &self.stats;
+        let mut terms: Vec<Term> = self
+            .query_terms(analyzer, query)
+            .into_iter()
+            .filter_map(|(term, count)| {
+                let index = self.term_index(&term)?;
+                let weight = self.weight(stats, count, self.postings.df(index));
+                let bound = self.bound(weight, self.postings.term_max(index));
+                Some(Term {
+                    index,
+                    weight,
+                    bound,
+                })
+            })
+            .collect();
+        if prune {
+            terms.sort_by(|a, b| b.bound.total_cmp(&a.bound));
+        }
+        // What the terms from the i-th on can add at most.
+        let mut rest: Vec<f64> = vec![0.0; terms.len() + 1];
+        for i in (0..terms.len()).rev() {
+            rest[i] = rest[i + 1] + terms[i].bound;
+        }
+        SCORES.with(|cell| {
+            let mut scores = cell.borrow_mut();
+            if scores.len() < self.ids.len() {
+                scores.resize(self.ids.len(), 0.0);
+            }
+            // Room for every touched document at once: growing the list
+            // by doubling copied it over and over for common terms.
+            let postings: usize = terms.iter().map(|t| self.postings.df(t.index)).sum();
+            let mut seen: Vec<u32> = Vec::with_capacity(postings.min(self.ids.len()));
+            let mut out = Decoded::default();
+            // The best score so far: θ is at most that, so while the terms
+            // left could add as much, θ need not be computed.
+            let mut best = 0f64;
+            // θ: the k-th best score so far, computed only once the terms
+            // left could add less than the best score (θ is at most that).
+            let mut theta = 0f64;
+            let mut i = 0;
+            while i < terms.len() {
+                if prune && seen.len() >= k && rest[i] * (1.0 + MARGIN) < best {
+                    theta = kth(&scores, &seen, k);
+                    if rest[i] * (1.0 + MARGIN) < theta {
+                        #[cfg(test)]
+                        PRUNED.with(|p| p.set(p.get() + 1));
+                        break;
+                    }
+                }
+                let t = &terms[i];
+                for b in self.postings.blocks(t.index) {
+                    self.postings.decode(t.index, b, &mut out);
+                    for (d, tf) in out.iter() {
+                        let s = &mut scores[d as usize];
+                        if *s == 0.0 {
+                            seen.push(d);
+                        }
+                        // Every contribution is positive (idf > 0, tf > 0).
+                        *s += f64::from(self.score(stats, t.weight, tf, d as usize));
+                        // A comparison, not `f64::max` and its NaN rule.
+                        best = if *s > best { *s } else { best };
+                    }
+                }
+                i += 1;
+            }
+            let mut candidates = if i < terms.len() {
+                self.finish_seen(&terms[i..], &rest[i..], &mut scores, &seen, k, theta)
+            } else {
+                seen.clone()
+            };
+            let top = self.select_top(&scores, &mut candidates, k);
+            for &d in &seen {
+                scores[d as usize] = 0.0;
+            }
+            top
+        })
+    }
+
+    /// Adds the remaining terms' scores to the documents already seen that
+    /// can still reach the top k, in document order so each term's postings
+    /// are walked once, forward. Returns those documents.
+    fn finish_seen(
+        &self,
+        terms: &[Term],
+        rest: &[f64],
+        scores: &mut [f64],
+        seen: &[u32],
+        k: usize,
+        mut theta: f64,
+    ) -> Vec<u32> {
+        let mut alive: Vec<u32> = seen
+            .iter()
+            .copied()
+            .filter(|&d| (scores[d as usize] + rest[0]) * (1.0 + MARGIN) >= theta)
+            .collect();
+        // `seen` is a few ascending runs (each term's new documents, in
+        // postings order): a merge sort that finds runs orders it in
+        // about one pass, where a quicksort would not.
+        alive.sort();
+        for (j, t) in terms.iter().enumerate() {
+            let mut cursor = Cursor::new(&self.postings, t.index);
+            for &d in &alive {
+                if let Some(tf) = cursor.tf(d) {
+                    scores[d as usize] +=
+                        f64::from(self.score(&self.stats, t.weight, tf, d as usize));
+                }
+            }
+            if alive.len() > k {
+                theta = theta.max(kth(scores, &alive, k));
+            }
+            alive.retain(|&d| (scores[d as usize] + rest[j + 1]) * (1.0 + MARGIN) >= theta);
+        }
+        alive
+    }
+
+    /// The best `k` of `candidates` with the tie rule. The k-th best score
+    /// is selected among bare floats first (a common term touches most of
+    /// the corpus, and comparing through the documents was most of a
+    /// query's time), then only the documents at or above it are ordered.
+    fn select_top(&self, scores: &[f64], candidates: &mut Vec<u32>, k: usize) -> Vec<(u32, f32)> {
+        let score = |d: u32| scores[d as usize] as f32;
+        if candidates.len() > k {
+            let mut values: Vec<f32> = candidates.iter().map(|&d| score(d)).collect();
+            let (_, kth, _) = values.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+            let kth = *kth;
+            candidates.retain(|&d| score(d) >= kth);
+        }
+        let lucene = self.config.analyzer == AnalyzerKind::Lucene;
+        candidates.sort_unstable_by(|&a, &b| {
+            score(b).total_cmp(&score(a)).then_with(|| {
+                if lucene {
+                    self.ids[a as usize].cmp(&self.ids[b as usize])
+                } else {
+                    a.cmp(&b)
+                }
+            })
+        });
+        candidates.truncate(k);
+        candidates.iter().map(|&d| (d, score(d))).collect()
+    }
+
+    /// The largest contribution a term of weight `weight` can make where
+    /// its largest impact is `max` (see [`impact`]).
+    pub(super) fn bound(&self, weight: f32, max: f32) -> f64 {
+        match self.config.analyzer {
+            // The score is increasing in `tf · norm⁻¹`, and rounding keeps
+            // it so: this is the score of the best posting itself.
+            AnalyzerKind::Lucene => f64::from(super::lucene::term_score(weight, 1.0, max)),
+            // `idf · tf·(k1+1)/(tf+norm)` is rounded in another order than
+            // `idf · max`: a few float steps of slack.
+            AnalyzerKind::Nltk => f64::from(weight) * f64::from(max) * (1.0 + 1e-5),
+        }
+    }
+}
+
+/// The query-independent part of a posting's score, increasing with it:
+/// what each block keeps the largest of (see [`Bm25Index::bound`]).
+pub(super) fn impact(
+    config: &Bm25Config,
+    stats: &Stats,
+    lengths: &[u32],
+    tf: u32,
+    doc: u32,
+) -> f32 {
+    match config.analyzer {
+        AnalyzerKind::Lucene => tf as f32 * stats.cache[stats.norms[doc as usize] as usize],
+        AnalyzerKind::Nltk => {
+            let (k1, b, tf) = (config.k1, config.b, tf as f32);
+            let norm = k1 * (1.0 - b + b * lengths[doc as usize] as f32 / stats.avgdl);
+            tf * (k1 + 1.0) / (tf + norm)
+        }
+    }
+}
+
+/// The k-th best score among `docs` (0 when there are fewer).
+fn kth(scores: &[f64], docs: &[u32], k: usize) -> f64 {
+    if docs.len() < k || k == 0 {
+        return 0.0;
+    }
+    let mut values: Vec<f64> = docs.iter().map(|&d| scores[d as usize]).collect();
+    *values
+        .select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a))
+        .1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+
+    /// Documents and queries of Zipf-distributed words: a few words in
+    /// most documents (the stopword-like terms pruning is for), many rare
+    /// ones, repeated words and many tied scores.
+    fn corpus(seed: u64) -> (Vec<(String, String)>, Vec<String>) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let zipf = rand_distr::Zipf::new(2000.0, 1.1).unwrap();
+        let word = |rng: &mut rand::rngs::StdRng| {
+            let r: f64 = rand_distr::Distribution::sample(&zipf, rng);
+            format!("w{}", r as u32)
+        };
+        let docs = (0..3000)
+            .map(|i| {
+                let n = rng.random_range(1..40);
+                let text: Vec<String> = (0..n).map(|_| word(&mut rng)).collect();
+                // Ids out of order, so the id tie rule differs from numbers.
+                (format!("d{}", (i * 7919) % 3000), text.join(" "))
+            })
+            .collect();
+        let queries = (0..300)
+            .map(|_| {
+                let n = rng.random_range(1..9);
+                (0..n).map(|_| word(&mut rng)).collect::<Vec<_>>().join(" ")
+            })
+            .collect();
+        (docs, queries)
+    }
+
+    #[test]
+    fn pruned_search_ranks_as_exhaustive_scoring() {
+        for analyzer in [AnalyzerKind::Lucene, AnalyzerKind::Nltk] {
+            let (docs, queries) = corpus(7);
+            let config = Bm25Config {
+                analyzer,
+                ..Default::default()
+            };
+            let index = Bm25Index::build(&docs, config);
+            let a = Analyzer::new(config);
+            PRUNED.with(|p| p.set(0));
+            for k in [1, 10, 100] {
+                for q in &queries {
+                    let fast = index.search_docs(&a, q, k);
+                    let full = index.search_docs_with(&a, q, k, Traversal::Exhaustive);
+                    let bits = |v: &[(u32, f32)]| -> Vec<(u32, u32)> {
+                        v.iter().map(|&(d, s)| (d, s.to_bits())).collect()
+                    };
+                    assert_eq!(bits(&fast), bits(&full), "{analyzer:?} k={k} {q:?}");
+                }
+            }
+            let pruned = PRUNED.with(|p| p.get());
+            assert!(
+                pruned > 300,
+                "{analyzer:?}: only {pruned} of 900 searches pruned"
+            );
+        }
+    }
+}
