@@ -47,7 +47,8 @@ pub struct DataArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Augmentation, repeatable, applied in order: delete:P, replace:P,
-    /// mask:P[:TOKEN], shuffle:P[:WINDOW]. Replaces the config's list.
+    /// mask:P[:TOKEN], salient-mask:P[:TOKEN], shuffle:P[:WINDOW]. Replaces
+    /// the config's list.
     #[arg(long = "augment", value_name = "AUG")]
     pub augment: Vec<String>,
     /// Side the augmentations rewrite: query, positive or both.
