@@ -31,7 +31,7 @@ for n in "${sizes[@]}"; do
   t2=$(date +%s.%N)
   ./target/release/pretext bm25 search --index "$tmp/$n/index.bm25" --queries "$tmp/$n/queries.jsonl" -k 100 --exhaustive > /dev/null
   t3=$(date +%s.%N)
-  size=$(du -h "$tmp/$n/index.bm25" | cut -f1)
+  size=$(python3 -c "import os, sys; print(f'{os.path.getsize(sys.argv[1]) / 1e6:.1f} MB')" "$tmp/$n/index.bm25")
   python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$size" <<'PY'
 import sys
 n, t0, t1, t2, t3, size = sys.argv[1], *map(float, sys.argv[2:6]), sys.argv[6]
