@@ -150,6 +150,24 @@ fn bm25_indexes_searches_and_evaluates() {
         .lines()
         .filter(|l| l.starts_with("q1 "))
         .any(|l| l.contains(" d0 ") || l.contains(" d3 ")));
+    // BM25's options with a run file or a model would change nothing:
+    // refused, not silently ignored.
+    for flags in [["--analyzer", "nltk"], ["--k1", "1.2"], ["--b", "0.75"]] {
+        for other in [["--run", "run.trec"], ["--model", "m"]] {
+            let out = pretext()
+                .args(["eval", "--data"])
+                .arg(&data)
+                .args(flags)
+                .args(other)
+                .assert()
+                .failure();
+            let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+            assert!(
+                err.contains("cannot be used with"),
+                "{flags:?} {other:?}: {err}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -31,14 +31,16 @@ pub struct EvalArgs {
     #[arg(long, conflicts_with_all = ["model", "retriever"])]
     run: Option<PathBuf>,
     /// BM25's analyzer and scoring: `lucene` (as Anserini and pyserini) or
-    /// `nltk` (pretext's first: NLTK stopwords, exact lengths).
-    #[arg(long, default_value = "lucene")]
+    /// `nltk` (pretext's first: NLTK stopwords, exact lengths). BM25's
+    /// options are refused with `--model` or `--run`, which they would not
+    /// change.
+    #[arg(long, default_value = "lucene", conflicts_with_all = ["model", "run"])]
     analyzer: AnalyzerKind,
     /// BM25 term-frequency saturation (Anserini 0.9; tantivy's fixed 1.2).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, conflicts_with_all = ["model", "run"])]
     k1: f32,
     /// BM25 length normalisation (Anserini 0.4; tantivy's fixed 0.75).
-    #[arg(long, default_value_t = 0.4)]
+    #[arg(long, default_value_t = 0.4, conflicts_with_all = ["model", "run"])]
     b: f32,
     /// A BEIR data set folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).
     #[arg(long)]
