@@ -354,6 +354,42 @@ fn the_quickstart_config_trains() {
         .exists());
 }
 
+/// `[batch]` rules on the `spans` task (four pairs per document): the run
+/// trains with both, and a corpus of two documents for a batch of 16 is an
+/// error naming the rule, not a hang.
+#[test]
+fn batch_rules_train_and_impossible_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |task: &str, corpus: &std::path::Path, out: &str| {
+        let mut cmd = pretext();
+        cmd.args(["train", "--quiet", "--config", "configs/quickstart.toml"])
+            .args(["--task", task, "--steps", "2", "--batch-size", "16"])
+            .args(["--set", "train.checkpoint_every=0"])
+            .args(["--set", "batch.one_per_document=true"])
+            .args(["--set", "batch.no_duplicates=true"])
+            .args(["--set", "train.shuffle_buffer=1"])
+            .arg("--corpus")
+            .arg(corpus)
+            .arg("--out")
+            .arg(dir.path().join(out));
+        cmd.assert()
+    };
+    train("spans", std::path::Path::new("corpora/python-docs"), "ok").success();
+    let small = dir.path().join("small.txt");
+    std::fs::write(
+        &small,
+        "One document with many sentences. It goes on. And on. And on again.\n\n\
+         Another document. With more sentences. And more. And more still.\n",
+    )
+    .unwrap();
+    let out = train("crop", &small, "small").failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("[batch]") && err.contains("documents"),
+        "{err}"
+    );
+}
+
 fn metrics(run: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()

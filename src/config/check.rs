@@ -38,6 +38,9 @@ pub fn problems(config: &Config) -> Vec<String> {
     push(refresh(config));
     push(teacher(config));
     push(filter(config));
+    if config.batch.one_per_document && config.train.pairs.is_some() {
+        push(Err("batch.one_per_document keeps one pair per source document of the pretext task's stream; a pair file (train.pairs) names no documents: use batch.no_duplicates".into()));
+    }
     if config.eval.held_out > 0.0 && config.train.pairs.is_some() {
         push(Err("eval.held_out holds corpus documents out of a pretext task's stream; with train.pairs (a pair file) give eval.data instead".into()));
     }

@@ -24,7 +24,8 @@ mod train;
 pub use bench::BenchSection;
 pub use eval::EvalSection;
 pub use train::{
-    ConsistencyFilter, Distill, Memory, ModelSection, ScoreLoss, TeacherScores, TrainSection,
+    BatchSection, ConsistencyFilter, Distill, Memory, ModelSection, ScoreLoss, TeacherScores,
+    TrainSection,
 };
 
 /// A whole run's configuration.
@@ -49,6 +50,8 @@ pub struct Config {
     pub model: ModelSection,
     /// Training.
     pub train: TrainSection,
+    /// What pairs may share a training batch.
+    pub batch: BatchSection,
     /// Evaluation during training.
     pub eval: EvalSection,
     /// `pretext bench`.
@@ -67,6 +70,7 @@ impl Default for Config {
             negatives: NegativesConfig::default(),
             model: ModelSection::default(),
             train: TrainSection::default(),
+            batch: BatchSection::default(),
             eval: EvalSection::default(),
             bench: BenchSection::default(),
         }
@@ -462,6 +466,11 @@ mod tests {
                 ],
                 &["refresh_encoder", "moco"],
             ),
+            (
+                &["batch.one_per_document=true", "train.pairs=\"p.jsonl\""],
+                &["batch.one_per_document", "train.pairs"],
+            ),
+            (&["batch.one_per_doc=true"], &["one_per_doc"]),
             (&["train.batch_size=abc"], &["train.batch_size", "abc"]),
             (&["train.steps=\"five\""], &["train.steps"]),
         ];

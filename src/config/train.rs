@@ -109,6 +109,18 @@ pub enum Memory {
     MemoryBank,
 }
 
+/// The `[batch]` section: which pairs may share a batch (each is every
+/// other's negative). See `train::compose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSection {
+    /// No two pairs of a batch share a query text or a positive text.
+    pub no_duplicates: bool,
+    /// At most one pair per source document in a batch (the pretext task's
+    /// pairs; a pair file names no documents).
+    pub one_per_document: bool,
+}
+
 /// The `[train]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

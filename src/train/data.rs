@@ -108,6 +108,18 @@ struct StreamPair {
     source: Option<u64>,
 }
 
+impl super::compose::Keyed for StreamPair {
+    fn query(&self) -> &str {
+        &self.pair.query
+    }
+    fn positive(&self) -> &str {
+        &self.pair.positive
+    }
+    fn document(&self) -> Option<u64> {
+        self.source
+    }
+}
+
 /// Stream settings.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamConfig {
@@ -128,6 +140,8 @@ pub struct StreamConfig {
     pub rank: usize,
     /// Ranks sharing each batch.
     pub world: usize,
+    /// Which pairs may share a batch.
+    pub rules: crate::config::BatchSection,
 }
 
 /// Receives batches from the producer thread.
@@ -192,7 +206,7 @@ struct Batcher {
     tx: SyncSender<Result<Batch>>,
     rng: rand::rngs::Xoshiro256PlusPlus,
     buffer: Vec<StreamPair>,
-    pending: Vec<StreamPair>,
+    composer: super::compose::Composer<StreamPair>,
     emitted: usize,
     /// The consistency filter and the pairs waiting for its judgement.
     filter: Option<(PairFilter, Vec<StreamPair>)>,
@@ -246,9 +260,8 @@ impl Batcher {
         if self.buffer.len() >= self.config.shuffle_buffer.max(1) {
             let i = self.rng.random_range(0..self.buffer.len());
             let pair = self.buffer.swap_remove(i);
-            self.pending.push(pair);
-            if self.pending.len() == self.config.batch_size {
-                let pairs = std::mem::take(&mut self.pending);
+            let full = self.composer.offer(pair).map_err(DataError::Config)?;
+            for pairs in full {
                 self.emitted += 1;
                 if self.emitted > self.config.skip_batches {
                     let share = pairs.len() / self.config.world.max(1);
@@ -380,14 +393,14 @@ fn produce(
         tx,
         rng: rand::rngs::Xoshiro256PlusPlus::seed_from_u64(config.seed ^ 0x5eed_da7a),
         buffer: Vec::new(),
-        pending: Vec::new(),
+        composer: super::compose::Composer::new(config.rules, config.batch_size),
         emitted: 0,
         filter: filter.map(|f| (f, Vec::new())),
     };
     let mut skipped = Skipped::default();
     for epoch in 0u64.. {
         let before =
-            batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
+            batcher.emitted * config.batch_size + batcher.composer.held() + batcher.buffer.len();
         let result = match &source {
             PairSource::Task {
                 corpus,
@@ -483,7 +496,7 @@ fn produce(
             Ok(()) => {}
         }
         let after =
-            batcher.emitted * config.batch_size + batcher.pending.len() + batcher.buffer.len();
+            batcher.emitted * config.batch_size + batcher.composer.held() + batcher.buffer.len();
         if after == before {
             if let Some((f, _)) = &batcher.filter {
                 let c = *f.counts.lock().expect("filter counts");

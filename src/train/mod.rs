@@ -17,6 +17,7 @@
 
 pub mod ance;
 pub mod checkpoint;
+pub mod compose;
 pub mod data;
 pub mod dev;
 pub mod evaluate;

@@ -53,6 +53,7 @@ impl Trainer {
             skip_batches: self.step,
             rank,
             world,
+            rules: self.config.batch,
         };
         let (pair_negatives, corpus_texts) = negatives_for(&self.config)?;
         if neg.source == Source::Dense {
