@@ -70,16 +70,21 @@ impl<P: Keyed> Composer<P> {
     /// (none, usually one).
     pub fn offer(&mut self, pair: P) -> Result<Vec<Vec<P>>, String> {
         let mut done = Vec::new();
-        if !self.try_place(pair, &mut done) {
-            if self.waiting.len() >= MAX_WAITING_BATCHES * self.size {
-                return Err(format!(
-                    "[batch] rules cannot be met: {} pairs wait for a batch of {} without {}; the data has too few distinct {} for this batch size",
-                    self.waiting.len(),
-                    self.size,
-                    if self.rules.one_per_document { "a second pair of one document or a repeated text" } else { "a repeated text" },
-                    if self.rules.one_per_document { "documents" } else { "texts" },
-                ));
-            }
+        let placed = self.try_place(pair, &mut done);
+        if !placed && self.waiting.len() >= MAX_WAITING_BATCHES * self.size {
+            let (without, what) = if self.rules.one_per_document {
+                (
+                    "a second pair of one document or a repeated text",
+                    "documents",
+                )
+            } else {
+                ("a repeated text", "texts")
+            };
+            return Err(format!(
+                "[batch] rules cannot be met: {} pairs wait for a batch of {} without {without}; the data has too few distinct {what} for this batch size",
+                self.waiting.len(),
+                self.size,
+            ));
         }
         Ok(done)
     }
