@@ -749,6 +749,7 @@ fn a_self_supervised_dev_set_is_held_out_scored_and_selects() {
             skip_batches: 0,
             rank: 0,
             world: 1,
+            rules: Default::default(),
         },
         None,
         None,
