@@ -96,27 +96,30 @@ impl<P: Keyed> Composer<P> {
             return false;
         }
         self.insert(pair);
-        if self.pending.len() == self.size {
-            done.push(std::mem::take(&mut self.pending));
-            self.queries.clear();
-            self.positives.clear();
-            self.documents.clear();
+        if self.close_if_full(done) {
             // The waiting pairs first, in their order, into the new batch.
-            let waiting = std::mem::take(&mut self.waiting);
-            for p in waiting {
-                if self.pending.len() < self.size && self.fits(&p) {
+            for p in std::mem::take(&mut self.waiting) {
+                if self.fits(&p) {
                     self.insert(p);
+                    self.close_if_full(done);
                 } else {
                     self.waiting.push_back(p);
                 }
-                if self.pending.len() == self.size {
-                    done.push(std::mem::take(&mut self.pending));
-                    self.queries.clear();
-                    self.positives.clear();
-                    self.documents.clear();
-                }
             }
         }
+        true
+    }
+
+    /// Hands over the batch being filled when it is full, and starts the
+    /// next one empty.
+    fn close_if_full(&mut self, done: &mut Vec<Vec<P>>) -> bool {
+        if self.pending.len() < self.size {
+            return false;
+        }
+        done.push(std::mem::take(&mut self.pending));
+        self.queries.clear();
+        self.positives.clear();
+        self.documents.clear();
         true
     }
 

@@ -7,9 +7,10 @@
 //! than the flat 32-bit arrays this replaced).
 //!
 //! Each block keeps its last document, so a search can skip to a document
-//! without decoding what lies before it, and its largest *impact* (the
-//! query-independent part of a posting's score), so a search can bound a
-//! term's contribution without touching its postings (see `search`).
+//! without decoding what lies before it, and each term its largest *impact*
+//! (the query-independent part of a posting's score), so a search can
+//! bound the term's contribution without touching its postings (see
+//! `search`).
 
 use bitpacking::{BitPacker, BitPacker4x};
 use rayon::prelude::*;
@@ -54,7 +55,7 @@ pub(crate) struct Postings {
     /// Per block, the bit widths of its document deltas and of its term
     /// frequencies (unused by a varint tail block).
     bits: Vec<[u8; 2]>,
-    /// Per block, its largest impact, set by [`Postings::check_and_bound`].
+    /// Per term, its largest impact, set by [`Postings::check_and_bound`].
     max: Vec<f32>,
     payload: Payload,
 }
@@ -231,7 +232,7 @@ impl Postings {
 
     /// The largest impact of term `t`.
     pub fn term_max(&self, t: usize) -> f32 {
-        self.max[self.blocks(t)].iter().copied().fold(0.0, f32::max)
+        self.max[t]
     }
 
     /// Decodes block `b` of term `t` into `out`. The structure was checked
@@ -291,7 +292,7 @@ impl Postings {
     /// Checks that the postings hold together (every size consistent, every
     /// block decodable, documents strictly ascending within a term and below
     /// `n_docs`, every block ending at its recorded last document, term
-    /// frequencies at least one), then records each block's largest
+    /// frequencies at least one), then records each term's largest
     /// `impact(tf, doc)`. A broken structure is described, never a panic.
     pub fn check_and_bound(
         &mut self,
@@ -333,13 +334,13 @@ impl Postings {
             return Err(format!("a posting names document {d} of {n_docs}"));
         }
         let this = &*self;
-        let max: Vec<Vec<f32>> = (0..n_terms)
+        let max: Vec<f32> = (0..n_terms)
             .into_par_iter()
             .with_min_len(1024)
             .map(|t| {
                 let mut out = Decoded::default();
                 let mut prev: Option<u32> = None;
-                let mut maxima = Vec::with_capacity(this.blocks(t).len());
+                let mut m = 0f32;
                 for b in this.blocks(t) {
                     if !this.try_decode(t, b, &mut out) {
                         return Err(format!("term {t}: block {b} does not decode"));
@@ -356,17 +357,15 @@ impl Postings {
                     prev = Some(this.last[b]);
                     // A plain comparison, not `f32::max` (whose NaN rule
                     // made this loop most of an index's load time).
-                    let mut m = 0f32;
                     for (&doc, &tf) in docs.iter().zip(tfs) {
                         let x = impact(tf, doc);
                         m = if x > m { x } else { m };
                     }
-                    maxima.push(m);
                 }
-                Ok(maxima)
+                Ok(m)
             })
             .collect::<Result<_, String>>()?;
-        self.max = max.into_iter().flatten().collect();
+        self.max = max;
         Ok(())
     }
 }

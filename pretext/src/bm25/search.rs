@@ -3,7 +3,7 @@
 //! posting.
 //!
 //! Query terms are taken from the largest possible contribution down (a
-//! term's bound is its largest block impact under its weight). While the
+//! term's bound is its largest impact under its weight). While the
 //! bounds of the terms left could still lift an unseen document into the
 //! top k, a term is scored over all its postings, as the exhaustive search
 //! does. Once they sum below θ, the k-th best score so far (a lower bound
@@ -78,16 +78,7 @@ impl Bm25Index {
         k: usize,
         traversal: Traversal,
     ) -> Vec<(u32, f32)> {
-        self.search_with(analyzer, query, k, traversal == Traversal::MaxScore)
-    }
-
-    fn search_with(
-        &self,
-        analyzer: &Analyzer,
-        query: &str,
-        k: usize,
-        prune: bool,
-    ) -> Vec<(u32, f32)> {
+        let prune = traversal == Traversal::MaxScore;
         if self.ids.is_empty() || k == 0 {
             return Vec::new();
         }
@@ -247,7 +238,7 @@ impl Bm25Index {
 }
 
 /// The query-independent part of a posting's score, increasing with it:
-/// what each block keeps the largest of (see [`Bm25Index::bound`]).
+/// what each term keeps the largest of (see [`Bm25Index::bound`]).
 pub(super) fn impact(
     config: &Bm25Config,
     stats: &Stats,
