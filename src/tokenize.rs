@@ -188,6 +188,40 @@ impl TextTokenizer {
         })
     }
 
+    /// Encodes (first, second) text pairs as one input each, with special
+    /// tokens (`[CLS] a [SEP] b [SEP]` for BERT) and the segment type of
+    /// every token (0 for the first text, 1 for the second, as the
+    /// tokenizer's post-processor assigns them). A pair longer than the
+    /// maximum is cut from its longer text first, as `transformers` does
+    /// with `truncation=True`.
+    pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<(TokenBatch, Vec<u32>)> {
+        let inputs: Vec<tokenizers::EncodeInput> = pairs
+            .iter()
+            .map(|&(a, b)| tokenizers::EncodeInput::Dual(a.into(), b.into()))
+            .collect();
+        let encodings = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| anyhow!("{e}"))?;
+        let rows = encodings.len();
+        let seq = encodings.first().map_or(0, |e| e.len());
+        let mut ids = Vec::with_capacity(rows * seq);
+        let mut mask = Vec::with_capacity(rows * seq);
+        let mut types = Vec::with_capacity(rows * seq);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+            types.extend_from_slice(e.get_type_ids());
+        }
+        let batch = TokenBatch {
+            ids,
+            mask,
+            rows,
+            seq,
+        };
+        Ok((batch, types))
+    }
+
     /// Saves `tokenizer.json` (without the run's padding and truncation),
     /// atomically: a full disk never leaves a truncated tokenizer in place
     /// of a good one.

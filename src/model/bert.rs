@@ -8,7 +8,7 @@ use super::config::BertConfig;
 use super::kernels;
 use super::layers::{attention_bias, embedding, linear, LayerNorm, Mode};
 
-/// Word, position and (type-0) segment embeddings, then layer norm.
+/// Word, position and segment embeddings, then layer norm.
 #[derive(Debug, Clone)]
 struct Embeddings {
     word: Embedding,
@@ -37,16 +37,22 @@ impl Embeddings {
         })
     }
 
-    /// `(batch, seq)` ids → `(batch, seq, hidden)`.
-    fn forward(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// `(batch, seq)` ids (and segment types, all 0 when `None`) →
+    /// `(batch, seq, hidden)`.
+    fn forward(&self, ids: &Tensor, types: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
         let (_, seq) = ids.dims2()?;
         let positions = Tensor::arange(0u32, seq as u32, ids.device())?;
-        let types = positions.zeros_like()?;
         let x = self
             .word
             .forward(ids)?
-            .broadcast_add(&self.position.forward(&positions)?)?
-            .broadcast_add(&self.token_type.forward(&types)?)?;
+            .broadcast_add(&self.position.forward(&positions)?)?;
+        let x = match types {
+            // A text alone is segment 0 everywhere: one row broadcast.
+            None => x.broadcast_add(&self.token_type.forward(&positions.zeros_like()?)?)?,
+            // A cross-encoder's pair: the first text is segment 0, the
+            // second segment 1.
+            Some(t) => (x + self.token_type.forward(t)?)?,
+        };
         mode.dropout(&self.norm.forward(&x)?, self.dropout)
     }
 }
@@ -217,8 +223,20 @@ impl Bert {
 
     /// `(batch, seq)` ids and 0/1 mask → `(batch, seq, hidden)` states.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_segments(ids, None, mask, mode)
+    }
+
+    /// [`Bert::forward`] with segment types (`token_type_ids`, `(batch,
+    /// seq)`), as a cross-encoder reads a query and a passage in one input.
+    pub fn forward_segments(
+        &self,
+        ids: &Tensor,
+        types: Option<&Tensor>,
+        mask: &Tensor,
+        mode: Mode,
+    ) -> Result<Tensor> {
         let bias = attention_bias(mask, candle_core::DType::F32)?;
-        let mut x = self.embeddings.forward(ids, mode)?;
+        let mut x = self.embeddings.forward(ids, types, mode)?;
         if self.detach_after == Some(0) {
             x = x.detach();
         }

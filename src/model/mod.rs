@@ -4,6 +4,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod cross;
 pub mod kernels;
 pub mod layers;
 pub mod pretrained;
