@@ -130,3 +130,189 @@ fn a_dual_encoder_folder_is_not_a_cross_encoder() {
         "{msg}"
     );
 }
+
+/// A small BEIR set in `dir` (words of the fixtures' vocabulary) and a
+/// first-stage run of every query over every document.
+fn small_set(dir: &std::path::Path) -> std::path::PathBuf {
+    let docs = [
+        ("d1", "wing lift", "the lift of a wing depends on its speed"),
+        (
+            "d2",
+            "",
+            "heat transfer in the boundary layer of a flat plate",
+        ),
+        ("d3", "python", "a loop over a list in python"),
+        ("d4", "shock", "a shock wave on a cylinder at mach 6"),
+        ("d5", "", "drag and pressure on the surface"),
+    ];
+    let queries = [
+        ("q1", "what is the lift of a wing"),
+        ("q2", "heat transfer boundary layer"),
+        ("q3", "python list loop"),
+    ];
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("qrels")).unwrap();
+    let corpus: Vec<String> = docs
+        .iter()
+        .map(|(id, t, x)| serde_json::json!({"_id": id, "title": t, "text": x}).to_string())
+        .collect();
+    std::fs::write(data.join("corpus.jsonl"), corpus.join("\n") + "\n").unwrap();
+    let qs: Vec<String> = queries
+        .iter()
+        .map(|(id, x)| serde_json::json!({"_id": id, "text": x}).to_string())
+        .collect();
+    std::fs::write(data.join("queries.jsonl"), qs.join("\n") + "\n").unwrap();
+    std::fs::write(
+        data.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq3\td3\t2\nq3\td5\t1\n",
+    )
+    .unwrap();
+    let mut run = String::new();
+    for (q, _) in &queries {
+        for (r, (d, _, _)) in docs.iter().enumerate() {
+            run += &format!("{q} Q0 {d} {} {} first\n", r + 1, 10 - r);
+        }
+    }
+    std::fs::write(dir.join("first.trec"), run).unwrap();
+    data
+}
+
+fn read_trec(path: &std::path::Path) -> Vec<(String, String, f32)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[2].to_string(), f[4].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn rerank_orders_the_top_by_the_cross_encoder_and_keeps_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_set(dir.path());
+    let model = root().join("tests/fixtures/cross_encoder/two-labels");
+    let out = dir.path().join("reranked.trec");
+    common::pretext()
+        .args(["rerank", "--quiet", "--depth", "3", "--model"])
+        .arg(&model)
+        .arg("--queries")
+        .arg(data.join("queries.jsonl"))
+        .arg("--corpus")
+        .arg(data.join("corpus.jsonl"))
+        .arg("--run")
+        .arg(dir.path().join("first.trec"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let got = read_trec(&out);
+    assert_eq!(got.len(), 15);
+    let ce = PretrainedCrossEncoder::load(&model, &Device::Cpu, None).unwrap();
+    let texts = pretext::eval::beir::read_corpus(&data.join("corpus.jsonl")).unwrap();
+    let text = |id: &str| texts.iter().find(|d| d.id == id).unwrap().text.clone();
+    for (q, query) in [
+        ("q1", "what is the lift of a wing"),
+        ("q3", "python list loop"),
+    ] {
+        let rows: Vec<_> = got.iter().filter(|r| r.0 == q).collect();
+        // The top 3 of the first stage (d1, d2, d3), by the cross-encoder's
+        // own scores of title + text, best first.
+        let mut want: Vec<(String, f32)> = ["d1", "d2", "d3"]
+            .iter()
+            .map(|d| {
+                let t = text(d);
+                (
+                    d.to_string(),
+                    ce.score(&[(query, t.as_str())], 1).unwrap()[0],
+                )
+            })
+            .collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (row, (d, s)) in rows.iter().zip(&want) {
+            assert_eq!(&row.1, d, "{q}: {rows:?}");
+            assert!((row.2 - s).abs() < 1e-4, "{q}: {rows:?} vs {want:?}");
+        }
+        // The tail in the first stage's order, below the reranked hits.
+        assert_eq!(rows[3].1, "d4");
+        assert_eq!(rows[4].1, "d5");
+        assert!(rows[3].2 < rows[2].2 && rows[4].2 < rows[3].2);
+    }
+}
+
+#[test]
+fn eval_rerank_reports_both_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_set(dir.path());
+    let model = root().join("tests/fixtures/cross_encoder/one-logit");
+    let out = dir.path().join("eval");
+    let assert = common::pretext()
+        .args(["eval", "--quiet", "--rerank-depth", "4", "--rerank"])
+        .arg(&model)
+        .arg("--run")
+        .arg(dir.path().join("first.trec"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("first stage") && stdout.contains("reranked"),
+        "{stdout}"
+    );
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["rerank"]["depth"], 4);
+    // The first stage's figures are those of scoring its run alone, and the
+    // reranked figures those of scoring the written run alone.
+    let alone = |run: &std::path::Path, name: &str| -> Value {
+        let o = dir.path().join(name);
+        common::pretext()
+            .args(["eval", "--run"])
+            .arg(run)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&o)
+            .assert()
+            .success();
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(o.join("metrics.json")).unwrap())
+                .unwrap();
+        v["metrics"].clone()
+    };
+    assert_eq!(
+        m["rerank"]["first_stage"],
+        alone(&dir.path().join("first.trec"), "a")
+    );
+    assert_eq!(m["metrics"], alone(&out.join("run.trec"), "b"));
+    assert_ne!(
+        m["metrics"], m["rerank"]["first_stage"],
+        "the rerank changed nothing"
+    );
+}
+
+#[test]
+fn rerank_names_a_document_the_corpus_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_set(dir.path());
+    std::fs::write(dir.path().join("bad.trec"), "q1 Q0 d9 1 3.0 x\n").unwrap();
+    let assert = common::pretext()
+        .args(["rerank", "--quiet", "--model"])
+        .arg(root().join("tests/fixtures/cross_encoder/one-logit"))
+        .arg("--queries")
+        .arg(data.join("queries.jsonl"))
+        .arg("--corpus")
+        .arg(data.join("corpus.jsonl"))
+        .arg("--run")
+        .arg(dir.path().join("bad.trec"))
+        .arg("--out")
+        .arg(dir.path().join("o.trec"))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(err.contains("d9") && err.contains("bad.trec"), "{err}");
+}

@@ -53,6 +53,16 @@ pub struct EvalArgs {
     k: usize,
     #[command(flatten)]
     model_opts: ModelOptions,
+    /// Rerank the first stage's top hits with this cross-encoder folder
+    /// (the retrieve-then-rerank cascade); both stages' metrics are
+    /// reported, the reranked run is the one written.
+    #[arg(long, value_name = "DIR")]
+    rerank: Option<PathBuf>,
+    /// Hits per query the cross-encoder rescores.
+    #[arg(long, default_value_t = 100, requires = "rerank")]
+    rerank_depth: usize,
+    #[command(flatten)]
+    ce_opts: super::rerank::CrossOptions,
     /// Folder for run.trec and metrics.json.
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -74,29 +84,64 @@ fn bar(quiet: bool, len: usize, what: &str) -> ProgressBar {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if let Some(path) = &args.run {
+    if let (Some(path), None) = (&args.run, &args.rerank) {
         return score_run(&args, path);
     }
+    anyhow::ensure!(args.rerank_depth > 0, "--rerank-depth must be at least 1");
+    // A cross-encoder that does not load stops the run before retrieval.
+    let ce = match &args.rerank {
+        Some(dir) => Some(args.ce_opts.load(dir, &args.model_opts.device)?),
+        None => None,
+    };
     let data = Beir::load(&args.data, &args.split)?;
     for w in &data.warnings {
         eprintln!("warning: {w}");
     }
-    let run = match (&args.model, args.retriever.as_str()) {
-        (Some(model), "dense") => dense(&args, model, &data)?,
-        (None, "dense") => {
+    let run = match (&args.run, &args.model, args.retriever.as_str()) {
+        (Some(path), _, _) => read_run(path)?,
+        (None, Some(model), "dense") => dense(&args, model, &data)?,
+        (None, None, "dense") => {
             bail!("--retriever dense needs --model DIR (or --retriever bm25, or --run FILE)")
         }
-        (Some(_), _) => bail!("--model is for --retriever dense, not {}", args.retriever),
-        (None, _) => bm25(&args, &data)?,
+        (None, Some(_), _) => bail!("--model is for --retriever dense, not {}", args.retriever),
+        (None, None, _) => bm25(&args, &data)?,
     };
     let (means, per_query) = evaluate(&data.qrels, &run, &Measure::DEFAULT);
+    let Some(ce) = ce else {
+        println!(
+            "{}  ({} queries, {} documents)",
+            means_table(&means),
+            per_query.len(),
+            data.corpus.len()
+        );
+        return write_out(&args, &run, &means, &per_query, None);
+    };
+    println!("first stage: {}", means_table(&means));
+    let (reranked, stats) = super::rerank::rerank_with_bar(
+        &ce,
+        &run,
+        &data.queries,
+        &data.corpus,
+        args.rerank_depth,
+        args.ce_opts.ce_batch_size,
+        args.quiet,
+    )?;
+    let (after, per_query) = evaluate(&data.qrels, &reranked, &Measure::DEFAULT);
     println!(
-        "{}  ({} queries, {} documents)",
-        means_table(&means),
+        "reranked:    {}  ({} queries, {} documents, top {} rescored, {} pairs)",
+        means_table(&after),
         per_query.len(),
-        data.corpus.len()
+        data.corpus.len(),
+        args.rerank_depth,
+        stats.pairs
     );
-    write_out(&args, &run, &means, &per_query)
+    write_out(&args, &reranked, &after, &per_query, Some(&means))
+}
+
+fn read_run(path: &std::path::Path) -> Result<Run> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_trec_run(&text, &path.display().to_string())
 }
 
 /// `--run FILE`: the run's queries that are judged are scored, as
@@ -104,9 +149,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// left out, as trec_eval does without `-c`, and counted in a warning).
 fn score_run(args: &EvalArgs, path: &std::path::Path) -> Result<()> {
     let qrels = load_qrels(&args.data, &args.split)?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let run = parse_trec_run(&text, &path.display().to_string())?;
+    let run = read_run(path)?;
     let unjudged = run.keys().filter(|q| !qrels.contains_key(*q)).count();
     let missing = qrels.keys().filter(|q| !run.contains_key(*q)).count();
     if unjudged > 0 {
@@ -134,15 +177,17 @@ fn score_run(args: &EvalArgs, path: &std::path::Path) -> Result<()> {
         );
     }
     println!("{}  ({} queries)", means_table(&means), per_query.len());
-    write_out(args, &run, &means, &per_query)
+    write_out(args, &run, &means, &per_query, None)
 }
 
-/// `--out DIR`: `run.trec` (in trec order) and `metrics.json`.
+/// `--out DIR`: `run.trec` (in trec order) and `metrics.json` (with the
+/// first stage's means when the run was reranked).
 fn write_out(
     args: &EvalArgs,
     run: &Run,
     means: &BTreeMap<String, f64>,
     per_query: &BTreeMap<String, BTreeMap<String, f64>>,
+    first_stage: Option<&BTreeMap<String, f64>>,
 ) -> Result<()> {
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -154,10 +199,15 @@ fn write_out(
         } else {
             args.retriever.as_str()
         };
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "model": args.model, "retriever": retriever, "run": args.run, "data": args.data, "split": args.split,
             "metrics": means, "per_query": per_query,
         });
+        if let Some(first) = first_stage {
+            json["rerank"] = serde_json::json!({
+                "model": args.rerank, "depth": args.rerank_depth, "first_stage": first,
+            });
+        }
         std::fs::write(
             out.join("metrics.json"),
             serde_json::to_string_pretty(&json)? + "\n",

@@ -8,6 +8,7 @@ mod encode;
 mod eval;
 mod mine;
 mod pairs;
+mod rerank;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     /// Mine negatives for a pair dataset (BM25, dense, random or gold), with
     /// rank windows, easy:hard mixing and false-negative filters.
     Mine(mine::MineArgs),
+    /// Rescore the top of a TREC run with a cross-encoder.
+    Rerank(rerank::RerankArgs),
     /// Build or search a BM25 index (Anserini defaults: k1 0.9, b 0.4).
     Bm25(bm25::Bm25Args),
     /// Train a WordPiece tokenizer on a corpus.
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Encode(args) => encode::run(args),
         Command::Bm25(args) => bm25::run(args),
+        Command::Rerank(args) => rerank::run(args),
         Command::Mine(args) => mine::run(args),
         Command::Bench(args) => bench::run(args),
     }

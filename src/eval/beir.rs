@@ -38,6 +38,12 @@ pub fn read_items(path: &Path) -> Result<Vec<Item>> {
     read_jsonl(path, false)
 }
 
+/// Reads a BEIR `corpus.jsonl` (`_id`, `title`, `text`): each item's text
+/// is `title + " " + text`, as BEIR encodes documents.
+pub fn read_corpus(path: &Path) -> Result<Vec<Item>> {
+    read_jsonl(path, true)
+}
+
 /// Ids that occur twice are an error naming the id and both lines: a
 /// duplicate document would be counted twice by every metric (R@100 of 2).
 fn check_unique(path: &Path, items: &[(Item, Option<u64>)]) -> Result<()> {

@@ -3,6 +3,7 @@
 
 pub mod beir;
 pub mod metrics;
+pub mod rerank;
 
 use anyhow::Result;
 use candle_core::Tensor;
