@@ -8,7 +8,7 @@ mod common;
 
 use candle_core::Device;
 use common::root;
-use pretext::model::cross::{Output, PretrainedCrossEncoder};
+use pretext::model::cross::{probability, Output, PretrainedCrossEncoder};
 use serde_json::Value;
 
 fn expected() -> Value {
@@ -315,4 +315,184 @@ fn rerank_names_a_document_the_corpus_lacks() {
         .failure();
     let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(err.contains("d9") && err.contains("bad.trec"), "{err}");
+}
+
+/// 40 passages and 10 queries in the fixtures' vocabulary, as a corpus
+/// (JSONL, no titles) and a sentence-transformers pair file.
+fn mining_set(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let subjects = ["wing", "plate", "cylinder", "shock wave", "boundary layer"];
+    let things = ["lift", "drag", "heat transfer", "pressure"];
+    let text = |i: usize| {
+        format!(
+            "the {} of a {} at mach {} in the theory of flow",
+            things[i % 4],
+            subjects[i % 5],
+            i % 9
+        )
+    };
+    let docs: Vec<String> = (0..40)
+        .map(|i| serde_json::json!({"_id": format!("d{i}"), "text": text(i)}).to_string())
+        .collect();
+    let corpus = dir.join("corpus.jsonl");
+    std::fs::write(&corpus, docs.join("\n") + "\n").unwrap();
+    let lines: Vec<String> = (0..10)
+        .map(|q| {
+            let d = 4 * q + 1;
+            let anchor = format!("what is the {} of a {}", things[d % 4], subjects[d % 5]);
+            serde_json::json!({"anchor": anchor, "positive": text(d)}).to_string()
+        })
+        .collect();
+    let queries = dir.join("queries.jsonl");
+    std::fs::write(&queries, lines.join("\n") + "\n").unwrap();
+    (corpus, queries)
+}
+
+fn jsonl(p: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn mine_rescore_ce_drops_what_the_cross_encoder_calls_relevant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = mining_set(dir.path());
+    let model = root().join("tests/fixtures/cross_encoder/two-labels");
+    let ce = PretrainedCrossEncoder::load(&model, &Device::Cpu, None).unwrap();
+    // The threshold: the median probability over every (query, passage),
+    // so about half of the candidates are above it.
+    let lines = jsonl(&queries);
+    let texts: Vec<String> = jsonl(&corpus)
+        .iter()
+        .map(|d| d["text"].as_str().unwrap().to_string())
+        .collect();
+    let mut all = Vec::new();
+    for l in &lines {
+        let a = l["anchor"].as_str().unwrap();
+        let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (a, t.as_str())).collect();
+        all.extend(ce.score(&pairs, 16).unwrap().into_iter().map(probability));
+    }
+    all.sort_by(f32::total_cmp);
+    let threshold = all[all.len() / 2];
+    let mine = |name: &str, max: f32| -> (Vec<Value>, Value) {
+        let out = dir.path().join(format!("{name}.jsonl"));
+        let stats = dir.path().join(format!("{name}.json"));
+        common::pretext()
+            .args([
+                "mine",
+                "--quiet",
+                "--retriever",
+                "bm25",
+                "--num-negatives",
+                "3",
+            ])
+            .args(["--range-max", "30", "--rescore-ce"])
+            .arg(&model)
+            .args(["--ce-max-score", &max.to_string(), "--queries"])
+            .arg(&queries)
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--stats")
+            .arg(&stats)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap();
+        (jsonl(&out), s)
+    };
+    let (kept, stats) = mine("denoised", threshold);
+    let dropped = stats["filtered"]["cross-encoder"].as_u64().unwrap();
+    assert!(dropped > 0, "{stats}");
+    let mut negatives = 0;
+    for l in &kept {
+        let a = l["anchor"].as_str().unwrap();
+        for (k, v) in l.as_object().unwrap() {
+            if k.starts_with("negative") {
+                let p = probability(ce.score(&[(a, v.as_str().unwrap())], 1).unwrap()[0]);
+                assert!(p <= threshold + 1e-6, "{a} / {v}: {p} > {threshold}");
+                negatives += 1;
+            }
+        }
+    }
+    assert!(negatives > 0);
+    // At probability 1 nothing is dropped by the cross-encoder.
+    let (_, open) = mine("open", 1.0);
+    assert_eq!(open["filtered"]["cross-encoder"], 0);
+}
+
+#[test]
+fn mine_writes_the_cross_encoder_s_scores_for_distillation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = mining_set(dir.path());
+    let model = root().join("tests/fixtures/cross_encoder/one-logit");
+    let out = dir.path().join("scored.jsonl");
+    common::pretext()
+        .args([
+            "mine",
+            "--quiet",
+            "--retriever",
+            "bm25",
+            "--num-negatives",
+            "2",
+        ])
+        .args(["--teacher-scores", "cross-encoder", "--teacher-model"])
+        .arg(&model)
+        .arg("--queries")
+        .arg(&queries)
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let ce = PretrainedCrossEncoder::load(&model, &Device::Cpu, None).unwrap();
+    let lines = jsonl(&out);
+    assert_eq!(lines.len(), 10);
+    for l in &lines {
+        let a = l["anchor"].as_str().unwrap();
+        let texts = [&l["positive"], &l["negative_1"], &l["negative_2"]];
+        let scores = l["scores"].as_array().unwrap();
+        assert_eq!(scores.len(), 3, "{l}");
+        for (t, s) in texts.iter().zip(scores) {
+            let want = ce.score(&[(a, t.as_str().unwrap())], 1).unwrap()[0];
+            assert!((s.as_f64().unwrap() as f32 - want).abs() < 1e-4, "{l}");
+        }
+    }
+    // The teacher's model without the teacher is a mistake, said so.
+    let err = common::failure_stderr(
+        common::pretext()
+            .args(["mine", "--quiet", "--teacher-model"])
+            .arg(&model)
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--out")
+            .arg(dir.path().join("x.jsonl")),
+    );
+    assert!(err.contains("--teacher-scores cross-encoder"), "{err}");
+}
+
+#[test]
+fn training_refuses_raters_it_would_ignore() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[negatives]\nsource = \"random\"\nrescore_ce = \"{}\"\n",
+        root()
+            .join("tests/fixtures/cross_encoder/one-logit")
+            .display()
+    );
+    let cfg = common::tiny_config(dir.path(), &extra);
+    let err = common::failure_stderr(
+        common::pretext()
+            .args(["train", "--quiet", "--config"])
+            .arg(&cfg),
+    );
+    assert!(
+        err.contains("negatives.rescore_ce") && err.contains("pretext mine"),
+        "{err}"
+    );
 }

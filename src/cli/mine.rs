@@ -5,13 +5,14 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pretext::config::ConfigBuilder;
+use pretext::model::cross::PretrainedCrossEncoder;
 use pretext::negatives::mine::{
-    bm25_teacher_scores, mine, positives_as_corpus, read_queries, write_mined, MineFormat,
-    MineProgress, MineSettings,
+    bm25_teacher_scores, cross_encoder_teacher_scores, mine, positives_as_corpus, read_queries,
+    write_mined, MineFormat, MineProgress, MineSettings,
 };
 use pretext::negatives::{Blocks, EmbeddingCache};
 use pretext::pretext_tasks::negatives::CorpusTexts;
@@ -75,6 +76,14 @@ pub struct MineArgs {
     /// Drop candidates the rescorer rates above this cosine similarity.
     #[arg(long)]
     rescore_threshold: Option<f32>,
+    /// A cross-encoder folder that rates every hard candidate (RocketQA's
+    /// denoising; `pretext rerank`'s models).
+    #[arg(long, value_name = "DIR")]
+    rescore_ce: Option<PathBuf>,
+    /// Drop hard candidates the cross-encoder gives a probability of
+    /// relevance above this [default: 0.1, RocketQA's].
+    #[arg(long, requires = "rescore_ce")]
+    ce_max_score: Option<f32>,
     /// Output: sentence-transformers (st), flag, tevatron, or ids (ranks and scores).
     #[arg(long, default_value = "sentence-transformers")]
     format: String,
@@ -107,9 +116,14 @@ pub struct MineArgs {
     #[arg(long)]
     skip_bad: bool,
     /// Write a teacher's score of the positive and of every negative on
-    /// each line (`bm25`: SPAR's lexical teacher), for `train.teacher`.
-    #[arg(long, value_parser = ["bm25"])]
+    /// each line, for `train.teacher`: `bm25` (SPAR's lexical teacher) or
+    /// `cross-encoder` (`--teacher-model DIR`, its raw scores, as the MS
+    /// MARCO MarginMSE datasets hold them).
+    #[arg(long, value_parser = ["bm25", "cross-encoder"])]
     teacher_scores: Option<String>,
+    /// The cross-encoder folder of `--teacher-scores cross-encoder`.
+    #[arg(long, value_name = "DIR")]
+    teacher_model: Option<PathBuf>,
     /// Set any config field, repeatable: --set negatives.drop_answers=false.
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -176,6 +190,7 @@ pub fn run(args: MineArgs) -> Result<()> {
             "negatives.rescore_threshold",
             args.rescore_threshold.map(f64::from),
         ),
+        ("negatives.ce_max_score", args.ce_max_score.map(f64::from)),
     ];
     for (k, v) in floats {
         if let Some(v) = v {
@@ -188,6 +203,12 @@ pub fn run(args: MineArgs) -> Result<()> {
     if let Some(p) = &args.rescore {
         b.set_value(
             "negatives.rescore",
+            toml::Value::String(p.display().to_string()),
+        );
+    }
+    if let Some(p) = &args.rescore_ce {
+        b.set_value(
+            "negatives.rescore_ce",
             toml::Value::String(p.display().to_string()),
         );
     }
@@ -211,6 +232,20 @@ pub fn run(args: MineArgs) -> Result<()> {
     }
     let config = finish(&b)?;
     let format: MineFormat = args.format.parse()?;
+    // A teacher that does not load stops the run before mining.
+    let teacher = match (args.teacher_scores.as_deref(), &args.teacher_model) {
+        (Some("cross-encoder"), Some(dir)) => Some(
+            PretrainedCrossEncoder::load(dir, &pretext::train::device(&args.device)?, args.max_len)
+                .with_context(|| format!("loading the cross-encoder {}", dir.display()))?,
+        ),
+        (Some("cross-encoder"), None) => {
+            bail!(
+                "--teacher-scores cross-encoder needs --teacher-model DIR (a cross-encoder folder)"
+            )
+        }
+        (_, Some(_)) => bail!("--teacher-model is the model of --teacher-scores cross-encoder"),
+        _ => None,
+    };
     let started = Instant::now();
     let (queries, skipped) = read_queries(&args.queries, args.skip_bad)?;
     if skipped.count > 0 {
@@ -263,15 +298,26 @@ pub fn run(args: MineArgs) -> Result<()> {
             .with_context(|| format!("creating {}", args.out.display()))?;
         Box::new(BufWriter::new(f))
     };
-    let scores = match args.teacher_scores.as_deref() {
-        Some("bm25") => Some(bm25_teacher_scores(
+    let scores = match (args.teacher_scores.as_deref(), &teacher) {
+        (Some("bm25"), _) => Some(bm25_teacher_scores(
             &queries,
             &corpus,
             &mined,
             config.negatives.bm25,
         )),
+        (_, Some(ce)) => Some(cross_encoder_teacher_scores(
+            &queries,
+            &corpus,
+            &mined,
+            ce,
+            args.batch_size,
+            &mut bars,
+        )?),
         _ => None,
     };
+    if let Some(b) = bars.bar.take() {
+        b.finish_and_clear();
+    }
     write_mined(
         &mut *out,
         format,

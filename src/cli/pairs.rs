@@ -221,6 +221,10 @@ pub fn stream_negatives(
     if config.negatives.source == Source::None {
         return Ok(None);
     }
+    config
+        .negatives
+        .raters_need_mine("a pair stream")
+        .map_err(anyhow::Error::msg)?;
     let read = ReadOptions {
         skip_bad: config.corpus.skip_bad,
         ..ReadOptions::default()

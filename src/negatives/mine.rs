@@ -11,8 +11,8 @@ use candle_core::{Device, Tensor};
 use pretext_tasks::bm25::Analyzer;
 use pretext_tasks::formats::{parse_pair_line, PairFormat};
 use pretext_tasks::negatives::{
-    Candidate, CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Picked, Query, Source,
-    TextPool,
+    Candidate, CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Picked, Query, Raters,
+    Source, TextPool,
 };
 use pretext_tasks::pipeline::doc_rng;
 use rayon::prelude::*;
@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use super::cache::EmbeddingCache;
 use super::dense::{top_k, Blocks, Embeddings};
 use crate::eval::embed_texts;
+use crate::model::cross::{probability, PretrainedCrossEncoder};
 use crate::model::pretrained::Pretrained;
 use crate::tokenize::Side;
 
@@ -405,6 +406,12 @@ pub fn mine(
         }
         None => None,
     };
+    let cross = match &c.rescore_ce {
+        Some(dir) => Some(cross_probabilities(
+            dir, queries, &ranked, corpus, s, progress,
+        )?),
+        None => None,
+    };
     let gold: Vec<String> = queries.iter().map(|q| q.positive.clone()).collect();
     progress.stage("mining", queries.len());
     let miner = Miner::new(c);
@@ -438,12 +445,21 @@ pub fn mine(
                         .sum()
                 }
             });
+            let rate_cross = cross.as_ref().map(|all| {
+                let mine = &all[i];
+                // Every candidate of the window was rated.
+                move |item: u32| mine.get(&item).copied().unwrap_or(1.0)
+            });
+            let raters = Raters {
+                encoder: rate.as_ref().map(|f| f as &dyn Fn(u32) -> f32),
+                cross: rate_cross.as_ref().map(|f| f as &dyn Fn(u32) -> f32),
+            };
             let picks = miner.mine(
                 &query,
                 &ranked[i],
                 corpus,
                 (easy, kind),
-                rate.as_ref().map(|f| f as &dyn Fn(u32) -> f32),
+                raters,
                 &mut rng,
                 &mut stats,
             );
@@ -462,6 +478,43 @@ pub fn mine(
         stats,
         cache_hit,
     })
+}
+
+/// The cross-encoder's probability of relevance (`sigmoid` of its score)
+/// of every candidate in each query's rank window, by pool item: RocketQA's
+/// denoising asks it of hard candidates only, and these are all of them.
+fn cross_probabilities(
+    dir: &std::path::Path,
+    queries: &[QueryLine],
+    ranked: &[Vec<Candidate>],
+    corpus: &CorpusTexts,
+    s: &MineSettings,
+    progress: &mut dyn MineProgress,
+) -> Result<Vec<rustc_hash::FxHashMap<u32, f32>>> {
+    let ce = PretrainedCrossEncoder::load(dir, &s.device, None)
+        .with_context(|| format!("loading the cross-encoder {}", dir.display()))?;
+    let c = &s.negatives;
+    progress.stage("rating (cross-encoder)", queries.len());
+    let mut out = Vec::with_capacity(queries.len());
+    for (i, (q, cands)) in queries.iter().zip(ranked).enumerate() {
+        let lo = c.range_min.min(cands.len());
+        let hi = c.range_max.min(cands.len());
+        let window = &cands[lo..hi];
+        let pairs: Vec<(&str, &str)> = window
+            .iter()
+            .map(|cand| (q.query.as_str(), corpus.texts[cand.item as usize].as_str()))
+            .collect();
+        let scores = ce.score(&pairs, s.batch_size)?;
+        out.push(
+            window
+                .iter()
+                .zip(scores)
+                .map(|(cand, r)| (cand.item, probability(r)))
+                .collect(),
+        );
+        progress.advance(i + 1);
+    }
+    Ok(out)
 }
 
 /// Output layouts of `pretext mine`: the three pair formats, or ids with
@@ -503,15 +556,62 @@ pub fn bm25_teacher_scores(
         .par_iter()
         .zip(&mined.picks)
         .map(|(q, picks)| {
-            std::iter::once(q.positive.as_str())
-                .chain(picks.iter().map(|p| match p.kind {
-                    Kind::Gold => queries[p.item as usize].positive.as_str(),
-                    _ => corpus.texts[p.item as usize].as_str(),
-                }))
+            scored_texts(queries, corpus, q, picks)
                 .map(|t| index.score_text(&analyzer, &q.query, t))
                 .collect()
         })
         .collect()
+}
+
+/// A query's positive, then each of its picked negatives' texts: what a
+/// teacher scores for it.
+fn scored_texts<'a>(
+    queries: &'a [QueryLine],
+    corpus: &'a CorpusTexts,
+    q: &'a QueryLine,
+    picks: &'a [Picked],
+) -> impl Iterator<Item = &'a str> + 'a {
+    std::iter::once(q.positive.as_str()).chain(picks.iter().map(|p| match p.kind {
+        Kind::Gold => queries[p.item as usize].positive.as_str(),
+        _ => corpus.texts[p.item as usize].as_str(),
+    }))
+}
+
+/// A cross-encoder as the teacher (RocketQA, and the MS MARCO hard-negative
+/// datasets sentence-transformers' MarginMSE trains on): its relevance
+/// score (the raw logit, as those datasets keep it) of each query against
+/// its positive and each of its mined negatives, `batch_size` pairs at a
+/// time; `progress` is told how many queries are done.
+pub fn cross_encoder_teacher_scores(
+    queries: &[QueryLine],
+    corpus: &CorpusTexts,
+    mined: &Mined,
+    ce: &PretrainedCrossEncoder,
+    batch_size: usize,
+    progress: &mut dyn MineProgress,
+) -> Result<Vec<Vec<f32>>> {
+    progress.stage("teacher scores (cross-encoder)", queries.len());
+    let mut pairs = Vec::new();
+    let mut lens = Vec::with_capacity(queries.len());
+    for (q, picks) in queries.iter().zip(&mined.picks) {
+        let before = pairs.len();
+        pairs.extend(scored_texts(queries, corpus, q, picks).map(|t| (q.query.as_str(), t)));
+        lens.push(pairs.len() - before);
+    }
+    // Scored in blocks of whole queries, so the bar moves.
+    let mut out = Vec::with_capacity(queries.len());
+    let (mut at, mut done) = (0, 0);
+    for block in lens.chunks(64) {
+        let n: usize = block.iter().sum();
+        let mut scores = ce.score(&pairs[at..at + n], batch_size)?.into_iter();
+        for &len in block {
+            out.push(scores.by_ref().take(len).collect());
+        }
+        at += n;
+        done += block.len();
+        progress.advance(done);
+    }
+    Ok(out)
 }
 
 /// Writes the mined dataset, one line per query; with `scores` (one list

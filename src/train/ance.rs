@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use pretext_tasks::negatives::{CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Query};
+use pretext_tasks::negatives::{
+    CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Query, Raters,
+};
 use pretext_tasks::pipeline::doc_rng;
 
 use crate::eval::embed_texts;
@@ -153,7 +155,7 @@ impl Ance {
                 cands,
                 texts,
                 (texts, Kind::Random),
-                None,
+                Raters::default(),
                 &mut rng,
                 &mut self.stats,
             );

@@ -58,6 +58,10 @@ impl Trainer {
         group: Box<dyn ProcessGroup>,
     ) -> Result<Trainer> {
         let world = group.world_size();
+        config
+            .negatives
+            .raters_need_mine("training")
+            .map_err(anyhow::Error::msg)?;
         if config.train.memory != Memory::None
             && !config
                 .train

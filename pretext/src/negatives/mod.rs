@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::bm25::Bm25Config;
 
 pub use pool::{CorpusTexts, PairNegatives};
-pub use select::{Candidate, Kind, Mined, Miner, Picked, Query, Rule, TextPool};
+pub use select::{Candidate, Kind, Mined, Miner, Picked, Query, Raters, Rule, TextPool};
 pub use stats::{MiningStats, Summary};
 
 /// Where negatives come from.
@@ -135,6 +135,12 @@ pub struct NegativesConfig {
     pub rescore: Option<PathBuf>,
     /// Drop a candidate the rescorer rates above this (cosine similarity).
     pub rescore_threshold: f32,
+    /// A cross-encoder folder that rates hard candidates (RocketQA's
+    /// denoising: its probability of relevance, `sigmoid` of its score).
+    pub rescore_ce: Option<PathBuf>,
+    /// Drop a hard candidate the cross-encoder gives a probability of
+    /// relevance above this (RocketQA keeps negatives below 0.1).
+    pub ce_max_score: f32,
     /// Training with `dense`: re-encode the corpus every this many steps.
     pub refresh_every: usize,
     /// Training with `dense`: `model` or `momentum` encodes the corpus.
@@ -165,6 +171,8 @@ impl Default for NegativesConfig {
             cache_dir: PathBuf::from(".pretext-cache"),
             rescore: None,
             rescore_threshold: 0.9,
+            rescore_ce: None,
+            ce_max_score: 0.1,
             refresh_every: 100,
             refresh_encoder: RefreshEncoder::Model,
             bm25: Bm25Config::default(),
@@ -174,6 +182,27 @@ impl Default for NegativesConfig {
 }
 
 impl NegativesConfig {
+    /// Refuses the second opinions (`rescore`, `rescore_ce`) where
+    /// negatives are drawn on the fly, pair by pair (`where_`: training, a
+    /// pair stream), which rates nothing: they would be ignored. They rate
+    /// a whole mined list in `pretext mine`.
+    pub fn raters_need_mine(&self, where_: &str) -> Result<(), String> {
+        let set: Vec<&str> = [
+            ("negatives.rescore", self.rescore.is_some()),
+            ("negatives.rescore_ce", self.rescore_ce.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        if set.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} rates mined candidates in `pretext mine` (--rescore, --rescore-ce), not in {where_}: mine the pairs first and give the file to train.pairs",
+            set.join(" and ")
+        ))
+    }
+
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.source == Source::None {
@@ -202,6 +231,12 @@ impl NegativesConfig {
         }
         if let Some(m) = self.relative_margin.filter(|m| !(0.0..1.0).contains(m)) {
             return Err(format!("negatives.relative_margin = {m} must be in [0, 1)"));
+        }
+        if !(0.0..=1.0).contains(&self.ce_max_score) {
+            return Err(format!(
+                "negatives.ce_max_score = {} is a probability: it must be in [0, 1]",
+                self.ce_max_score
+            ));
         }
         if self.source == Source::Run && self.run.is_none() {
             return Err(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use super::select::{Candidate, Kind, Miner, Query, TextPool};
+use super::select::{Candidate, Kind, Miner, Query, Raters, TextPool};
 use super::stats::MiningStats;
 use super::{NegativesConfig, Source};
 use crate::bm25::{Analyzer, Bm25Index};
@@ -256,7 +256,7 @@ impl PairNegatives {
                     &ranked,
                     corpus,
                     (&gold, Kind::Gold),
-                    None,
+                    Raters::default(),
                     rng,
                     stats,
                 );
@@ -270,7 +270,7 @@ impl PairNegatives {
                 &ranked,
                 corpus,
                 (corpus, Kind::Random),
-                None,
+                Raters::default(),
                 rng,
                 stats,
             ),

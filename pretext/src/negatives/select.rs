@@ -32,16 +32,20 @@ pub enum Rule {
     RelativeMargin,
     /// The second scorer rates it above the threshold.
     Rescore,
+    /// The cross-encoder's probability of relevance is above the maximum
+    /// (RocketQA's denoising).
+    CrossEncoder,
 }
 
 impl Rule {
     /// All rules, in the order they are checked.
-    pub const ALL: [Rule; 5] = [
+    pub const ALL: [Rule; 6] = [
         Rule::PositiveText,
         Rule::Answer,
         Rule::AbsoluteMargin,
         Rule::RelativeMargin,
         Rule::Rescore,
+        Rule::CrossEncoder,
     ];
 
     /// The rule's name in reports.
@@ -52,8 +56,22 @@ impl Rule {
             Rule::AbsoluteMargin => "absolute-margin",
             Rule::RelativeMargin => "relative-margin",
             Rule::Rescore => "rescore",
+            Rule::CrossEncoder => "cross-encoder",
         }
     }
+}
+
+/// Second opinions on a pool item (RocketQA's denoising): a candidate is
+/// dropped when a rater rates it above its threshold. Each is asked only
+/// after the cheaper rules pass.
+#[derive(Clone, Copy, Default)]
+pub struct Raters<'r> {
+    /// A second encoder's cosine similarity (`negatives.rescore`), dropped
+    /// above `rescore_threshold`.
+    pub encoder: Option<&'r dyn Fn(u32) -> f32>,
+    /// A cross-encoder's probability of relevance (`negatives.rescore_ce`),
+    /// dropped above `ce_max_score`.
+    pub cross: Option<&'r dyn Fn(u32) -> f32>,
 }
 
 /// What kind of negative a pick is.
@@ -168,13 +186,14 @@ impl<'c> Miner<'c> {
     }
 
     /// The first rule `text` breaks for `query`, if any. `score` is the
-    /// candidate's retriever score; `rescore` asks the second scorer.
+    /// candidate's retriever score; `rated` names the pool item and who
+    /// rates it.
     pub fn check(
         &self,
         query: &Query<'_>,
         text: &str,
         score: Option<f32>,
-        rescore: Option<&dyn Fn() -> f32>,
+        rated: Option<(u32, Raters<'_>)>,
     ) -> Result<(), Rule> {
         let c = self.config;
         let positive = query.positive.trim();
@@ -204,9 +223,15 @@ impl<'c> Miner<'c> {
                 }
             }
         }
-        if let Some(rate) = rescore {
-            if rate() > c.rescore_threshold {
+        if let Some((item, raters)) = rated {
+            if raters
+                .encoder
+                .is_some_and(|r| r(item) > c.rescore_threshold)
+            {
                 return Err(Rule::Rescore);
+            }
+            if raters.cross.is_some_and(|r| r(item) > c.ce_max_score) {
+                return Err(Rule::CrossEncoder);
             }
         }
         Ok(())
@@ -215,7 +240,7 @@ impl<'c> Miner<'c> {
     /// The negatives of one query: hard ones from the window of `ranked`
     /// (best first) that pass every rule, drawn `top` or `random`, then easy
     /// ones drawn at random from `easy` (of kind `easy_kind`) to fill the
-    /// count. `rescore(item)` rates a candidate with the second scorer.
+    /// count. `raters` give second opinions on the hard candidates.
     #[allow(clippy::too_many_arguments)]
     pub fn mine(
         &self,
@@ -223,7 +248,7 @@ impl<'c> Miner<'c> {
         ranked: &[Candidate],
         pool: &dyn TextPool,
         easy: (&dyn TextPool, Kind),
-        rescore: Option<&dyn Fn(u32) -> f32>,
+        raters: Raters<'_>,
         rng: &mut impl Rng,
         stats: &mut MiningStats,
     ) -> Mined {
@@ -240,12 +265,11 @@ impl<'c> Miner<'c> {
                 let verdict = if Some(cand.item) == query.exclude {
                     Err(Rule::PositiveText)
                 } else {
-                    let rate = rescore.map(|f| move || f(cand.item));
                     self.check(
                         query,
                         &pool.text(cand.item),
                         Some(cand.score),
-                        rate.as_ref().map(|r| r as &dyn Fn() -> f32),
+                        Some((cand.item, raters)),
                     )
                 };
                 match verdict {

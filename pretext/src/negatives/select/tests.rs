@@ -119,11 +119,36 @@ fn each_filter_rule_drops_what_it_names() {
     );
     assert_eq!(m.check(&q, "other", Some(8.5), None), Ok(()));
     assert_eq!(
-        m.check(&q, "other", Some(1.0), Some(&|| 0.95)),
+        m.check(
+            &q,
+            "other",
+            Some(1.0),
+            Some((
+                0,
+                Raters {
+                    encoder: Some(&|_| 0.95),
+                    cross: None
+                }
+            ))
+        ),
         Err(Rule::Rescore),
         "the second scorer rates it above 0.9"
     );
-    assert_eq!(m.check(&q, "other", Some(1.0), Some(&|| 0.05)), Ok(()));
+    assert_eq!(
+        m.check(
+            &q,
+            "other",
+            Some(1.0),
+            Some((
+                0,
+                Raters {
+                    encoder: Some(&|_| 0.05),
+                    cross: None
+                }
+            ))
+        ),
+        Ok(())
+    );
     // Without the positive's score, the margins cannot apply.
     assert_eq!(
         m.check(&query("x y", None, &[]), "other", Some(99.0), None),
