@@ -355,6 +355,29 @@ fn jsonl(p: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// The `q` quantile of the cross-encoder's probabilities over every
+/// (query, passage) of a [`mining_set`]: thresholds that split this random
+/// model's judgements.
+fn quantile(
+    ce: &PretrainedCrossEncoder,
+    queries: &std::path::Path,
+    corpus: &std::path::Path,
+    q: f64,
+) -> f32 {
+    let texts: Vec<String> = jsonl(corpus)
+        .iter()
+        .map(|d| d["text"].as_str().unwrap().to_string())
+        .collect();
+    let mut all = Vec::new();
+    for l in &jsonl(queries) {
+        let a = l["anchor"].as_str().unwrap();
+        let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (a, t.as_str())).collect();
+        all.extend(ce.score(&pairs, 16).unwrap().into_iter().map(probability));
+    }
+    all.sort_by(f32::total_cmp);
+    all[((all.len() - 1) as f64 * q) as usize]
+}
+
 #[test]
 fn mine_rescore_ce_drops_what_the_cross_encoder_calls_relevant() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,19 +386,7 @@ fn mine_rescore_ce_drops_what_the_cross_encoder_calls_relevant() {
     let ce = PretrainedCrossEncoder::load(&model, &Device::Cpu, None).unwrap();
     // The threshold: the median probability over every (query, passage),
     // so about half of the candidates are above it.
-    let lines = jsonl(&queries);
-    let texts: Vec<String> = jsonl(&corpus)
-        .iter()
-        .map(|d| d["text"].as_str().unwrap().to_string())
-        .collect();
-    let mut all = Vec::new();
-    for l in &lines {
-        let a = l["anchor"].as_str().unwrap();
-        let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (a, t.as_str())).collect();
-        all.extend(ce.score(&pairs, 16).unwrap().into_iter().map(probability));
-    }
-    all.sort_by(f32::total_cmp);
-    let threshold = all[all.len() / 2];
+    let threshold = quantile(&ce, &queries, &corpus, 0.5);
     let mine = |name: &str, max: f32| -> (Vec<Value>, Value) {
         let out = dir.path().join(format!("{name}.jsonl"));
         let stats = dir.path().join(format!("{name}.json"));
@@ -412,7 +423,7 @@ fn mine_rescore_ce_drops_what_the_cross_encoder_calls_relevant() {
         for (k, v) in l.as_object().unwrap() {
             if k.starts_with("negative") {
                 let p = probability(ce.score(&[(a, v.as_str().unwrap())], 1).unwrap()[0]);
-                assert!(p <= threshold + 1e-6, "{a} / {v}: {p} > {threshold}");
+                assert!(p <= threshold + 1e-5, "{a} / {v}: {p} > {threshold}");
                 negatives += 1;
             }
         }
@@ -493,6 +504,114 @@ fn training_refuses_raters_it_would_ignore() {
     );
     assert!(
         err.contains("negatives.rescore_ce") && err.contains("pretext mine"),
+        "{err}"
+    );
+}
+
+#[test]
+fn label_keeps_the_confident_ends_with_their_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = mining_set(dir.path());
+    let model = root().join("tests/fixtures/cross_encoder/one-logit");
+    let ce = PretrainedCrossEncoder::load(&model, &Device::Cpu, None).unwrap();
+    // Thresholds inside this random model's range of probabilities.
+    let (pos, neg) = (
+        quantile(&ce, &queries, &corpus, 0.7),
+        quantile(&ce, &queries, &corpus, 0.3),
+    );
+    let label = |format: &str, queries: &std::path::Path, name: &str| -> (Vec<Value>, String) {
+        let out = dir.path().join(name);
+        let assert = common::pretext()
+            .args([
+                "label",
+                "--depth",
+                "20",
+                "--max-positives",
+                "2",
+                "--max-negatives",
+                "3",
+            ])
+            .args([
+                "--positive",
+                &pos.to_string(),
+                "--negative",
+                &neg.to_string(),
+            ])
+            .args(["--format", format, "--model"])
+            .arg(&model)
+            .arg("--queries")
+            .arg(queries)
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+        (jsonl(&out), err)
+    };
+    let (lines, report) = label("st", &queries, "st.jsonl");
+    assert!(
+        report.contains("pseudo-positive") && report.contains("uncertain"),
+        "{report}"
+    );
+    assert!(!lines.is_empty() && lines.len() <= 20, "{}", lines.len());
+    let prob = |a: &str, t: &str| probability(ce.score(&[(a, t)], 1).unwrap()[0]);
+    let mut negatives = 0;
+    for l in &lines {
+        let a = l["anchor"].as_str().unwrap();
+        let p = l["positive"].as_str().unwrap();
+        assert!(prob(a, p) > pos - 1e-5, "{l}");
+        let scores = l["scores"].as_array().unwrap();
+        assert!(
+            (scores[0].as_f64().unwrap() as f32 - ce.score(&[(a, p)], 1).unwrap()[0]).abs() < 1e-4
+        );
+        for j in 1..=3 {
+            if let Some(n) = l[format!("negative_{j}")].as_str() {
+                assert!(prob(a, n) < neg + 1e-5, "{l}");
+                negatives += 1;
+            }
+        }
+        assert_eq!(
+            scores.len(),
+            1 + (1..=3)
+                .filter(|j| l[format!("negative_{j}")].is_string())
+                .count()
+        );
+    }
+    assert!(negatives > 0);
+    // BEIR queries read as well, and FlagEmbedding lines carry pos_scores
+    // and neg_scores.
+    let beir = dir.path().join("beir-queries.jsonl");
+    let rows: Vec<String> = jsonl(&queries)
+        .iter()
+        .enumerate()
+        .map(|(i, l)| serde_json::json!({"_id": format!("q{i}"), "text": l["anchor"]}).to_string())
+        .collect();
+    std::fs::write(&beir, rows.join("\n") + "\n").unwrap();
+    let (flag, _) = label("flag", &beir, "flag.jsonl");
+    assert_eq!(flag.len(), lines.len());
+    for (f, s) in flag.iter().zip(&lines) {
+        assert_eq!(f["query"], s["anchor"]);
+        assert_eq!(f["pos"][0], s["positive"]);
+        assert_eq!(f["pos_scores"][0], s["scores"][0]);
+        assert_eq!(
+            f["neg_scores"].as_array().unwrap().len(),
+            f["neg"].as_array().unwrap().len()
+        );
+    }
+    // Thresholds that cross are refused.
+    let err = common::failure_stderr(
+        common::pretext()
+            .args(["label", "--positive", "0.2", "--negative", "0.5", "--model"])
+            .arg(&model)
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--corpus")
+            .arg(&corpus),
+    );
+    assert!(
+        err.contains("--negative 0.5 is above --positive 0.2"),
         "{err}"
     );
 }

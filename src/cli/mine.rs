@@ -132,9 +132,24 @@ pub struct MineArgs {
     quiet: bool,
 }
 
-struct Bars {
+/// Progress bars of the stages of a mining (or labelling) run.
+pub struct Bars {
     quiet: bool,
     bar: Option<ProgressBar>,
+}
+
+impl Bars {
+    /// Bars on standard error, none when `quiet`.
+    pub fn new(quiet: bool) -> Bars {
+        Bars { quiet, bar: None }
+    }
+
+    /// Clears the last bar.
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
 }
 
 impl MineProgress for Bars {

@@ -6,6 +6,7 @@ mod bm25;
 mod data;
 mod encode;
 mod eval;
+mod label;
 mod mine;
 mod pairs;
 mod rerank;
@@ -38,6 +39,9 @@ enum Command {
     /// Mine negatives for a pair dataset (BM25, dense, random or gold), with
     /// rank windows, easy:hard mixing and false-negative filters.
     Mine(mine::MineArgs),
+    /// Label unlabeled queries' retrieved passages with a cross-encoder
+    /// (RocketQA's augmentation): a pair file with its scores.
+    Label(label::LabelArgs),
     /// Rescore the top of a TREC run with a cross-encoder.
     Rerank(rerank::RerankArgs),
     /// Build or search a BM25 index (Anserini defaults: k1 0.9, b 0.4).
@@ -57,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(args) => encode::run(args),
         Command::Bm25(args) => bm25::run(args),
         Command::Rerank(args) => rerank::run(args),
+        Command::Label(args) => label::run(args),
         Command::Mine(args) => mine::run(args),
         Command::Bench(args) => bench::run(args),
     }

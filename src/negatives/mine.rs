@@ -160,6 +160,7 @@ pub fn positives_as_corpus(queries: &[QueryLine]) -> CorpusTexts {
 }
 
 /// How a mining run is set up besides the `[negatives]` rules.
+#[derive(Clone)]
 pub struct MineSettings {
     /// The rules and the source.
     pub negatives: NegativesConfig,
@@ -312,29 +313,39 @@ fn run_candidates(
     Ok(out)
 }
 
-/// Mines negatives for `queries` from `corpus`.
-pub fn mine(
-    queries: &[QueryLine],
-    corpus: &CorpusTexts,
-    s: &MineSettings,
-    progress: &mut dyn MineProgress,
-) -> Result<Mined> {
-    let c = &s.negatives;
-    c.validate().map_err(anyhow::Error::msg)?;
-    if corpus.is_empty() {
-        bail!("the corpus has no documents");
-    }
-    let qtexts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
-    let ptexts: Vec<&str> = queries.iter().map(|q| q.positive.as_str()).collect();
-    // Each document's number by its text (with or without its title).
-    let item_of: HashMap<&str, u32> = corpus
+/// Each query's candidates, best first, up to `negatives.range_max`.
+pub struct Retrieved {
+    /// Candidates per query, in input order.
+    pub ranked: Vec<Vec<Candidate>>,
+    /// The retriever's score of each query's positive, when it has one.
+    pub positive_scores: Vec<Option<f32>>,
+    /// Whether the corpus embeddings came from the cache (dense runs).
+    pub cache_hit: Option<bool>,
+}
+
+/// Each document's number by its text (with or without its title).
+pub fn items_by_text(corpus: &CorpusTexts) -> HashMap<&str, u32> {
+    corpus
         .texts
         .iter()
         .chain(&corpus.bodies)
         .enumerate()
         .map(|(i, t)| (t.as_str(), (i % corpus.len()) as u32))
-        .collect();
-    // Candidates and the positive's score, per query.
+        .collect()
+}
+
+/// The retrieval stage of `negatives.source` (BM25, dense, a run file) for
+/// `queries` over `corpus`; random and gold sources retrieve nothing.
+pub fn retrieve(
+    queries: &[QueryLine],
+    corpus: &CorpusTexts,
+    item_of: &HashMap<&str, u32>,
+    s: &MineSettings,
+    progress: &mut dyn MineProgress,
+) -> Result<Retrieved> {
+    let c = &s.negatives;
+    let qtexts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
+    let ptexts: Vec<&str> = queries.iter().map(|q| q.positive.as_str()).collect();
     let mut cache_hit = None;
     let (ranked, positive_scores): (Vec<Vec<Candidate>>, Vec<Option<f32>>) = match c.source {
         Source::Bm25 => {
@@ -383,7 +394,7 @@ pub fn mine(
                 .as_ref()
                 .context("the run retriever needs a TREC run file (--run FILE)")?;
             progress.stage("reading the run", queries.len());
-            let ranked = run_candidates(path, queries, corpus, &item_of, c.range_max)?;
+            let ranked = run_candidates(path, queries, corpus, item_of, c.range_max)?;
             progress.advance(queries.len());
             ranked.into_iter().unzip()
         }
@@ -392,6 +403,32 @@ pub fn mine(
         }
         Source::None => bail!("no negative source: choose bm25, dense, random or gold"),
     };
+    Ok(Retrieved {
+        ranked,
+        positive_scores,
+        cache_hit,
+    })
+}
+
+/// Mines negatives for `queries` from `corpus`.
+pub fn mine(
+    queries: &[QueryLine],
+    corpus: &CorpusTexts,
+    s: &MineSettings,
+    progress: &mut dyn MineProgress,
+) -> Result<Mined> {
+    let c = &s.negatives;
+    c.validate().map_err(anyhow::Error::msg)?;
+    if corpus.is_empty() {
+        bail!("the corpus has no documents");
+    }
+    let qtexts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
+    let item_of = items_by_text(corpus);
+    let Retrieved {
+        ranked,
+        positive_scores,
+        cache_hit,
+    } = retrieve(queries, corpus, &item_of, s, progress)?;
     // RocketQA-style denoising: the second encoder's cosine similarity.
     let rescore: Option<(Vec<Vec<f32>>, Embeddings)> = match &c.rescore {
         Some(dir) => {

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod dense;
+pub mod label;
 pub mod mine;
 
 pub use cache::EmbeddingCache;
