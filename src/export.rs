@@ -25,12 +25,41 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
     })
 }
 
+/// A cross-encoder checkpoint is already a `BertForSequenceClassification`
+/// folder: its files are copied, the run's marker left behind.
+fn export_cross_encoder(ckpt: &Path, out: &Path) -> Result<()> {
+    if out.exists()
+        && std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some())
+        && !out.join("config.json").exists()
+    {
+        anyhow::bail!(
+            "{} exists and is not a model folder; export into a new or empty folder",
+            out.display()
+        );
+    }
+    crate::atomic::write_dir(out, |tmp| {
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ] {
+            std::fs::copy(ckpt.join(f), tmp.join(f))
+                .with_context(|| format!("copying {}", ckpt.join(f).display()))?;
+        }
+        Ok(())
+    })
+}
+
 /// Exports the checkpoint at `path` (a run directory or one checkpoint) to
 /// `out`. The folder is built beside `out` and renamed into place, so a
 /// failed export (a full disk) leaves no partial folder and no previous
 /// export half-replaced; files are readable by others (0644).
 pub fn export(path: &Path, out: &Path) -> Result<()> {
     let ckpt = resolve_checkpoint(path)?;
+    if crate::train::cross::is_checkpoint(&ckpt) {
+        return export_cross_encoder(&ckpt, out);
+    }
     let run = RunDir::of_checkpoint(&ckpt)?;
     let (state, tensors) = checkpoint::load(&ckpt)?;
     let config: Config = toml::from_str(&state.config)

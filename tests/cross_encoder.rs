@@ -338,7 +338,13 @@ fn mining_set(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf)
     let lines: Vec<String> = (0..10)
         .map(|q| {
             let d = 4 * q + 1;
-            let anchor = format!("what is the {} of a {}", things[d % 4], subjects[d % 5]);
+            // The mach number tells the positive from its nearest twins.
+            let anchor = format!(
+                "what is the {} of a {} at mach {}",
+                things[d % 4],
+                subjects[d % 5],
+                d % 9
+            );
             serde_json::json!({"anchor": anchor, "positive": text(d)}).to_string()
         })
         .collect();
@@ -614,4 +620,111 @@ fn label_keeps_the_confident_ends_with_their_scores() {
         err.contains("--negative 0.5 is above --positive 0.2"),
         "{err}"
     );
+}
+
+/// Share of a pair file's lines whose positive the cross-encoder scores
+/// above every negative.
+fn ranked_first(ce: &PretrainedCrossEncoder, lines: &[Value]) -> f64 {
+    let mut first = 0;
+    for l in lines {
+        let a = l["anchor"].as_str().unwrap();
+        let mut texts = vec![l["positive"].as_str().unwrap()];
+        texts.extend((1..=3).filter_map(|j| l[format!("negative_{j}")].as_str()));
+        let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (a, *t)).collect();
+        let s = ce.score(&pairs, 8).unwrap();
+        first += usize::from(s[1..].iter().all(|&n| n < s[0]));
+    }
+    first as f64 / lines.len() as f64
+}
+
+#[test]
+fn a_cross_encoder_trains_on_mined_negatives_and_exports_as_it_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = mining_set(dir.path());
+    let pairs = dir.path().join("pairs.jsonl");
+    common::pretext()
+        .args([
+            "mine",
+            "--quiet",
+            "--retriever",
+            "bm25",
+            "--num-negatives",
+            "3",
+            "--queries",
+        ])
+        .arg(&queries)
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&pairs)
+        .assert()
+        .success();
+    let init = root().join("tests/fixtures/cross_encoder/one-logit");
+    let lines = jsonl(&pairs);
+    let before = ranked_first(
+        &PretrainedCrossEncoder::load(&init, &Device::Cpu, None).unwrap(),
+        &lines,
+    );
+    for (loss, name) in [("listwise", "listwise"), ("bce", "bce")] {
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "seed = 5\n[model]\nkind = \"cross-encoder\"\ninit = \"{}\"\nmax_len = 48\ndropout = 0.0\n[cross_encoder]\nloss = \"{loss}\"\n[train]\nout = \"{}\"\npairs = \"{}\"\nsteps = 100\nbatch_size = 5\nlr = 3e-3\nwarmup_steps = 2\nhard_negatives = 3\ncheckpoint_every = 50\n",
+                init.display(),
+                dir.path().join(format!("run-{name}")).display(),
+                pairs.display()
+            ),
+        )
+        .unwrap();
+        common::pretext()
+            .args(["train", "--quiet", "--config"])
+            .arg(&cfg)
+            .assert()
+            .success();
+        let model = dir.path().join(format!("model-{name}"));
+        common::pretext()
+            .args(["export", "--run"])
+            .arg(dir.path().join(format!("run-{name}")))
+            .arg("--out")
+            .arg(&model)
+            .assert()
+            .success();
+        // The export is a cross-encoder folder, and it learned the pairs.
+        let trained = PretrainedCrossEncoder::load(&model, &Device::Cpu, None).unwrap();
+        assert_eq!(trained.model.output(), Output::Logit);
+        let after = ranked_first(&trained, &lines);
+        assert!(after >= before + 0.3, "{name}: {before} -> {after}");
+        let metrics =
+            std::fs::read_to_string(dir.path().join(format!("run-{name}/metrics.jsonl"))).unwrap();
+        assert_eq!(metrics.lines().count(), 100);
+    }
+}
+
+#[test]
+fn a_cross_encoder_config_asks_only_for_what_it_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ce.toml");
+    let run = |body: &str| {
+        std::fs::write(&cfg, format!("[model]\nkind = \"cross-encoder\"\n{body}")).unwrap();
+        common::failure_stderr(
+            common::pretext()
+                .args(["train", "--quiet", "--config"])
+                .arg(&cfg),
+        )
+    };
+    let err = run("[train]\nhard_negatives = 1\n");
+    assert!(err.contains("train.pairs"), "{err}");
+    let err = run("[train]\npairs = \"p.jsonl\"\n");
+    assert!(err.contains("train.hard_negatives >= 1"), "{err}");
+    let err = run("normalize = true\n[train]\npairs = \"p.jsonl\"\nhard_negatives = 1\ndistill = { weight = 1.0 }\n");
+    assert!(
+        err.contains("does not use")
+            && err.contains("train.distill")
+            && err.contains("model.normalize"),
+        "{err}"
+    );
+    let err =
+        run("[cross_encoder]\nlabels = 3\n[train]\npairs = \"p.jsonl\"\nhard_negatives = 1\n");
+    assert!(err.contains("cross_encoder.labels = 3"), "{err}");
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use pretext::config::ModelKind;
 use pretext::tokenize::train_on_corpus;
 use pretext::train::{Start, StepLog, TrainProgress, Trainer};
 
@@ -123,13 +124,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let config = finish(&b)?;
     let steps = config.train.steps;
-    let group = process_group(&args, &config)?;
     let start = match (args.resume, args.overwrite) {
         (true, _) => Start::Resume,
         (_, true) => Start::Overwrite,
         _ => Start::Fresh,
     };
-    let mut trainer = Trainer::with_group(config, start, group)?;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -141,13 +140,37 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )
         .expect("static template"),
     );
-    bar.set_position(trainer.step() as u64);
     let mut progress = Bar {
         bar,
         started: std::time::Instant::now(),
         tokens: 0,
         steps: 0,
     };
+    if config.model.kind == ModelKind::CrossEncoder {
+        if args.world_size > 1 {
+            anyhow::bail!("model.kind = \"cross-encoder\" trains in one process (--world-size 1)");
+        }
+        let report = pretext::train::cross::train(&config, start, &mut progress)?;
+        progress.bar.finish_and_clear();
+        if !args.quiet {
+            if let Some(l) = &report.last {
+                eprintln!(
+                    "step {}: loss {:.4}, positive ranked first {:.3} ({} pairs with negatives)",
+                    l.step, l.loss, l.accuracy, report.pairs
+                );
+            }
+            eprintln!(
+                "cross-encoder {}; metrics {}/metrics.jsonl; `pretext export --run {}` copies it",
+                report.checkpoint.display(),
+                report.run.display(),
+                report.run.display()
+            );
+        }
+        return Ok(());
+    }
+    let group = process_group(&args, &config)?;
+    let mut trainer = Trainer::with_group(config, start, group)?;
+    progress.bar.set_position(trainer.step() as u64);
     let report = trainer.run(&mut progress)?;
     progress.bar.finish_and_clear();
     if let Some(f) = report.filtered {

@@ -11,7 +11,7 @@ use std::path::Path;
 use pretext_tasks::negatives::{RefreshEncoder, Source};
 use pretext_tasks::tasks::TaskSpec;
 
-use super::{Config, Memory, ScoreLoss};
+use super::{Config, Memory, ModelKind, ScoreLoss};
 use crate::model::BertConfig;
 use crate::objective::Loss;
 
@@ -29,7 +29,15 @@ pub fn problems(config: &Config) -> Vec<String> {
     };
     push(config.task.validate());
     push(config.augment.validate());
-    push(config.train.validate());
+    push(match config.model.kind {
+        // A cross-encoder has no queue: its settings are not its to check.
+        ModelKind::CrossEncoder => super::TrainSection {
+            memory: Memory::None,
+            ..config.train.clone()
+        }
+        .validate(),
+        ModelKind::DualEncoder => config.train.validate(),
+    });
     push(config.negatives.validate());
     push(config.eval.validate());
     push(threads(config.threads));
@@ -38,6 +46,7 @@ pub fn problems(config: &Config) -> Vec<String> {
     push(refresh(config));
     push(teacher(config));
     push(filter(config));
+    push(cross_encoder(config));
     if config.batch.one_per_document && config.train.pairs.is_some() {
         push(Err("batch.one_per_document keeps one pair per source document of the pretext task's stream; a pair file (train.pairs) names no documents: use batch.no_duplicates".into()));
     }
@@ -45,6 +54,57 @@ pub fn problems(config: &Config) -> Vec<String> {
         push(Err("eval.held_out holds corpus documents out of a pretext task's stream; with train.pairs (a pair file) give eval.data instead".into()));
     }
     out
+}
+
+/// A cross-encoder trains on a pair file's positives and negatives, and
+/// none of the dual encoder's machinery applies to it: asking for a piece
+/// of it is an error, not a setting silently ignored.
+fn cross_encoder(config: &Config) -> Result<(), String> {
+    let (m, t) = (&config.model, &config.train);
+    if m.kind != ModelKind::CrossEncoder {
+        return Ok(());
+    }
+    if !(1..=2).contains(&config.cross_encoder.labels) {
+        return Err(format!(
+            "cross_encoder.labels = {}: a cross-encoder has one relevance logit (1) or two labels (2)",
+            config.cross_encoder.labels
+        ));
+    }
+    if t.pairs.is_none() {
+        return Err("model.kind = \"cross-encoder\" trains on a pair file with negatives: set train.pairs (from `pretext mine` or `pretext label`)".into());
+    }
+    if t.hard_negatives == 0 {
+        return Err("model.kind = \"cross-encoder\" learns to rank the positive above the pair's negatives: set train.hard_negatives >= 1".into());
+    }
+    let unused = [
+        (
+            "[negatives] source (mine the pair file first)",
+            config.negatives.source != Source::None,
+        ),
+        ("train.teacher", t.teacher.weight > 0.0),
+        ("train.distill", t.distill.weight > 0.0),
+        ("train.filter", t.filter.top_k > 0),
+        (
+            "[eval] (score it with `pretext eval --rerank`)",
+            config.eval.data.is_some() || config.eval.held_out > 0.0,
+        ),
+        ("model.projection", m.projection > 0),
+        ("model.normalize", m.normalize),
+        ("model.shared_towers = false", !m.shared_towers),
+        (
+            "model.query_max_len / doc_max_len (a pair is cut as a whole at model.max_len)",
+            m.query_max_len.is_some() || m.doc_max_len.is_some(),
+        ),
+        ("model.positions = false", !m.positions),
+    ];
+    let set: Vec<&str> = unused.iter().filter(|u| u.1).map(|u| u.0).collect();
+    if !set.is_empty() {
+        return Err(format!(
+            "model.kind = \"cross-encoder\" does not use: {}",
+            set.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// `train.filter` needs a judge and a pool larger than its rank.

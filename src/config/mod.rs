@@ -24,8 +24,8 @@ mod train;
 pub use bench::BenchSection;
 pub use eval::EvalSection;
 pub use train::{
-    BatchSection, ConsistencyFilter, Distill, Memory, ModelSection, ScoreLoss, TeacherScores,
-    TrainSection,
+    BatchSection, ConsistencyFilter, CrossEncoderSection, CrossLoss, Distill, Memory, ModelKind,
+    ModelSection, ScoreLoss, TeacherScores, TrainSection,
 };
 
 /// A whole run's configuration.
@@ -52,6 +52,8 @@ pub struct Config {
     pub train: TrainSection,
     /// What pairs may share a training batch.
     pub batch: BatchSection,
+    /// A cross-encoder's training (`model.kind = "cross-encoder"`).
+    pub cross_encoder: CrossEncoderSection,
     /// Evaluation during training.
     pub eval: EvalSection,
     /// `pretext bench`.
@@ -71,6 +73,7 @@ impl Default for Config {
             model: ModelSection::default(),
             train: TrainSection::default(),
             batch: BatchSection::default(),
+            cross_encoder: CrossEncoderSection::default(),
             eval: EvalSection::default(),
             bench: BenchSection::default(),
         }

@@ -7,10 +7,57 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Freeze, Pooling, Similarity};
 use crate::objective::Loss;
 
+/// What is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Query and document towers, each text embedded alone (retrieval).
+    #[default]
+    DualEncoder,
+    /// One BERT reading query and passage together, scoring the pair
+    /// (reranking; `[cross_encoder]`).
+    CrossEncoder,
+}
+
+/// How a cross-encoder learns from a query's positive and negatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrossLoss {
+    /// Softmax cross-entropy over `[positive, negatives]` (the positive is
+    /// the class), as RocketQA and Tevatron's rerankers train.
+    #[default]
+    Listwise,
+    /// Binary cross-entropy of each pair alone: the positive labelled 1,
+    /// each negative 0 (sentence-transformers' CrossEncoder default).
+    Bce,
+}
+
+/// The `[cross_encoder]` section (with `model.kind = "cross-encoder"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrossEncoderSection {
+    /// `listwise` or `bce`.
+    pub loss: CrossLoss,
+    /// Classifier outputs of a new head: 1 (a relevance logit) or 2
+    /// (not relevant / relevant). A cross-encoder init keeps its own.
+    pub labels: usize,
+}
+
+impl Default for CrossEncoderSection {
+    fn default() -> Self {
+        CrossEncoderSection {
+            loss: CrossLoss::Listwise,
+            labels: 1,
+        }
+    }
+}
+
 /// The `[model]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSection {
+    /// `dual-encoder` (default) or `cross-encoder`.
+    pub kind: ModelKind,
     /// Size preset for a model trained from scratch: tiny, mini, small, base.
     pub preset: String,
     /// A Hugging Face model folder (`config.json`, `model.safetensors`,
@@ -76,6 +123,7 @@ impl ModelSection {
 impl Default for ModelSection {
     fn default() -> Self {
         ModelSection {
+            kind: ModelKind::DualEncoder,
             preset: "mini".into(),
             init: None,
             tokenizer: None,

@@ -18,6 +18,7 @@
 pub mod ance;
 pub mod checkpoint;
 pub mod compose;
+pub mod cross;
 pub mod data;
 pub mod dev;
 pub mod evaluate;
