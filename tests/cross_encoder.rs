@@ -728,3 +728,77 @@ fn a_cross_encoder_config_asks_only_for_what_it_uses() {
         run("[cross_encoder]\nlabels = 3\n[train]\npairs = \"p.jsonl\"\nhard_negatives = 1\n");
     assert!(err.contains("cross_encoder.labels = 3"), "{err}");
 }
+
+#[test]
+fn a_dual_encoder_distils_the_cross_encoder_s_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = mining_set(dir.path());
+    let model = root().join("tests/fixtures/cross_encoder/one-logit");
+    let ce = PretrainedCrossEncoder::load(&model, &Device::Cpu, None).unwrap();
+    let (pos, neg) = (
+        quantile(&ce, &queries, &corpus, 0.6),
+        quantile(&ce, &queries, &corpus, 0.4),
+    );
+    let labelled = dir.path().join("labelled.jsonl");
+    common::pretext()
+        .args([
+            "label",
+            "--quiet",
+            "--max-positives",
+            "3",
+            "--max-negatives",
+            "2",
+        ])
+        .args([
+            "--positive",
+            &pos.to_string(),
+            "--negative",
+            &neg.to_string(),
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--queries")
+        .arg(&queries)
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&labelled)
+        .assert()
+        .success();
+    // The pairs carry the cross-encoder's scores, which MarginMSE and KL
+    // learn from; without them the teacher's loss is refused.
+    let train = |pairs: &std::path::Path, loss: &str, name: &str| {
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[model]\npreset = \"tiny\"\ntokenizer = \"{}\"\nmax_len = 32\n[train]\nout = \"{}\"\npairs = \"{}\"\nsteps = 3\nbatch_size = 4\nmemory = \"none\"\nhard_negatives = 1\nteacher = {{ loss = \"{loss}\", weight = 1.0 }}\n",
+                model.join("tokenizer.json").display(),
+                dir.path().join(name).display(),
+                pairs.display()
+            ),
+        )
+        .unwrap();
+        common::pretext()
+            .args(["train", "--quiet", "--config"])
+            .arg(&cfg)
+            .assert()
+    };
+    for loss in ["margin-mse", "kl"] {
+        train(&labelled, loss, loss).success();
+        let logged = std::fs::read_to_string(dir.path().join(loss).join("metrics.jsonl")).unwrap();
+        assert_eq!(logged.lines().count(), 3);
+    }
+    let bare = dir.path().join("bare.jsonl");
+    let lines: Vec<String> = jsonl(&labelled)
+        .into_iter()
+        .map(|mut l| {
+            l.as_object_mut().unwrap().remove("scores");
+            l.to_string()
+        })
+        .collect();
+    std::fs::write(&bare, lines.join("\n") + "\n").unwrap();
+    let out = train(&bare, "kl", "bare").failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("train.teacher needs teacher scores"), "{err}");
+}
