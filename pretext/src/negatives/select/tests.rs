@@ -149,6 +149,24 @@ fn each_filter_rule_drops_what_it_names() {
         ),
         Ok(())
     );
+    // A cross-encoder's probability above ce_max_score (0.1) drops it, and
+    // is asked only when the encoder rater lets it through.
+    let cross = |p: f32| {
+        m.check(
+            &q,
+            "other",
+            Some(1.0),
+            Some((
+                0,
+                Raters {
+                    encoder: Some(&|_| 0.05),
+                    cross: Some(&move |_| p),
+                },
+            )),
+        )
+    };
+    assert_eq!(cross(0.5), Err(Rule::CrossEncoder));
+    assert_eq!(cross(0.05), Ok(()));
     // Without the positive's score, the margins cannot apply.
     assert_eq!(
         m.check(&query("x y", None, &[]), "other", Some(99.0), None),
@@ -195,7 +213,7 @@ fn mine_takes_the_top_of_the_window_skips_the_positive_and_counts_drops() {
         &list,
         &texts,
         (&texts, Kind::Random),
-        None,
+        Raters::default(),
         &mut rng,
         &mut stats,
     );
@@ -232,7 +250,7 @@ fn easy_negatives_fill_the_mix_and_a_short_query_is_counted() {
         &list,
         &texts,
         (&texts, Kind::Random),
-        None,
+        Raters::default(),
         &mut rng,
         &mut stats,
     );
@@ -261,7 +279,7 @@ fn easy_negatives_fill_the_mix_and_a_short_query_is_counted() {
         &list,
         &texts,
         (&texts, Kind::Random),
-        None,
+        Raters::default(),
         &mut rng,
         &mut stats,
     );
@@ -286,7 +304,7 @@ fn random_sampling_is_seeded_and_keeps_rank_order() {
             &list,
             &texts,
             (&texts, Kind::Random),
-            None,
+            Raters::default(),
             &mut rng,
             &mut MiningStats::default(),
         )
