@@ -405,6 +405,19 @@ fn separate_towers_train_with_a_moco_queue() {
         .assert()
         .success();
     assert!(out.join("doc/model.safetensors").exists());
+    // Loaded for eval, documents go through the document tower and
+    // queries through the query tower, as in training.
+    use pretext::model::pretrained::Pretrained;
+    use pretext::tokenize::Side;
+    let model = Pretrained::load(&out, &Device::Cpu, None).unwrap();
+    let doc = Pretrained::load(&out.join("doc"), &Device::Cpu, None).unwrap();
+    let text = ["the quick brown fox jumps over the lazy dog"];
+    let vec = |t: candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let as_doc = vec(model.embed_side(&text, Side::Document).unwrap());
+    let as_query = vec(model.embed_side(&text, Side::Query).unwrap());
+    assert_eq!(as_doc, vec(doc.embed(&text).unwrap()));
+    assert_eq!(as_query, vec(model.embed(&text).unwrap()));
+    assert_ne!(as_doc, as_query, "two towers, two embeddings");
 }
 
 #[test]

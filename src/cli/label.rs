@@ -63,8 +63,8 @@ pub struct LabelArgs {
     /// Output file (`-` for standard output).
     #[arg(long, short, default_value = "labelled.jsonl")]
     out: PathBuf,
-    /// (query, passage) pairs per cross-encoder batch, and texts per
-    /// encoding batch of the dense retriever.
+    /// Texts per encoding batch of the dense retriever (the cross-encoder's
+    /// batch is `--ce-batch-size`).
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     #[command(flatten)]

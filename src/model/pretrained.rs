@@ -14,8 +14,13 @@ use crate::tokenize::{Prompts, Side, TextTokenizer};
 
 /// An encoder ready to embed text.
 pub struct Pretrained {
-    /// The tower.
+    /// The tower (the query tower of a folder with two).
     pub tower: Tower,
+    /// The document tower of a folder exported with separate towers
+    /// (`doc/`, as `pretext export` writes `model.shared_towers = false`):
+    /// documents encoded with the query tower would score a model with
+    /// another encoder than it was trained with.
+    pub doc_tower: Option<Tower>,
     /// Its tokenizer.
     pub tokenizer: TextTokenizer,
     /// The device.
@@ -148,8 +153,24 @@ impl Pretrained {
         let tower = Tower::new(&config, head, vb)
             .with_context(|| format!("loading weights from {}", dir.display()))?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len)?;
+        let doc = dir.join("doc");
+        let doc_tower = match doc.join("config.json").exists() {
+            true => {
+                let d = Pretrained::load(&doc, device, Some(max_len))
+                    .with_context(|| format!("loading the document tower {}", doc.display()))?;
+                if d.similarity != similarity {
+                    anyhow::bail!(
+                        "{}: the document tower declares another similarity than the query tower",
+                        doc.display()
+                    );
+                }
+                Some(d.tower)
+            }
+            false => None,
+        };
         Ok(Pretrained {
             tower,
+            doc_tower,
             tokenizer,
             device: device.clone(),
             similarity,
@@ -161,14 +182,23 @@ impl Pretrained {
     pub fn embed_side(&self, texts: &[&str], side: Side) -> Result<Tensor> {
         let prompted = self.prompts.apply(side, texts);
         let refs: Vec<&str> = prompted.iter().map(|c| c.as_ref()).collect();
-        self.embed(&refs)
+        let tower = match side {
+            Side::Document => self.doc_tower.as_ref().unwrap_or(&self.tower),
+            Side::Query => &self.tower,
+        };
+        self.encode_with(tower, &refs)
     }
 
-    /// Embeds texts as they are (no prompt, no dropout), `(texts, dim)`.
+    /// Embeds texts as they are with the query tower (no prompt, no
+    /// dropout), `(texts, dim)`.
     pub fn embed(&self, texts: &[&str]) -> Result<Tensor> {
+        self.encode_with(&self.tower, texts)
+    }
+
+    fn encode_with(&self, tower: &Tower, texts: &[&str]) -> Result<Tensor> {
         let b = self.tokenizer.encode(texts)?;
         let ids = Tensor::from_slice(&b.ids, (b.rows, b.seq), &self.device)?;
         let mask = Tensor::from_slice(&b.mask, (b.rows, b.seq), &self.device)?;
-        Ok(self.tower.encode(&ids, &mask, Mode::Eval)?)
+        Ok(tower.encode(&ids, &mask, Mode::Eval)?)
     }
 }

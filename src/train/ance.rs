@@ -92,6 +92,7 @@ impl Ance {
         let started = Instant::now();
         let model = Pretrained {
             tower: tower.clone(),
+            doc_tower: None,
             tokenizer: tokenizer.doc.clone(),
             device: device.clone(),
             similarity,

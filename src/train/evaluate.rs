@@ -103,6 +103,7 @@ impl Evaluator {
         let encode = |tower: &Tower, items: &[crate::eval::beir::Item], side: Side| {
             let model = Pretrained {
                 tower: tower.clone(),
+                doc_tower: None,
                 tokenizer: self.tokenizer.clone(),
                 device: device.clone(),
                 similarity,
