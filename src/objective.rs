@@ -232,6 +232,12 @@ fn infonce(
     Ok(LossOutput { loss, accuracy })
 }
 
+/// `log(1 + e^x)`, stable for large `|x|`: the logistic loss of a margin
+/// (binary cross-entropy, RankNet).
+pub fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
 /// Each query's score against its positive and its hard negatives,
 /// `(rows, 1 + n)`: the model's side of score distillation.
 pub fn pair_scores(q: &Tensor, p: &Tensor, hard: &Tensor) -> Result<Tensor> {

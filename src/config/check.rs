@@ -11,7 +11,7 @@ use std::path::Path;
 use pretext_tasks::negatives::{RefreshEncoder, Source};
 use pretext_tasks::tasks::TaskSpec;
 
-use super::{Config, Memory, ModelKind, ScoreLoss};
+use super::{Config, Memory, ModelKind, ScoreLoss, TrainMode};
 use crate::model::BertConfig;
 use crate::objective::Loss;
 
@@ -29,14 +29,17 @@ pub fn problems(config: &Config) -> Vec<String> {
     };
     push(config.task.validate());
     push(config.augment.validate());
-    push(match config.model.kind {
-        // A cross-encoder has no queue: its settings are not its to check.
-        ModelKind::CrossEncoder => super::TrainSection {
+    let no_queue =
+        config.model.kind == ModelKind::CrossEncoder || config.train.mode == TrainMode::Ltre;
+    push(match no_queue {
+        // A cross-encoder and LTRe have no queue: its settings are not
+        // theirs to check.
+        true => super::TrainSection {
             memory: Memory::None,
             ..config.train.clone()
         }
         .validate(),
-        ModelKind::DualEncoder => config.train.validate(),
+        false => config.train.validate(),
     });
     push(config.negatives.validate());
     push(config.eval.validate());
@@ -47,6 +50,7 @@ pub fn problems(config: &Config) -> Vec<String> {
     push(teacher(config));
     push(filter(config));
     push(cross_encoder(config));
+    push(ltre(config));
     if config.batch.one_per_document && config.train.pairs.is_some() {
         push(Err("batch.one_per_document keeps one pair per source document of the pretext task's stream; a pair file (train.pairs) names no documents: use batch.no_duplicates".into()));
     }
@@ -54,6 +58,58 @@ pub fn problems(config: &Config) -> Vec<String> {
         push(Err("eval.held_out holds corpus documents out of a pretext task's stream; with train.pairs (a pair file) give eval.data instead".into()));
     }
     out
+}
+
+/// LTRe trains the query tower against a frozen index of the initial
+/// document tower's embeddings, with the whole ranking as its negatives:
+/// what needs another tower, a queue or sampled negatives is refused.
+fn ltre(config: &Config) -> Result<(), String> {
+    let (m, t) = (&config.model, &config.train);
+    if t.mode != TrainMode::Ltre {
+        return Ok(());
+    }
+    if m.kind != ModelKind::DualEncoder {
+        return Err(
+            "train.mode = \"ltre\" trains a dual encoder's query tower; a cross-encoder has none"
+                .into(),
+        );
+    }
+    if m.init.is_none() {
+        return Err("train.mode = \"ltre\" retrieves from a pretrained document encoder's index: set model.init (a model folder)".into());
+    }
+    if m.shared_towers {
+        return Err("train.mode = \"ltre\" keeps the document tower as the init's, frozen, and trains the query tower: set model.shared_towers = false".into());
+    }
+    if t.ltre.top_n == 0 {
+        return Err("train.ltre.top_n = 0: LTRe ranks the relevant document above the top n retrieved; n must be at least 1".into());
+    }
+    if !(t.ltre.temperature > 0.0 && t.ltre.temperature.is_finite()) {
+        return Err(format!(
+            "train.ltre.temperature = {} must be a positive number",
+            t.ltre.temperature
+        ));
+    }
+    let unused = [
+        (
+            "[negatives] source (LTRe's negatives are its own ranking of the corpus)",
+            config.negatives.source != Source::None,
+        ),
+        ("train.hard_negatives", t.hard_negatives > 0),
+        ("train.teacher", t.teacher.weight > 0.0),
+        ("train.distill", t.distill.weight > 0.0),
+        (
+            "train.pairs (LTRe needs each query's source document)",
+            t.pairs.is_some(),
+        ),
+    ];
+    let set: Vec<&str> = unused.iter().filter(|u| u.1).map(|u| u.0).collect();
+    match set.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "train.mode = \"ltre\" does not use {}: remove it",
+            set.join(", ")
+        )),
+    }
 }
 
 /// A cross-encoder trains on a pair file's positives and negatives, and

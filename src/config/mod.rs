@@ -24,8 +24,8 @@ mod train;
 pub use bench::BenchSection;
 pub use eval::EvalSection;
 pub use train::{
-    BatchSection, ConsistencyFilter, CrossEncoderSection, CrossLoss, Distill, Memory, ModelKind,
-    ModelSection, ScoreLoss, TeacherScores, TrainSection,
+    BatchSection, ConsistencyFilter, CrossEncoderSection, CrossLoss, Distill, Ltre, LtreWeighting,
+    Memory, ModelKind, ModelSection, ScoreLoss, TeacherScores, TrainMode, TrainSection,
 };
 
 /// A whole run's configuration.

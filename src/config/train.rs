@@ -216,6 +216,60 @@ pub struct TrainSection {
     pub teacher: TeacherScores,
     /// Consistency filtering of the stream's pairs (E5).
     pub filter: ConsistencyFilter,
+    /// `contrastive` (the loss against sampled negatives) or `ltre`.
+    pub mode: TrainMode,
+    /// LTRe's settings (`train.mode = "ltre"`).
+    pub ltre: Ltre,
+}
+
+/// What a step learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainMode {
+    /// `train.loss` against in-batch, hard, mined and queued negatives.
+    #[default]
+    Contrastive,
+    /// LTRe (Zhan et al., 2020), learning to retrieve without negative
+    /// sampling: the corpus is encoded once by the initial document tower
+    /// and frozen, each step ranks the whole index for every query, and the
+    /// query tower learns from that ranking.
+    Ltre,
+}
+
+/// `train.ltre`: how deep each query's ranking is read and how its pairs
+/// are weighted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ltre {
+    /// Retrieved documents per query the loss ranks the relevant one above.
+    pub top_n: usize,
+    /// Pair weights: `delta-mrr` (LambdaRank's) or `none`.
+    pub weighting: LtreWeighting,
+    /// Scores are divided by this before the pairwise loss (cosine scores
+    /// live in [-1, 1], too flat for a logistic loss).
+    pub temperature: f64,
+}
+
+impl Default for Ltre {
+    fn default() -> Self {
+        Ltre {
+            top_n: 100,
+            weighting: LtreWeighting::DeltaMrr,
+            temperature: 0.05,
+        }
+    }
+}
+
+/// How LTRe weights each (relevant, retrieved) pair of its loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LtreWeighting {
+    /// `|1/r⁺ − 1/r⁻|`: what swapping the two would change in reciprocal
+    /// rank, so mistakes at the top weigh most (LambdaRank).
+    #[default]
+    DeltaMrr,
+    /// Every retrieved document above the relevant one counts the same.
+    None,
 }
 
 /// `train.filter`: pairs are judged `pool` at a time, and a pair is kept
@@ -342,6 +396,8 @@ impl Default for TrainSection {
             distill: Distill::default(),
             teacher: TeacherScores::default(),
             filter: ConsistencyFilter::default(),
+            mode: TrainMode::default(),
+            ltre: Ltre::default(),
         }
     }
 }

@@ -34,8 +34,14 @@ impl EmbeddingCache {
     /// The key of `texts` encoded by the model in `model_dir` at `max_len`.
     pub fn key(model_dir: &Path, max_len: Option<usize>, texts: &[String]) -> Result<String> {
         let mut h = blake3::Hasher::new();
-        for name in ["model.safetensors", "config.json", "tokenizer.json"] {
-            let p = model_dir.join(name);
+        // A folder with separate towers embeds documents with `doc/`: its
+        // weights are part of what the embeddings depend on.
+        let doc = model_dir.join("doc/model.safetensors");
+        let files = ["model.safetensors", "config.json", "tokenizer.json"]
+            .map(|n| model_dir.join(n))
+            .into_iter()
+            .chain(doc.exists().then_some(doc));
+        for p in files {
             let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
             h.update(&(bytes.len() as u64).to_le_bytes());
             h.update(&bytes);

@@ -33,6 +33,33 @@ pub struct Ance {
     pub stats: MiningStats,
 }
 
+/// The corpus's documents embedded by `tower` as the document side is
+/// (its prompt, no dropout), normalised when the model is cosine:
+/// `(documents, dim)` on `device`.
+pub(super) fn encode_corpus(
+    tower: &Tower,
+    tokenizer: &PairTokenizer,
+    device: &Device,
+    similarity: Similarity,
+    texts: &CorpusTexts,
+    batch: usize,
+) -> Result<Tensor> {
+    let model = Pretrained {
+        tower: tower.clone(),
+        doc_tower: None,
+        tokenizer: tokenizer.doc.clone(),
+        device: device.clone(),
+        similarity,
+        prompts: tokenizer.prompts.clone(),
+    };
+    let refs: Vec<&str> = texts.texts.iter().map(String::as_str).collect();
+    let e = embed_texts(&model, &refs, Side::Document, batch, &mut |_| {})?.detach();
+    Ok(match similarity {
+        Similarity::Cosine => l2_normalize(&e)?,
+        Similarity::Dot => e,
+    })
+}
+
 /// Salt of the negative draws of a step.
 const SALT: u64 = 0xa11c_e5ee_d000_0000;
 
@@ -90,19 +117,7 @@ impl Ance {
         step: usize,
     ) -> Result<f64> {
         let started = Instant::now();
-        let model = Pretrained {
-            tower: tower.clone(),
-            doc_tower: None,
-            tokenizer: tokenizer.doc.clone(),
-            device: device.clone(),
-            similarity,
-            prompts: tokenizer.prompts.clone(),
-        };
-        let refs: Vec<&str> = self.texts.texts.iter().map(String::as_str).collect();
-        let mut e = embed_texts(&model, &refs, Side::Document, batch, &mut |_| {})?.detach();
-        if similarity == Similarity::Cosine {
-            e = l2_normalize(&e)?;
-        }
+        let e = encode_corpus(tower, tokenizer, device, similarity, &self.texts, batch)?;
         self.index = Some(Embeddings::from_tensor(&e)?);
         self.refreshed_at = Some(step);
         Ok(started.elapsed().as_secs_f64())

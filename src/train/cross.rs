@@ -23,6 +23,7 @@ use super::{RunDir, Start, TrainProgress};
 use crate::config::{Config, CrossLoss};
 use crate::model::cross::{CrossEncoder, Output};
 use crate::model::{weights, BertConfig, DropoutRng, Mode};
+use crate::objective::softplus;
 use crate::optim::{clip_scale, learning_rate, AdamW, AdamWConfig};
 use crate::tokenize::TextTokenizer;
 
@@ -219,11 +220,6 @@ fn inputs(
         present: Tensor::from_vec(present, grid, device)?,
         tokens: b.tokens(),
     })
-}
-
-/// `log(1 + e^x)`, stable for large `|x|`.
-fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
 /// The loss and the share of queries whose positive scores highest, from

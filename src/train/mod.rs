@@ -22,6 +22,7 @@ pub mod cross;
 pub mod data;
 pub mod dev;
 pub mod evaluate;
+pub mod ltre;
 mod metrics;
 pub mod run;
 pub mod run_dir;
@@ -65,6 +66,9 @@ pub struct Trainer {
     /// The dense index a resumed run restores (the one the unbroken run
     /// had at this step), until [`run::Trainer::run`] sets up `ance`.
     resumed_ance: Option<(candle_core::Tensor, usize)>,
+    /// LTRe's frozen index (`train.mode = "ltre"`), built when the run
+    /// starts.
+    ltre: Option<ltre::LtreIndex>,
     /// The ranks training together (one: [`crate::dist::Single`]).
     group: Box<dyn ProcessGroup>,
 }

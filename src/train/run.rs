@@ -4,15 +4,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use pretext_tasks::negatives::{MiningStats, RefreshEncoder, Source};
+use pretext_tasks::negatives::{CorpusTexts, MiningStats, RefreshEncoder, Source};
+use pretext_tasks::pipeline::ReadOptions;
 
 use super::data::{BatchStream, PairFilter, StreamConfig};
 use super::evaluate::Evaluator;
 use super::metrics::{self, StepLog};
 use super::setup::{eval_data, negatives_for, pair_source};
-use super::{ance, TrainProgress, TrainReport, Trainer};
+use super::{ance, ltre, TrainProgress, TrainReport, Trainer};
+use crate::config::TrainMode;
 use crate::filter::Filtered;
 use crate::model::pretrained::Pretrained;
 
@@ -164,6 +167,12 @@ impl Trainer {
                 serde_json::to_string_pretty(&stats.to_json())? + "\n",
             )?;
         }
+        if let Some(l) = self.ltre.as_ref().filter(|l| l.unplaced > 0) {
+            eprintln!(
+                "note: LTRe left {} pairs out of the loss: their source document is not in the index (a task that names none, or a skipped record)",
+                l.unplaced
+            );
+        }
         metrics::plot(&run.metrics(0), &run.curves())?;
         let filtered = (t.filter.top_k > 0).then(|| *filtered.lock().expect("filter counts"));
         Ok(TrainReport {
@@ -223,6 +232,9 @@ impl Trainer {
 
     /// Re-encodes the corpus for dense negatives when a refresh is due.
     fn refresh_if_due(&mut self) -> Result<Option<f64>> {
+        if self.config.train.mode == TrainMode::Ltre {
+            return self.build_ltre_index();
+        }
         let every = self.config.negatives.refresh_every;
         let Some(a) = &mut self.ance else {
             return Ok(None);
@@ -242,6 +254,36 @@ impl Trainer {
             (self.config.train.batch_size * 2).max(16),
             self.step,
         )?;
+        Ok(Some(secs))
+    }
+}
+
+impl Trainer {
+    /// LTRe's index, encoded once by the (frozen) document tower when the
+    /// run starts or resumes (the tower is the init's, so a resumed run
+    /// builds the same index); its seconds are logged as the first step's
+    /// refresh.
+    fn build_ltre_index(&mut self) -> Result<Option<f64>> {
+        if self.ltre.is_some() {
+            return Ok(None);
+        }
+        let c = &self.config.corpus;
+        let read = ReadOptions {
+            skip_bad: c.skip_bad,
+            ..ReadOptions::default()
+        };
+        let texts = Arc::new(CorpusTexts::load(&c.open()?, read)?);
+        let started = Instant::now();
+        let e = ance::encode_corpus(
+            self.model.doc(),
+            &self.tokenizer,
+            &self.device,
+            self.config.model.similarity,
+            &texts,
+            (self.config.train.batch_size * 2).max(16),
+        )?;
+        let secs = started.elapsed().as_secs_f64();
+        self.ltre = Some(ltre::LtreIndex::new(texts, &e, secs)?);
         Ok(Some(secs))
     }
 }

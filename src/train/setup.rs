@@ -20,7 +20,7 @@ use crate::eval::beir::Beir;
 use super::data::PairSource;
 use super::run_dir::{RunDir, Start};
 use super::{checkpoint, Trainer};
-use crate::config::{Config, Memory};
+use crate::config::{Config, Memory, TrainMode};
 use crate::dist::{ProcessGroup, Single};
 use crate::model::{weights, BertConfig, DualEncoder, Head};
 use crate::momentum::KeyEncoder;
@@ -62,7 +62,16 @@ impl Trainer {
             .negatives
             .raters_need_mine("training")
             .map_err(anyhow::Error::msg)?;
-        if config.train.memory != Memory::None
+        // LTRe's negatives are its ranking of the index: no queue.
+        let ltre = config.train.mode == TrainMode::Ltre;
+        if ltre && world > 1 {
+            bail!("train.mode = \"ltre\" runs on one device: its index and ranking are not shared across ranks");
+        }
+        let memory = match ltre {
+            true => Memory::None,
+            false => config.train.memory,
+        };
+        if memory != Memory::None
             && !config
                 .train
                 .queue_size
@@ -157,7 +166,7 @@ impl Trainer {
                 weights::load_hf(&varmap, &p, "doc.")?;
             }
         }
-        let key = match config.train.memory {
+        let key = match memory {
             Memory::Moco => Some(KeyEncoder::new(
                 &varmap,
                 &bert,
@@ -178,6 +187,8 @@ impl Trainer {
             .into_iter()
             .filter(|(name, _)| !freeze.covers(name.strip_prefix("doc.").unwrap_or(name)))
             .filter(|(name, _)| m.positions || !weights::is_position_table(name))
+            // LTRe's document tower is its index's encoder: it stays the init's.
+            .filter(|(name, _)| !(ltre && name.starts_with("doc.")))
             .collect();
         let optimizer = AdamW::new(
             trained,
@@ -187,7 +198,7 @@ impl Trainer {
             },
         )?;
         let dim = head.projection.unwrap_or(bert.hidden_size);
-        let queue = match config.train.memory {
+        let queue = match memory {
             Memory::None => None,
             _ => Some(KeyQueue::new(config.train.queue_size, dim, &device)?),
         };
@@ -206,6 +217,7 @@ impl Trainer {
             step: 0,
             ance: None,
             resumed_ance: None,
+            ltre: None,
             group,
         };
         if let Some(dir) = resume_from {

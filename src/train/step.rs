@@ -13,7 +13,7 @@ use super::data::Batch;
 use super::metrics::{self, StepLog};
 use super::setup::sorted_vars;
 use super::Trainer;
-use crate::config::ScoreLoss;
+use crate::config::{ScoreLoss, TrainMode};
 use crate::dist::gather_with_grad;
 use crate::model::{l2_normalize, DropoutRng, Mode, Similarity};
 use crate::objective::{
@@ -67,6 +67,9 @@ impl Trainer {
     /// Encodes the batch, computes the loss of the global batch and its
     /// gradients (all-reduced across ranks).
     pub fn forward_backward(&mut self, batch: &Batch) -> Result<Forward> {
+        if self.config.train.mode == TrainMode::Ltre {
+            return self.ltre_forward_backward(batch);
+        }
         let t = &self.config.train;
         let group = &*self.group;
         let world = group.world_size();
@@ -262,6 +265,43 @@ impl Trainer {
             grads,
             queries,
             keys,
+        })
+    }
+
+    /// LTRe's step: only the queries go through a tower (the query
+    /// tower, with dropout); the documents are the frozen index's rows.
+    fn ltre_forward_backward(&mut self, batch: &Batch) -> Result<Forward> {
+        let dropout = DropoutRng::new(step_seed(self.config.seed, self.step));
+        let (q_ids, q_mask) = to_device(&batch.queries, &self.device)?;
+        let queries = self
+            .model
+            .query()
+            .encode(&q_ids, &q_mask, Mode::Train(&dropout))?;
+        let unit = match self.config.model.similarity {
+            Similarity::Cosine => l2_normalize(&queries)?,
+            Similarity::Dot => queries.clone(),
+        };
+        let settings = self.config.train.ltre;
+        let Some(index) = self.ltre.as_mut() else {
+            bail!("LTRe's index is built before the first step");
+        };
+        let out = index.loss(&unit, &batch.sources, &settings)?;
+        let loss = out.loss.to_scalar::<f32>()?;
+        if !loss.is_finite() {
+            bail!(
+                "the loss is {loss} at step {}; stopping. {}",
+                self.step + 1,
+                self.last_good()?
+            );
+        }
+        let grads = out.loss.backward()?;
+        let queries = queries.detach();
+        Ok(Forward {
+            loss,
+            accuracy: out.accuracy,
+            grads,
+            keys: queries.clone(),
+            queries,
         })
     }
 

@@ -1,0 +1,156 @@
+//! LTRe (`train.mode = "ltre"`): the document index never changes and the
+//! query encoder learns from its ranking.
+
+mod common;
+
+use candle_core::Device;
+use common::{failure_stderr, pretext, root, tiny_model};
+use pretext::model::pretrained::Pretrained;
+use pretext::tokenize::Side;
+use std::path::{Path, PathBuf};
+
+/// An LTRe config over the first 300 documents of the shipped corpus (the
+/// file `tiny_model` writes), from `init`.
+fn ltre_config(dir: &Path, init: &Path, extra: &str) -> PathBuf {
+    let cfg = dir.join("ltre.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+seed = 11
+[corpus]
+path = "{corpus}"
+[task]
+type = "pseudo-query"
+[model]
+init = "{init}"
+max_len = 32
+similarity = "cosine"
+shared_towers = false
+dropout = 0.0
+[train]
+mode = "ltre"
+ltre = {{ top_n = 20 }}
+out = "{out}"
+steps = 40
+batch_size = 16
+lr = 3e-3
+warmup_steps = 4
+shuffle_buffer = 256
+checkpoint_every = 0
+{extra}
+"#,
+            corpus = dir.join("init/corpus.jsonl").display(),
+            init = init.display(),
+            out = dir.join("run").display(),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn ltre_keeps_the_document_index_and_the_query_encoder_learns() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("init")).unwrap();
+    let init = tiny_model(&dir.path().join("init"));
+    let cfg = ltre_config(dir.path(), &init, "");
+    pretext()
+        .args(["train", "--quiet", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let rows = metrics(&dir.path().join("run"));
+    assert_eq!(rows.len(), 40);
+    // The index is encoded once, before the first step, and never again.
+    assert!(rows[0]["refresh_seconds"].as_f64().is_some());
+    assert!(rows[1..].iter().all(|r| r.get("refresh_seconds").is_none()));
+    // The query encoder learns the ranking: the loss falls and the
+    // relevant document comes first more often.
+    let mean = |rs: &[serde_json::Value], k: &str| {
+        rs.iter().map(|r| r[k].as_f64().unwrap()).sum::<f64>() / rs.len() as f64
+    };
+    let (early, late) = (&rows[..10], &rows[30..]);
+    assert!(
+        mean(late, "loss") < 0.8 * mean(early, "loss"),
+        "loss {} -> {}",
+        mean(early, "loss"),
+        mean(late, "loss")
+    );
+    assert!(mean(late, "accuracy") > mean(early, "accuracy"));
+
+    // The document tower is the init's, bit for bit; the query tower moved.
+    let init_w = common::weights(&dir.path().join("init/run"), 2);
+    let w = common::weights(&dir.path().join("run"), 40);
+    for (name, t) in &init_w {
+        let doc = &w[&format!("doc.{name}")];
+        assert_eq!(common::gap(t, doc), 0.0, "doc.{name} changed");
+    }
+    let moved = init_w
+        .iter()
+        .filter(|(n, t)| common::gap(t, &w[n.as_str()]) > 0.0)
+        .count();
+    assert!(moved > 0, "the query tower did not train");
+
+    // Exported, documents embed as the init embeds them; queries do not.
+    let out = dir.path().join("model");
+    pretext()
+        .args(["export", "--run"])
+        .arg(dir.path().join("run"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let adapted = Pretrained::load(&out, &Device::Cpu, None).unwrap();
+    let start = Pretrained::load(&init, &Device::Cpu, None).unwrap();
+    let text = ["Reading and writing files with the open function"];
+    let vec = |m: &Pretrained, side| {
+        m.embed_side(&text, side)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(vec(&adapted, Side::Document), vec(&start, Side::Document));
+    assert_ne!(vec(&adapted, Side::Query), vec(&start, Side::Query));
+}
+
+#[test]
+fn ltre_refuses_what_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = root().join("tests/fixtures/cross_encoder/one-logit");
+    let cfg = ltre_config(
+        dir.path(),
+        &init,
+        "hard_negatives = 2\n[negatives]\nsource = \"bm25\"",
+    );
+    let run = |set: &[&str]| {
+        let mut c = pretext();
+        c.args(["train", "--config"]).arg(&cfg);
+        for s in set {
+            c.args(["--set", s]);
+        }
+        failure_stderr(&mut c)
+    };
+    let err = run(&[]);
+    assert!(
+        err.contains("[negatives] source") && err.contains("train.hard_negatives"),
+        "{err}"
+    );
+    let ok = ["train.hard_negatives=0", "negatives.source=none"];
+    let err = run(&[ok[0], ok[1], "model.shared_towers=true"]);
+    assert!(err.contains("model.shared_towers = false"), "{err}");
+    let err = run(&[ok[0], ok[1], "train.ltre.top_n=0"]);
+    assert!(err.contains("train.ltre.top_n = 0"), "{err}");
+    let err = run(&[ok[0], ok[1], "model.kind=cross-encoder"]);
+    assert!(err.contains("cross-encoder has none"), "{err}");
+}
