@@ -333,3 +333,52 @@ fn the_readme_command_runs_on_the_shipped_folder() {
     let out = pairs(dir.path(), "p.jsonl", &["--config", "configs/spans.toml"]);
     assert!(lines(&out).len() > 1000);
 }
+
+#[test]
+fn salient_mask_finds_rare_words_by_the_corpus_s_document_frequency() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.jsonl");
+    let mut docs = vec![format!(
+        "{{\"id\": \"0\", \"text\": \"{}\"}}",
+        "hypersonic ".repeat(40).trim()
+    )];
+    for i in 1..10 {
+        docs.push(format!(
+            "{{\"id\": \"{i}\", \"text\": \"{}\"}}",
+            "the wind ".repeat(20).trim()
+        ));
+    }
+    std::fs::write(&corpus, docs.join("\n") + "\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    let write = |rare: f64| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[corpus]\npath = \"{}\"\n[task]\ntype = \"crop\"\nwindow = 40\n[augment]\napply_to = \"both\"\n\
+                 [[augment.ops]]\ntype = \"salient-mask\"\np = 1.0\ntoken = \"_\"\nrare = {rare}\n",
+                corpus.display()
+            ),
+        )
+        .unwrap();
+    };
+    write(0.1);
+    let out = String::from_utf8(pairs(
+        dir.path(),
+        "p.jsonl",
+        &["--config", cfg.to_str().unwrap()],
+    ))
+    .unwrap();
+    // "hypersonic" is in one document of ten: masked everywhere; the
+    // common words never.
+    assert!(out.contains("_") && out.contains("wind"), "{out}");
+    assert!(!out.contains("hypersonic"), "{out}");
+    // Without the cue nothing here is salient.
+    write(0.0);
+    let out = String::from_utf8(pairs(
+        dir.path(),
+        "q.jsonl",
+        &["--config", cfg.to_str().unwrap()],
+    ))
+    .unwrap();
+    assert!(out.contains("hypersonic") && !out.contains("\"_"), "{out}");
+}

@@ -4,11 +4,13 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::idf::{lower, DocFreq};
 use crate::tasks::{check_prob, Pair, Text};
 
 /// One augmentation.
@@ -44,6 +46,13 @@ pub enum Augmentation {
         /// The mask token (BERT's `[MASK]` by default).
         #[serde(default = "default_mask")]
         token: String,
+        /// REALM's corpus-statistics cue: a word of three letters or more
+        /// found in at most this share of the corpus's documents (high IDF:
+        /// a rare term, `Reynolds`, `hypersonic`) is salient too. 0 (the
+        /// default) turns the cue off; it needs the corpus's document
+        /// frequencies, counted when the job starts.
+        #[serde(default)]
+        rare: f64,
     },
     /// With probability `p`, shuffle locally: each token moves at most
     /// `window` places (sort by position plus uniform noise in [0, window]).
@@ -79,6 +88,7 @@ impl Augmentation {
         &'t self,
         tokens: &mut Vec<&'t str>,
         original: &[&'t str],
+        doc_freq: Option<&DocFreq>,
         rng: &mut R,
     ) {
         match self {
@@ -106,8 +116,9 @@ impl Augmentation {
                     }
                 }
             }
-            Augmentation::SalientMask { p, token } => {
-                for span in salient_spans(tokens) {
+            Augmentation::SalientMask { p, token, rare } => {
+                let rare = doc_freq.filter(|_| *rare > 0.0).map(|df| (df, *rare));
+                for span in salient_spans_with(tokens, rare) {
                     if rng.random_bool(*p) {
                         tokens[span].fill(token);
                     }
@@ -157,6 +168,7 @@ impl FromStr for Augmentation {
             "salient-mask" => Augmentation::SalientMask {
                 p,
                 token: extra.map_or_else(default_mask, String::from),
+                rare: 0.0,
             },
             "shuffle" => Augmentation::Shuffle {
                 p,
@@ -293,6 +305,36 @@ pub fn salient_spans(tokens: &[&str]) -> Vec<std::ops::Range<usize>> {
     spans
 }
 
+/// [`salient_spans`], and with `rare = (df, share)` also every word not in
+/// one of them that at most `share` of the corpus's documents hold: three
+/// letters or more, matched lower-cased without its punctuation, as the
+/// document frequencies count words. In text order.
+pub fn salient_spans_with(
+    tokens: &[&str],
+    rare: Option<(&DocFreq, f64)>,
+) -> Vec<std::ops::Range<usize>> {
+    let mut spans = salient_spans(tokens);
+    let Some((df, share)) = rare else {
+        return spans;
+    };
+    let limit = share * df.docs() as f64;
+    let mut covered = vec![false; tokens.len()];
+    for s in &spans {
+        covered[s.clone()].fill(true);
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        let w = t.trim_matches(|c: char| !c.is_alphanumeric());
+        if covered[i] || w.chars().count() < 3 || !w.chars().all(char::is_alphabetic) {
+            continue;
+        }
+        if (df.df(&lower(w)) as f64) <= limit {
+            spans.push(i..i + 1);
+        }
+    }
+    spans.sort_by_key(|s| s.start);
+    spans
+}
+
 /// Which side of a pair an augmentation pipeline rewrites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -328,14 +370,41 @@ pub struct Augmentations {
     pub apply_to: Target,
     /// Applied in order.
     pub ops: Vec<Augmentation>,
+    /// The corpus's document frequencies, for `salient-mask`'s `rare` cue
+    /// (set by [`crate::pipeline::ready_augment`], never configured).
+    #[serde(skip)]
+    pub doc_freq: CorpusStats,
+}
+
+/// The corpus statistics a pipeline was readied with. Equal to any other:
+/// they follow from the corpus, not from the configuration compared.
+#[derive(Debug, Clone, Default)]
+pub struct CorpusStats(pub Option<Arc<DocFreq>>);
+
+impl PartialEq for CorpusStats {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Augmentations {
     /// Checks every probability.
     pub fn validate(&self) -> Result<(), String> {
+        self.ops.iter().try_for_each(|op| {
+            check_prob("augmentation p", op.p())?;
+            match op {
+                Augmentation::SalientMask { rare, .. } => check_prob("salient-mask rare", *rare),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Whether an augmentation reads the corpus's document frequencies
+    /// (a `salient-mask` with `rare > 0`).
+    pub fn needs_doc_freq(&self) -> bool {
         self.ops
             .iter()
-            .try_for_each(|op| check_prob("augmentation p", op.p()))
+            .any(|op| matches!(op, Augmentation::SalientMask { rare, .. } if *rare > 0.0))
     }
 
     /// Whether there is nothing to do.
@@ -348,7 +417,7 @@ impl Augmentations {
         let original: Vec<&str> = text.split_whitespace().collect();
         let mut tokens = original.clone();
         for op in &self.ops {
-            op.apply(&mut tokens, &original, rng);
+            op.apply(&mut tokens, &original, self.doc_freq.0.as_deref(), rng);
         }
         tokens.join(" ")
     }
@@ -493,6 +562,54 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(spans_of(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rare_words_are_salient_by_corpus_document_frequency() {
+        // Ten documents: "flow" and "the" in all, "hypersonic" in one.
+        let mut df = DocFreq::default();
+        for i in 0..10 {
+            let extra = if i == 0 { " hypersonic" } else { "" };
+            df = df.merge(DocFreq::from_text(&format!("the flow of air{extra}")));
+        }
+        let text = "the hypersonic flow near Mach 6, by Reynolds";
+        let tokens: Vec<&str> = text.split_whitespace().collect();
+        let show = |spans: Vec<std::ops::Range<usize>>| -> Vec<String> {
+            spans.into_iter().map(|r| tokens[r].join(" ")).collect()
+        };
+        // Without the cue: names and numbers only.
+        assert_eq!(
+            show(salient_spans_with(&tokens, None)),
+            ["Mach", "6,", "Reynolds"]
+        );
+        // At 10 %: words in at most one document of ten, and words the
+        // corpus never saw ("near"), in text order; short words and numbers
+        // are left to the other rules.
+        assert_eq!(
+            show(salient_spans_with(&tokens, Some((&df, 0.1)))),
+            ["hypersonic", "near", "Mach", "6,", "Reynolds"]
+        );
+        // Through the augmentation, once readied with the statistics.
+        let mut aug = Augmentations {
+            ops: vec![Augmentation::SalientMask {
+                p: 1.0,
+                token: "_".into(),
+                rare: 0.1,
+            }],
+            ..Default::default()
+        };
+        assert!(aug.needs_doc_freq());
+        aug.doc_freq = CorpusStats(Some(Arc::new(df)));
+        assert_eq!(aug.apply_text(text, &mut rng()), "the _ flow _ _ _ by _");
+        let bad = Augmentations {
+            ops: vec![Augmentation::SalientMask {
+                p: 1.0,
+                token: "_".into(),
+                rare: 2.0,
+            }],
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

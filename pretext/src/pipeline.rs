@@ -209,6 +209,21 @@ pub fn ready_task(task: &TaskSpec, corpus: &Corpus, skip_bad: bool) -> Result<Ta
     Ok(task)
 }
 
+/// `augment` ready to run on `corpus`: given the corpus's document
+/// frequencies when one of its augmentations reads them (`salient-mask`'s
+/// `rare` cue).
+pub fn ready_augment(
+    augment: &Augmentations,
+    corpus: &Corpus,
+    skip_bad: bool,
+) -> Result<Augmentations> {
+    let mut a = augment.clone();
+    if a.needs_doc_freq() && a.doc_freq.0.is_none() {
+        a.doc_freq = crate::augment::CorpusStats(Some(Arc::new(doc_freq(corpus, skip_bad)?)));
+    }
+    Ok(a)
+}
+
 /// A complete `pairs` job.
 #[derive(Debug, Clone)]
 pub struct PairsJob {
@@ -273,6 +288,7 @@ impl PairsJob {
         self.task.validate().map_err(Error::Config)?;
         self.augment.validate().map_err(Error::Config)?;
         let task = ready_task(&self.task, corpus, self.read.skip_bad)?;
+        let augment = ready_augment(&self.augment, corpus, self.read.skip_bad)?;
         let mut summary = PairsSummary::default();
         let work = |doc: &Document<'_>| {
             let mut rng = doc_rng(self.seed, doc.ordinal);
@@ -282,7 +298,7 @@ impl PairsJob {
             let mut buf = Vec::new();
             let mut names = Vec::with_capacity(pairs.len());
             for (i, pair) in pairs.iter_mut().enumerate() {
-                self.augment.apply(pair, &mut rng);
+                augment.apply(pair, &mut rng);
                 if let Some(n) = &self.negatives {
                     let found = n.negatives(
                         &flat(&pair.query),

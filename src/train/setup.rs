@@ -340,7 +340,7 @@ pub(super) fn pair_source(config: &Config) -> Result<PairSource> {
     Ok(PairSource::Task {
         corpus: c.open()?,
         task: ready(config)?,
-        augment: config.augment.clone(),
+        augment: pretext_tasks::pipeline::ready_augment(&config.augment, &c.open()?, c.skip_bad)?,
         read: c.read_options(),
         held_out: HeldOut::new(config.seed, config.eval.held_out),
     })
