@@ -17,7 +17,7 @@ SET=${1:-../shared/data/cranfield}
 STEPS=${STEPS:-40}
 REFRESH=${REFRESH:-20}
 OUT=runs/ltre-cost
-common=(--config configs/experiments/adapt-ltre.toml --init "$MINILM" --corpus "$SET/corpus.jsonl"
+common=(--config configs/adapt.toml --init "$MINILM" --corpus "$SET/corpus.jsonl"
   --steps "$STEPS" --quiet --overwrite --set train.warmup_steps=4)
 $B train "${common[@]}" --out "$OUT/ltre"
 $B train "${common[@]}" --out "$OUT/ance" --set train.mode=contrastive --set model.shared_towers=true \
