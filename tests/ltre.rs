@@ -49,14 +49,6 @@ checkpoint_every = 0
     cfg
 }
 
-fn metrics(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn ltre_keeps_the_document_index_and_the_query_encoder_learns() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,7 +60,7 @@ fn ltre_keeps_the_document_index_and_the_query_encoder_learns() {
         .arg(&cfg)
         .assert()
         .success();
-    let rows = metrics(&dir.path().join("run"));
+    let rows = common::metrics(&dir.path().join("run"));
     assert_eq!(rows.len(), 40);
     // The index is encoded once, before the first step, and never again.
     assert!(rows[0]["refresh_seconds"].as_f64().is_some());
@@ -102,13 +94,7 @@ fn ltre_keeps_the_document_index_and_the_query_encoder_learns() {
 
     // Exported, documents embed as the init embeds them; queries do not.
     let out = dir.path().join("model");
-    pretext()
-        .args(["export", "--run"])
-        .arg(dir.path().join("run"))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    common::export(&dir.path().join("run"), &out);
     let adapted = Pretrained::load(&out, &Device::Cpu, None).unwrap();
     let start = Pretrained::load(&init, &Device::Cpu, None).unwrap();
     let text = ["Reading and writing files with the open function"];

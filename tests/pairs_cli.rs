@@ -361,24 +361,17 @@ fn salient_mask_finds_rare_words_by_the_corpus_s_document_frequency() {
         )
         .unwrap();
     };
-    write(0.1);
-    let out = String::from_utf8(pairs(
-        dir.path(),
-        "p.jsonl",
-        &["--config", cfg.to_str().unwrap()],
-    ))
-    .unwrap();
+    let run = |rare: f64| {
+        write(rare);
+        let args = ["--config", cfg.to_str().unwrap()];
+        String::from_utf8(pairs(dir.path(), "p.jsonl", &args)).unwrap()
+    };
+    let out = run(0.1);
     // "hypersonic" is in one document of ten: masked everywhere; the
     // common words never.
     assert!(out.contains("_") && out.contains("wind"), "{out}");
     assert!(!out.contains("hypersonic"), "{out}");
     // Without the cue nothing here is salient.
-    write(0.0);
-    let out = String::from_utf8(pairs(
-        dir.path(),
-        "q.jsonl",
-        &["--config", cfg.to_str().unwrap()],
-    ))
-    .unwrap();
+    let out = run(0.0);
     assert!(out.contains("hypersonic") && !out.contains("\"_"), "{out}");
 }

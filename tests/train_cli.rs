@@ -9,7 +9,7 @@ use std::path::Path;
 use assert_cmd::Command;
 use candle_core::Device;
 
-use common::{failure_stderr, max_diff, minilm, pretext, tiny_config, weights};
+use common::{failure_stderr, max_diff, metrics, minilm, pretext, tiny_config, weights};
 
 /// Trains a WordPiece tokenizer of `vocab` tokens into `out`.
 fn train_tokenizer(dir: &Path, vocab: usize, out: &Path) {
@@ -388,14 +388,6 @@ fn batch_rules_train_and_impossible_ones_are_refused() {
         err.contains("[batch]") && err.contains("documents"),
         "{err}"
     );
-}
-
-fn metrics(run: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

@@ -397,13 +397,7 @@ fn separate_towers_train_with_a_moco_queue() {
         "the key encoder follows the document tower"
     );
     let out = dir.path().join("model");
-    pretext()
-        .args(["export", "--run"])
-        .arg(dir.path().join("run"))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    common::export(&dir.path().join("run"), &out);
     assert!(out.join("doc/model.safetensors").exists());
     // Loaded for eval, documents go through the document tower and
     // queries through the query tower, as in training.

@@ -219,3 +219,23 @@ pub fn bm25_run(
     std::fs::write(&run, &out.get_output().stdout).unwrap();
     run
 }
+
+/// The step rows of a run's `metrics.jsonl` (and its eval rows), in order.
+pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `pretext export --run RUN --out OUT`, which must succeed.
+pub fn export(run: &Path, out: &Path) {
+    pretext()
+        .args(["export", "--run"])
+        .arg(run)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+}

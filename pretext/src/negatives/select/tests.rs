@@ -118,7 +118,11 @@ fn each_filter_rule_drops_what_it_names() {
         "8.5 > 10 * (1 - 0.2)"
     );
     assert_eq!(m.check(&q, "other", Some(8.5), None), Ok(()));
-    assert_eq!(
+    // Raters: a second encoder's cosine above rescore_threshold (0.9)
+    // drops a candidate, then a cross-encoder's probability above
+    // ce_max_score (0.1), asked only when the encoder lets it through.
+    let rated = |encoder: f32, cross: Option<f32>| {
+        let cross = cross.map(|p| move |_: u32| p);
         m.check(
             &q,
             "other",
@@ -126,47 +130,21 @@ fn each_filter_rule_drops_what_it_names() {
             Some((
                 0,
                 Raters {
-                    encoder: Some(&|_| 0.95),
-                    cross: None
-                }
-            ))
-        ),
-        Err(Rule::Rescore),
-        "the second scorer rates it above 0.9"
-    );
-    assert_eq!(
-        m.check(
-            &q,
-            "other",
-            Some(1.0),
-            Some((
-                0,
-                Raters {
-                    encoder: Some(&|_| 0.05),
-                    cross: None
-                }
-            ))
-        ),
-        Ok(())
-    );
-    // A cross-encoder's probability above ce_max_score (0.1) drops it, and
-    // is asked only when the encoder rater lets it through.
-    let cross = |p: f32| {
-        m.check(
-            &q,
-            "other",
-            Some(1.0),
-            Some((
-                0,
-                Raters {
-                    encoder: Some(&|_| 0.05),
-                    cross: Some(&move |_| p),
+                    encoder: Some(&move |_| encoder),
+                    cross: cross.as_ref().map(|f| f as &dyn Fn(u32) -> f32),
                 },
             )),
         )
     };
-    assert_eq!(cross(0.5), Err(Rule::CrossEncoder));
-    assert_eq!(cross(0.05), Ok(()));
+    assert_eq!(
+        rated(0.95, None),
+        Err(Rule::Rescore),
+        "the second scorer rates it above 0.9"
+    );
+    assert_eq!(rated(0.05, None), Ok(()));
+    assert_eq!(rated(0.05, Some(0.5)), Err(Rule::CrossEncoder));
+    assert_eq!(rated(0.05, Some(0.05)), Ok(()));
+    assert_eq!(rated(0.95, Some(0.05)), Err(Rule::Rescore));
     // Without the positive's score, the margins cannot apply.
     assert_eq!(
         m.check(&query("x y", None, &[]), "other", Some(99.0), None),
