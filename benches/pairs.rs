@@ -1,5 +1,8 @@
 //! Pair generation throughput per task on the shipped corpus, on one thread
-//! (per-core figures) and on all cores. `cargo bench --bench pairs`.
+//! (per-core figures) and on all cores; and the `crop` task on the same
+//! corpus compressed each way (gzip, zstd, bzip2 at their tools' default
+//! levels) against the uncompressed file, throughput counted in
+//! uncompressed bytes so the figures compare. `cargo bench --bench pairs`.
 
 use std::path::Path;
 
@@ -59,5 +62,70 @@ fn bench_tasks(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_tasks);
+/// `crop` over the shipped corpus as gzip, zstd and bzip2 files, against
+/// the mapped uncompressed file, on one thread and on all cores.
+fn bench_compressed(c: &mut Criterion) {
+    use std::io::Write;
+    let plain = corpus();
+    let bytes = std::fs::read(&plain.sources()[0].path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: Vec<u8>| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        Corpus::open(&p, CorpusConfig::default()).unwrap()
+    };
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(&bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let bz = {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::new(9));
+        e.write_all(&bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let corpora = [
+        ("uncompressed", plain),
+        ("gzip", write("corpus.jsonl.gz", gz)),
+        (
+            "zstd",
+            write("corpus.jsonl.zst", zstd::encode_all(&bytes[..], 3).unwrap()),
+        ),
+        ("bzip2", write("corpus.jsonl.bz2", bz)),
+    ];
+    let job = job("crop", &corpora[0].1);
+    let mut group = c.benchmark_group("crop-compressed");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    for threads in [1, 0] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let label = if threads == 1 {
+            "1-thread"
+        } else {
+            "all-cores"
+        };
+        for (name, corpus) in &corpora {
+            group.bench_with_input(BenchmarkId::new(label, name), corpus, |b, corpus| {
+                b.iter(|| {
+                    pool.install(|| {
+                        job.run(corpus, &mut std::io::sink(), &mut |_, _, _| {})
+                            .unwrap()
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // The figures are read off the terminal; criterion's plots panic on
+    // some sample sets (criterion 0.8, plotters backend).
+    config = Criterion::default().without_plots();
+    targets = bench_tasks, bench_compressed
+}
 criterion_main!(benches);

@@ -375,3 +375,70 @@ fn salient_mask_finds_rare_words_by_the_corpus_s_document_frequency() {
     let out = run(0.0);
     assert!(out.contains("hypersonic") && !out.contains("\"_"), "{out}");
 }
+
+#[test]
+fn compressed_dumps_give_the_uncompressed_files_pairs() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(root().join(CORPUS)).unwrap();
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let bz = {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        e.write_all(&bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let zst = zstd::encode_all(&bytes[..], 3).unwrap();
+    let args = [
+        "--task",
+        "spans",
+        "--with-meta",
+        "--shard",
+        "1/2",
+        "--corpus",
+    ];
+    // Each file alone in a folder, named as its tool names it.
+    let mut args_for = |ext: &str, data: &[u8]| {
+        let p = dir.path().join(ext).join(format!("corpus.jsonl{ext}"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        a.push(p.display().to_string());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        pairs(dir.path(), &format!("out{ext}"), &a)
+    };
+    let plain = args_for("", &bytes);
+    assert!(lines(&plain).len() > 1000);
+    for (name, data) in [(".gz", &gz), (".zst", &zst), (".bz2", &bz)] {
+        assert!(
+            args_for(name, data) == plain,
+            "{name}: other bytes than the plain file's"
+        );
+    }
+}
+
+#[test]
+fn a_mediawiki_dump_gives_pairs_from_its_articles() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pairs(
+        dir.path(),
+        "wiki.jsonl",
+        &[
+            "--task",
+            "crop",
+            "--with-meta",
+            "--set",
+            "task.min_words=3",
+            "--corpus",
+            "tests/fixtures/wiki/excerpt.xml",
+        ],
+    );
+    let ids: std::collections::BTreeSet<String> = lines(&out)
+        .iter()
+        .map(|l| l["meta"]["doc_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["974", "978"]);
+}

@@ -89,17 +89,44 @@ pub enum Error {
         /// The extensions that were looked for.
         extensions: String,
     },
-    /// A compressed file, which the readers do not decompress (yet).
+    /// A file in a compression the readers do not undo (xz).
     #[error(
-        "pretext corpus error: {path}: the file is {kind}-compressed; decompress it first (e.g. `{tool} -dk FILE`), pretext reads uncompressed text and JSONL"
+        "pretext corpus error: {path}: the file is {kind}-compressed, which pretext does not read; decompress it first (e.g. `{tool} -dk FILE`) or recompress it as gzip, zstd or bzip2"
     )]
     Compressed {
         /// The file.
         path: PathBuf,
-        /// gzip, zstd, bzip2 or xz.
+        /// xz.
         kind: &'static str,
         /// The command that decompresses it.
         tool: &'static str,
+    },
+    /// A compressed stream that is corrupt or ends early. Every record
+    /// before the break was read; with `--skip-bad` the rest of the file
+    /// is skipped (counted as one bad record) and the next file is read.
+    #[error(
+        "pretext corpus error: {path}: the {codec} stream breaks after {decoded} decompressed bytes (line {line}): {message}; the file is corrupt or truncated, every record before the break was read"
+    )]
+    BrokenStream {
+        /// The file.
+        path: PathBuf,
+        /// gzip, zstd or bzip2.
+        codec: &'static str,
+        /// Decompressed bytes read before the break.
+        decoded: u64,
+        /// The line the break falls on (in the decompressed text).
+        line: u64,
+        /// What the decoder said.
+        message: String,
+    },
+    /// [`crate::corpus::Corpus::records`] met a streamed file (compressed,
+    /// WET or MediaWiki), which only the pipeline reads.
+    #[error(
+        "pretext corpus error: {path}: a streamed file (compressed, WET or MediaWiki) is read through pipeline::for_each_batch, not Corpus::records"
+    )]
+    Streamed {
+        /// The file.
+        path: PathBuf,
     },
     /// An option or configuration value that cannot work.
     #[error("pretext config error: {0}")]
@@ -116,6 +143,7 @@ impl Error {
                 | Error::BadField { .. }
                 | Error::EmptyDocument { .. }
                 | Error::EmptyFile { .. }
+                | Error::BrokenStream { .. }
         )
     }
 }

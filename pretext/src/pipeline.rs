@@ -11,7 +11,10 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 
 use crate::augment::Augmentations;
-use crate::corpus::{Corpus, Document, Record};
+use std::sync::mpsc::Receiver;
+
+use crate::corpus::stream::{self, Parsed, Plan, Unit};
+use crate::corpus::{Body, Corpus, Cutter, Document, Record, Start};
 use crate::error::{Error, Result};
 use crate::formats::{flat, write_pair, PairFormat};
 use crate::idf::DocFreq;
@@ -80,6 +83,11 @@ const EXAMPLES: usize = 5;
 /// Calls `work` on every document of the shard, in parallel, and `consume`
 /// on each batch of results in corpus order. `consume` also sees the
 /// batch's own report (bytes and documents, for progress; records skipped).
+///
+/// Mapped files are cut in place; streamed ones (compressed, WET,
+/// MediaWiki) are decompressed and parsed on threads of their own, a few
+/// files ahead of the walk (so a folder of dumps decompresses in
+/// parallel), and their documents take ordinals in the same file order.
 pub fn for_each_batch<'c, T, W, C>(
     corpus: &'c Corpus,
     opts: ReadOptions,
@@ -91,64 +99,264 @@ where
     W: Fn(&Document<'_>) -> T + Sync,
     C: FnMut(Vec<T>, &ReadReport) -> Result<()>,
 {
-    let mut report = ReadReport::default();
+    let mut walk = Walk {
+        corpus,
+        opts,
+        work: &work,
+        consume: &mut consume,
+        report: ReadReport::default(),
+    };
+    let sep = corpus.config().doc_sep;
+    let full = |items: &[Item<'_>], bytes: usize| {
+        items.len() >= opts.batch_records || bytes >= opts.batch_bytes
+    };
     // Bad records found while cutting (empty files) wait in the batch so
     // they are reported in corpus order, after the documents before them.
-    let mut batch: Vec<Result<Record<'c>>> = Vec::with_capacity(opts.batch_records);
+    let mut batch: Vec<Item<'c>> = Vec::with_capacity(opts.batch_records);
     let mut batch_bytes = 0;
-    let mut records = corpus.records();
-    loop {
-        let next = records.next();
-        let done = next.is_none();
-        match next {
-            Some(Ok(r)) if opts.shard.contains(r.ordinal) => {
-                batch_bytes += r.bytes.len();
-                batch.push(Ok(r));
-            }
-            Some(Err(e)) => batch.push(Err(e)),
-            Some(Ok(_)) | None => {}
-        }
-        let full = batch.len() >= opts.batch_records || batch_bytes >= opts.batch_bytes;
-        if (full || done) && !batch.is_empty() {
-            let results: Vec<Result<(T, usize)>> = batch
-                .par_drain(..)
-                .map(|r| r.and_then(|r| corpus.document(&r).map(|d| (work(&d), r.bytes.len()))))
-                .collect();
-            let mut out = Vec::with_capacity(results.len());
-            let mut delta = ReadReport::default();
-            let mut failure = None;
-            for r in results {
-                match r {
-                    Ok((t, bytes)) => {
-                        out.push(t);
-                        delta.documents += 1;
-                        delta.bytes += bytes as u64;
+    let mut ordinal = 0u64;
+    let mut ahead = Ahead::new(corpus, (opts.batch_bytes / 8).clamp(1 << 12, 1 << 20));
+    for (i, source) in corpus.sources().iter().enumerate() {
+        let index = i as u32;
+        let stream = match &source.body {
+            Body::Mapped(bytes) => {
+                let mut cutter = Cutter::new(bytes, index, sep, Start::file(ordinal), true);
+                let mut any = false;
+                for r in &mut cutter {
+                    any = true;
+                    if opts.shard.contains(r.ordinal) {
+                        batch_bytes += r.bytes.len();
+                        batch.push(Item::Record(r));
                     }
-                    Err(e) => {
-                        if let Err(e) = skip_or_fail(e, opts, &mut delta) {
-                            failure = Some(e);
-                            break;
+                    if full(&batch, batch_bytes) {
+                        walk.run(&mut batch)?;
+                        batch_bytes = 0;
+                    }
+                }
+                ordinal = cutter.ordinal();
+                if !any {
+                    batch.push(Item::Bad(Error::EmptyFile {
+                        path: source.path.clone(),
+                    }));
+                }
+                continue;
+            }
+            Body::Streamed(_) => ahead.take(i),
+        };
+        walk.run(&mut batch)?;
+        batch_bytes = 0;
+        let mut any = false;
+        let mut finished = false;
+        for unit in stream {
+            let mut items = Vec::new();
+            let mut bytes = 0;
+            match unit {
+                Unit::Bytes {
+                    data,
+                    offset,
+                    line,
+                    ends_file,
+                } => {
+                    let start = Start {
+                        offset,
+                        line,
+                        ordinal,
+                    };
+                    let mut cutter = Cutter::new(&data, index, sep, start, ends_file);
+                    for r in &mut cutter {
+                        any = true;
+                        if opts.shard.contains(r.ordinal) {
+                            bytes += r.bytes.len();
+                            items.push(Item::Record(r));
                         }
+                        if full(&items, bytes) {
+                            walk.run(&mut items)?;
+                            bytes = 0;
+                        }
+                    }
+                    ordinal = cutter.ordinal();
+                    walk.run(&mut items)?;
+                }
+                Unit::Docs(docs) => {
+                    for doc in docs {
+                        any = true;
+                        let o = ordinal;
+                        ordinal += 1;
+                        if opts.shard.contains(o) {
+                            items.push(match doc {
+                                Ok(doc) => Item::Parsed { doc, ordinal: o },
+                                Err(e) => Item::Bad(e),
+                            });
+                        }
+                    }
+                    walk.run(&mut items)?;
+                }
+                Unit::Failed(e) => {
+                    any = true;
+                    items.push(Item::Bad(e));
+                    walk.run(&mut items)?;
+                }
+                Unit::Done => finished = true,
+            }
+        }
+        if !finished {
+            return Err(Error::Io {
+                path: source.path.clone(),
+                source: std::io::Error::other("the file's reader thread stopped before its end"),
+            });
+        }
+        if !any {
+            batch.push(Item::Bad(Error::EmptyFile {
+                path: source.path.clone(),
+            }));
+        }
+    }
+    walk.run(&mut batch)?;
+    Ok(walk.report)
+}
+
+/// One thing to turn into a document.
+enum Item<'a> {
+    /// A record cut from a file's bytes.
+    Record(Record<'a>),
+    /// A document a structured reader parsed, with its ordinal.
+    Parsed { doc: Parsed, ordinal: u64 },
+    /// A record or file that went wrong, in its place.
+    Bad(Error),
+}
+
+impl Item<'_> {
+    /// Parses the item and runs `work` on it: the result and its bytes.
+    fn run<T>(&self, corpus: &Corpus, work: &impl Fn(&Document<'_>) -> T) -> Result<(T, usize)> {
+        match self {
+            Item::Record(r) => corpus.document(r).map(|d| (work(&d), r.bytes.len())),
+            Item::Parsed { doc, ordinal } => {
+                let d = Document {
+                    id: Cow::Borrowed(&doc.id),
+                    title: doc.title.as_deref().map(Cow::Borrowed),
+                    text: Cow::Borrowed(&doc.text),
+                    ordinal: *ordinal,
+                    line: Some(doc.line),
+                };
+                Ok((work(&d), doc.text.len()))
+            }
+            Item::Bad(_) => unreachable!("bad items are taken out before parsing"),
+        }
+    }
+}
+
+/// The walk's state: runs batches and keeps the report.
+struct Walk<'w, W, C> {
+    corpus: &'w Corpus,
+    opts: ReadOptions,
+    work: &'w W,
+    consume: &'w mut C,
+    report: ReadReport,
+}
+
+impl<T, W, C> Walk<'_, W, C>
+where
+    T: Send,
+    W: Fn(&Document<'_>) -> T + Sync,
+    C: FnMut(Vec<T>, &ReadReport) -> Result<()>,
+{
+    /// Runs `work` over `items` in parallel and hands the results on in
+    /// order; empties `items`.
+    fn run(&mut self, items: &mut Vec<Item<'_>>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let (corpus, work) = (self.corpus, self.work);
+        let results: Vec<Result<(T, usize)>> = items
+            .par_drain(..)
+            .map(|item| match item {
+                Item::Bad(e) => Err(e),
+                item => item.run(corpus, work),
+            })
+            .collect();
+        let mut out = Vec::with_capacity(results.len());
+        let mut delta = ReadReport::default();
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok((t, bytes)) => {
+                    out.push(t);
+                    delta.documents += 1;
+                    delta.bytes += bytes as u64;
+                }
+                Err(e) => {
+                    if let Err(e) = skip_or_fail(e, self.opts, &mut delta) {
+                        failure = Some(e);
+                        break;
                     }
                 }
             }
-            report.documents += delta.documents;
-            report.bytes += delta.bytes;
-            report.skipped += delta.skipped;
-            let room = EXAMPLES.saturating_sub(report.skipped_examples.len());
-            report
-                .skipped_examples
-                .extend(delta.skipped_examples.iter().take(room).cloned());
-            // Documents before a fatal record are still handed on: nothing
-            // read correctly is lost.
-            consume(out, &delta)?;
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            batch_bytes = 0;
         }
-        if done {
-            return Ok(report);
+        let report = &mut self.report;
+        report.documents += delta.documents;
+        report.bytes += delta.bytes;
+        report.skipped += delta.skipped;
+        let room = EXAMPLES.saturating_sub(report.skipped_examples.len());
+        report
+            .skipped_examples
+            .extend(delta.skipped_examples.iter().take(room).cloned());
+        // Documents before a fatal record are still handed on: nothing
+        // read correctly is lost.
+        (self.consume)(out, &delta)?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The streamed files being read ahead of the walk, in file order.
+struct Ahead<'c> {
+    corpus: &'c Corpus,
+    chunk: usize,
+    /// Next source to consider starting.
+    next: usize,
+    running: std::collections::VecDeque<(usize, Receiver<Unit>)>,
+    window: usize,
+}
+
+impl<'c> Ahead<'c> {
+    fn new(corpus: &'c Corpus, chunk: usize) -> Self {
+        Ahead {
+            corpus,
+            chunk,
+            next: 0,
+            running: Default::default(),
+            window: rayon::current_num_threads().clamp(1, 8),
+        }
+    }
+
+    /// The units of streamed source `i` (the walk takes them in order),
+    /// starting the files after it up to the window.
+    fn take(&mut self, i: usize) -> Receiver<Unit> {
+        self.next = self.next.max(i);
+        self.start();
+        let (at, rx) = self.running.pop_front().expect("source i was started");
+        debug_assert_eq!(at, i);
+        self.start();
+        rx
+    }
+
+    fn start(&mut self) {
+        let sources = self.corpus.sources();
+        while self.running.len() < self.window && self.next < sources.len() {
+            let i = self.next;
+            self.next += 1;
+            if let Body::Streamed(streamed) = &sources[i].body {
+                let plan = Plan {
+                    path: sources[i].path.clone(),
+                    streamed: *streamed,
+                    format: sources[i].format,
+                    sep: self.corpus.config().doc_sep,
+                    chunk: self.chunk,
+                };
+                self.running.push_back((i, stream::spawn(plan)));
+            }
         }
     }
 }

@@ -128,6 +128,13 @@ pub fn run(args: PairsArgs) -> Result<()> {
 
     let bar = if args.quiet {
         ProgressBar::hidden()
+    } else if corpus.is_streamed() {
+        // A compressed dump's decompressed size is not known before it is
+        // read: count bytes without a total.
+        ProgressBar::no_length().with_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} {msg}")
+                .expect("static template"),
+        )
     } else {
         let total = corpus.total_bytes() / u64::from(config.corpus.shard.count());
         ProgressBar::new(total).with_style(

@@ -198,6 +198,11 @@ fn read_corpus(
         };
         if let Err(e) = for_each_batch(&corpus, opts, |d| d.text.len() + d.id.len(), |_, _| Ok(()))
         {
+            // A streamed file's reader thread that panicked ends its file
+            // with this error (naming the file): a panic all the same.
+            if e.to_string().contains("reader thread stopped") {
+                return Err(TestCaseError::fail(format!("reader thread panicked: {e}")));
+            }
             names(e, &file)?;
         }
     }
@@ -231,6 +236,22 @@ pub fn targets() -> Vec<Target> {
             read_corpus(p, Format::Text)
         }),
     ];
+    // Streamed files: mutated compressed bytes, WET records, MediaWiki XML.
+    out.push(target(
+        "corpus: gzip JSONL",
+        gzip(&corpus_lines(12)),
+        "c.jsonl.gz",
+        |p| read_corpus(p, Format::Auto),
+    ));
+    out.push(target("corpus: WET", wet_records(), "c.warc.wet", |p| {
+        read_corpus(p, Format::Auto)
+    }));
+    out.push(target(
+        "corpus: MediaWiki XML",
+        std::fs::read(root().join("tests/fixtures/wiki/excerpt.xml")).unwrap(),
+        "c.xml",
+        |p| read_corpus(p, Format::Auto),
+    ));
     // A folder: the mutated JSONL file beside a clean text file.
     let folder = {
         let t = target("corpus: folder", corpus_lines(8), "a.jsonl", |p| {
@@ -291,6 +312,30 @@ pub fn targets() -> Vec<Target> {
         },
     ));
     out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// Three WET records (warcinfo and two conversions), as Common Crawl
+/// writes them.
+fn wet_records() -> Vec<u8> {
+    let mut out = String::new();
+    for (kind, id, body) in [
+        ("warcinfo", "0", "isPartOf: CC-MAIN\r\n"),
+        ("conversion", "1", "A page of text.\nIts second line."),
+        ("conversion", "2", "Another page."),
+    ] {
+        out.push_str(&format!(
+            "WARC/1.0\r\nWARC-Type: {kind}\r\nWARC-Date: 2024-01-01T00:00:00Z\r\nWARC-Record-ID: <urn:uuid:{id}>\r\nContent-Length: {}\r\n\r\n{body}\r\n\r\n",
+            body.len()
+        ));
+    }
+    out.into_bytes()
 }
 
 /// Pair lines in the sentence-transformers, FlagEmbedding and Tevatron

@@ -5,10 +5,19 @@
 //! cuts records (lines or blank-line blocks) sequentially, which is a memchr
 //! scan and cheap; [`Corpus::document`] turns a record into a [`Document`]
 //! (UTF-8 check, JSON parse) and is what worker threads run in parallel.
+//!
+//! Raw dumps as distributed are *streamed* instead of mapped: gzip, zstd and
+//! bzip2 files (text or JSONL), Common Crawl WET files and MediaWiki XML
+//! dumps ([`stream`]). They are decompressed and parsed on their own
+//! threads, a few files ahead, and read by [`crate::pipeline::for_each_batch`]
+//! with the same ids, ordinals and sharding as the mapped files.
 
 mod jsonl;
 mod mmap;
 mod records;
+pub(crate) mod stream;
+mod wet;
+mod wiki;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -17,13 +26,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Location, Result};
 pub use mmap::FileBytes;
+pub(crate) use records::{boundary, Cutter, Start};
 pub use records::{Record, Records};
+pub use stream::Codec;
+pub use wiki::plain_text as wiki_plain_text;
 
 /// How a file's bytes are split into documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// Pick per file by extension: `.jsonl`, `.ndjson`, `.json` are JSONL,
+    /// Pick per file by extension (after a `.gz`, `.zst` or `.bz2`):
+    /// `.jsonl`, `.ndjson`, `.json` are JSONL, `.wet` WET, `.xml` MediaWiki,
     /// everything else plain text.
     #[default]
     Auto,
@@ -31,6 +44,12 @@ pub enum Format {
     Text,
     /// One JSON object per line.
     Jsonl,
+    /// A Common Crawl WET file (WARC `conversion` records of plain text):
+    /// one document per record, its WARC-Record-ID as id.
+    Wet,
+    /// A MediaWiki XML export (`pages-articles.xml`): one document per
+    /// article, the title kept, the markup reduced to plain text.
+    Mediawiki,
 }
 
 /// How plain-text documents are separated.
@@ -77,7 +96,9 @@ pub struct CorpusConfig {
     pub doc_sep: DocSep,
     /// JSONL field names.
     pub fields: JsonFields,
-    /// Extensions (without dot) of the files read below a folder.
+    /// Extensions (without dot) of the files read below a folder; a
+    /// compressed file (`.gz`, `.zst`, `.bz2`) counts by the extension
+    /// before its compression's.
     pub extensions: Vec<String>,
     /// Accept records with empty text (an evaluation corpus must keep every
     /// document); by default an empty document is a bad record.
@@ -90,24 +111,55 @@ impl Default for CorpusConfig {
             format: Format::Auto,
             doc_sep: DocSep::Line,
             fields: JsonFields::default(),
-            extensions: ["jsonl", "ndjson", "json", "txt", "text", "md", "rst"]
-                .map(String::from)
-                .to_vec(),
+            extensions: [
+                "jsonl", "ndjson", "json", "txt", "text", "md", "rst", "wet", "xml",
+            ]
+            .map(String::from)
+            .to_vec(),
             allow_empty: false,
         }
     }
 }
 
-/// One corpus file, mapped.
+/// One corpus file.
 pub struct Source {
     /// Path as opened.
     pub path: PathBuf,
-    /// Name used in document ids: the path relative to the corpus root.
+    /// Name used in document ids: the path relative to the corpus root,
+    /// without a compression suffix (`a.jsonl.gz` names its documents as
+    /// `a.jsonl` would).
     pub name: String,
-    /// The bytes.
-    pub bytes: FileBytes,
+    /// How the file is read.
+    pub body: Body,
     /// The resolved format (never `Auto`).
     pub format: Format,
+}
+
+/// How a corpus file is read.
+pub enum Body {
+    /// Text or JSONL, memory-mapped and cut in place.
+    Mapped(FileBytes),
+    /// Decompressed or parsed on a thread of its own as it is read.
+    Streamed(Streamed),
+}
+
+/// A file read as a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streamed {
+    /// Its compression (`None`: a plain WET or MediaWiki file).
+    pub codec: Option<Codec>,
+    /// Its size on disk.
+    pub size: u64,
+}
+
+impl Source {
+    /// Size on disk in bytes.
+    pub fn disk_bytes(&self) -> u64 {
+        match &self.body {
+            Body::Mapped(b) => b.len() as u64,
+            Body::Streamed(s) => s.size,
+        }
+    }
 }
 
 /// A document: slices of the mapped file where no unescaping was needed.
@@ -166,10 +218,7 @@ impl Corpus {
                     source: e.into(),
                 })?;
                 let matches = entry.file_type().is_file()
-                    && entry
-                        .path()
-                        .extension()
-                        .and_then(|e| e.to_str())
+                    && extension(&stream::strip_codec_suffix(entry.path()))
                         .is_some_and(|e| config.extensions.iter().any(|x| x == e));
                 if matches {
                     let name = entry
@@ -197,18 +246,42 @@ impl Corpus {
         let sources = files
             .into_iter()
             .map(|(path, name)| {
-                let bytes = FileBytes::open(&path).map_err(|source| Error::Io {
+                let io = |source| Error::Io {
                     path: path.clone(),
                     source,
-                })?;
-                if let Some((kind, tool)) = compression(&bytes) {
-                    return Err(Error::Compressed { path, kind, tool });
-                }
-                let format = resolve_format(config.format, &path);
+                };
+                let bytes = FileBytes::open(&path).map_err(io)?;
+                let codec = match stream::sniff(&bytes) {
+                    stream::Sniffed::Plain => None,
+                    stream::Sniffed::Codec(c) => Some(c),
+                    stream::Sniffed::Unsupported { kind, tool } => {
+                        return Err(Error::Compressed { path, kind, tool })
+                    }
+                };
+                let plain = match codec {
+                    Some(_) => stream::strip_codec_suffix(&path),
+                    None => path.clone(),
+                };
+                let name = match codec {
+                    Some(_) => stream::strip_codec_suffix(Path::new(&name))
+                        .to_string_lossy()
+                        .into_owned(),
+                    None => name,
+                };
+                let format = resolve_format(config.format, &plain);
+                let streamed = codec.is_some() || matches!(format, Format::Wet | Format::Mediawiki);
+                let body = if streamed {
+                    Body::Streamed(Streamed {
+                        codec,
+                        size: bytes.len() as u64,
+                    })
+                } else {
+                    Body::Mapped(bytes)
+                };
                 Ok(Source {
                     path,
                     name,
-                    bytes,
+                    body,
                     format,
                 })
             })
@@ -221,13 +294,27 @@ impl Corpus {
         &self.sources
     }
 
-    /// Total size of all files in bytes.
+    /// Total size of all files on disk in bytes.
     pub fn total_bytes(&self) -> u64 {
-        self.sources.iter().map(|s| s.bytes.len() as u64).sum()
+        self.sources.iter().map(Source::disk_bytes).sum()
     }
 
-    /// The records of every file in order; an empty file yields one
-    /// [`Error::EmptyFile`] item.
+    /// True when some file is streamed (compressed, WET, MediaWiki): its
+    /// documents' bytes are not known before it is read.
+    pub fn is_streamed(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| matches!(s.body, Body::Streamed(_)))
+    }
+
+    /// The reader settings.
+    pub fn config(&self) -> &CorpusConfig {
+        &self.config
+    }
+
+    /// The records of every mapped file in order; an empty file yields one
+    /// [`Error::EmptyFile`] item, a streamed file one [`Error::Streamed`]
+    /// (read those through [`crate::pipeline::for_each_batch`]).
     pub fn records(&self) -> Records<'_> {
         Records::new(&self.sources, self.config.doc_sep)
     }
@@ -263,7 +350,7 @@ impl Corpus {
                     line: Some(record.line),
                 }
             }
-            Format::Text | Format::Auto => Document {
+            Format::Text | Format::Auto | Format::Wet | Format::Mediawiki => Document {
                 id: Cow::Owned(format!("{}@{}", source.name, record.offset)),
                 title: None,
                 text: Cow::Borrowed(text.trim()),
@@ -280,22 +367,16 @@ impl Corpus {
     }
 }
 
-/// The compression a file's first bytes announce (gzip, zstd, bzip2, xz),
-/// with the tool that undoes it.
-fn compression(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
-    match bytes {
-        [0x1f, 0x8b, ..] => Some(("gzip", "gzip")),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(("zstd", "zstd")),
-        [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(("bzip2", "bzip2")),
-        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some(("xz", "xz")),
-        _ => None,
-    }
+fn extension(path: &Path) -> Option<&str> {
+    path.extension().and_then(|e| e.to_str())
 }
 
 fn resolve_format(format: Format, path: &Path) -> Format {
     match format {
-        Format::Auto => match path.extension().and_then(|e| e.to_str()) {
+        Format::Auto => match extension(path) {
             Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
+            Some("wet") => Format::Wet,
+            Some("xml") => Format::Mediawiki,
             _ => Format::Text,
         },
         f => f,
@@ -304,3 +385,6 @@ fn resolve_format(format: Format, path: &Path) -> Format {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stream_tests;

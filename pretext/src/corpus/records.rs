@@ -1,17 +1,22 @@
-//! Cuts mapped files into records (a line, or a block of lines between blank
+//! Cuts files into records (a line, or a block of lines between blank
 //! lines) with a memchr scan, counting lines and byte offsets as it goes.
+//!
+//! [`Cutter`] cuts one slice: a whole mapped file, or one piece of a
+//! decompressed stream that ends on a record boundary ([`boundary`] finds
+//! it). [`Records`] walks the mapped files of a corpus with it.
 
-use super::{DocSep, Source};
+use super::{Body, DocSep, Source};
 use crate::error::{Error, Result};
 
-/// One raw record: bytes of a mapped file and where they start.
+/// One raw record: bytes of a file and where they start.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
     /// Index of the file in [`super::Corpus::sources`].
     pub source: u32,
     /// 1-based line of the first line.
     pub line: u64,
-    /// Byte offset of the first byte in its file.
+    /// Byte offset of the first byte in its file (in the decompressed bytes
+    /// for a compressed file).
     pub offset: u64,
     /// The bytes, line terminators trimmed.
     pub bytes: &'a [u8],
@@ -22,33 +27,72 @@ pub struct Record<'a> {
     pub is_last_unterminated: bool,
 }
 
-/// Iterator over the records of all sources, in order.
-pub struct Records<'a> {
-    sources: &'a [Source],
+/// Where a slice starts in its file, and the ordinal of its first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Start {
+    /// Byte offset of the slice in its file.
+    pub offset: u64,
+    /// 1-based line the slice starts on.
+    pub line: u64,
+    /// Ordinal the slice's first record gets.
+    pub ordinal: u64,
+}
+
+impl Start {
+    /// The start of a file whose first record gets `ordinal`.
+    pub fn file(ordinal: u64) -> Start {
+        Start {
+            offset: 0,
+            line: 1,
+            ordinal,
+        }
+    }
+}
+
+/// Cuts one slice of a file into records.
+pub(crate) struct Cutter<'a> {
+    bytes: &'a [u8],
+    source: u32,
     sep: DocSep,
-    file: usize,
+    /// The slice ends where its file ends (so an unterminated last record
+    /// is the file's).
+    ends_file: bool,
+    base: u64,
     pos: usize,
     line: u64,
-    in_file: u64,
     ordinal: u64,
 }
 
-impl<'a> Records<'a> {
-    pub(super) fn new(sources: &'a [Source], sep: DocSep) -> Self {
-        Records {
-            sources,
+impl<'a> Cutter<'a> {
+    pub fn new(bytes: &'a [u8], source: u32, sep: DocSep, start: Start, ends_file: bool) -> Self {
+        // A UTF-8 byte-order mark (editors on Windows write one) is not
+        // part of the first record.
+        let pos = if start.offset == 0 && bytes.starts_with(BOM) {
+            BOM.len()
+        } else {
+            0
+        };
+        Cutter {
+            bytes,
+            source,
             sep,
-            file: 0,
-            pos: 0,
-            line: 1,
-            in_file: 0,
-            ordinal: 0,
+            ends_file,
+            base: start.offset,
+            pos,
+            line: start.line,
+            ordinal: start.ordinal,
         }
     }
 
-    /// Next line of the current file as (start, end without terminator,
-    /// terminated); advances past it.
-    fn next_line(&mut self, bytes: &[u8]) -> Option<(usize, usize, bool)> {
+    /// The ordinal the next record would get.
+    pub fn ordinal(&self) -> u64 {
+        self.ordinal
+    }
+
+    /// Next line as (start, end without terminator, terminated); advances
+    /// past it.
+    fn next_line(&mut self) -> Option<(usize, usize, bool)> {
+        let bytes = self.bytes;
         if self.pos >= bytes.len() {
             return None;
         }
@@ -67,6 +111,92 @@ impl<'a> Records<'a> {
     }
 }
 
+impl<'a> Iterator for Cutter<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        // Skip blank lines, then take one line or one block.
+        while let Some((start, end, terminated)) = self.next_line() {
+            let line = self.line;
+            self.line += 1;
+            if is_blank(&self.bytes[start..end]) {
+                continue;
+            }
+            let mut last_end = end;
+            let mut last_terminated = terminated;
+            if self.sep == DocSep::Blank {
+                while let Some((s, e, t)) = self.next_line() {
+                    self.line += 1;
+                    if is_blank(&self.bytes[s..e]) {
+                        break;
+                    }
+                    last_end = e;
+                    last_terminated = t;
+                }
+            }
+            let record = Record {
+                source: self.source,
+                line,
+                offset: self.base + start as u64,
+                bytes: &self.bytes[start..last_end],
+                ordinal: self.ordinal,
+                is_last_unterminated: self.ends_file
+                    && !last_terminated
+                    && last_end == self.bytes.len(),
+            };
+            self.ordinal += 1;
+            return Some(record);
+        }
+        None
+    }
+}
+
+/// Where the bytes of `buf` can be cut so that the part before holds whole
+/// records only: after the last newline for one record per line, after the
+/// last blank line for blocks. `None` when no such place exists yet.
+pub(crate) fn boundary(buf: &[u8], sep: DocSep) -> Option<usize> {
+    let last = memchr::memrchr(b'\n', buf)?;
+    match sep {
+        DocSep::Line => Some(last + 1),
+        DocSep::Blank => {
+            // The last line (between two newlines) that is blank.
+            let mut end = last;
+            while let Some(prev) = memchr::memrchr(b'\n', &buf[..end]) {
+                if is_blank(&buf[prev + 1..end]) {
+                    return Some(end + 1);
+                }
+                end = prev;
+            }
+            None
+        }
+    }
+}
+
+/// Iterator over the records of all mapped sources, in order. A streamed
+/// source (compressed, WET, MediaWiki) yields one error: those are read by
+/// [`crate::pipeline::for_each_batch`], which decompresses them.
+pub struct Records<'a> {
+    sources: &'a [Source],
+    sep: DocSep,
+    file: usize,
+    current: Option<Cutter<'a>>,
+    in_file: u64,
+    ordinal: u64,
+}
+
+impl<'a> Records<'a> {
+    pub(super) fn new(sources: &'a [Source], sep: DocSep) -> Self {
+        Records {
+            sources,
+            sep,
+            file: 0,
+            current: None,
+            in_file: 0,
+            ordinal: 0,
+        }
+    }
+}
+
 /// The UTF-8 byte-order mark.
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
@@ -80,61 +210,35 @@ impl<'a> Iterator for Records<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let source = self.sources.get(self.file)?;
-            let bytes: &'a [u8] = &source.bytes;
-            // A UTF-8 byte-order mark (editors on Windows write one) is not
-            // part of the first record.
-            if self.pos == 0 && bytes.starts_with(BOM) {
-                self.pos = BOM.len();
-            }
-            // Skip blank lines, then take one line or one block.
-            let mut found = None;
-            while let Some((start, end, terminated)) = self.next_line(bytes) {
-                let line = self.line;
-                self.line += 1;
-                if is_blank(&bytes[start..end]) {
-                    continue;
-                }
-                let mut last_end = end;
-                let mut last_terminated = terminated;
-                if self.sep == DocSep::Blank {
-                    while let Some((s, e, t)) = self.next_line(bytes) {
-                        self.line += 1;
-                        if is_blank(&bytes[s..e]) {
-                            break;
-                        }
-                        last_end = e;
-                        last_terminated = t;
-                    }
-                }
-                found = Some((start, last_end, line, last_terminated));
-                break;
-            }
-            match found {
-                Some((start, end, line, terminated)) => {
-                    let record = Record {
-                        source: self.file as u32,
-                        line,
-                        offset: start as u64,
-                        bytes: &bytes[start..end],
-                        ordinal: self.ordinal,
-                        is_last_unterminated: !terminated && end == bytes.len(),
-                    };
-                    self.ordinal += 1;
-                    self.in_file += 1;
-                    return Some(Ok(record));
-                }
-                None => {
-                    let empty = self.in_file == 0;
+            let cutter = match (&mut self.current, &source.body) {
+                (Some(c), _) => c,
+                (None, Body::Mapped(bytes)) => self.current.insert(Cutter::new(
+                    bytes,
+                    self.file as u32,
+                    self.sep,
+                    Start::file(self.ordinal),
+                    true,
+                )),
+                (None, Body::Streamed(_)) => {
                     self.file += 1;
-                    self.pos = 0;
-                    self.line = 1;
-                    self.in_file = 0;
-                    if empty {
-                        return Some(Err(Error::EmptyFile {
-                            path: source.path.clone(),
-                        }));
-                    }
+                    return Some(Err(Error::Streamed {
+                        path: source.path.clone(),
+                    }));
                 }
+            };
+            if let Some(record) = cutter.next() {
+                self.ordinal = cutter.ordinal();
+                self.in_file += 1;
+                return Some(Ok(record));
+            }
+            let empty = self.in_file == 0;
+            self.file += 1;
+            self.current = None;
+            self.in_file = 0;
+            if empty {
+                return Some(Err(Error::EmptyFile {
+                    path: source.path.clone(),
+                }));
             }
         }
     }
