@@ -401,7 +401,7 @@ fn compressed_dumps_give_the_uncompressed_files_pairs() {
         "--corpus",
     ];
     // Each file alone in a folder, named as its tool names it.
-    let mut args_for = |ext: &str, data: &[u8]| {
+    let args_for = |ext: &str, data: &[u8]| {
         let p = dir.path().join(ext).join(format!("corpus.jsonl{ext}"));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, data).unwrap();
