@@ -51,6 +51,7 @@ pub fn problems(config: &Config) -> Vec<String> {
     push(filter(config));
     push(cross_encoder(config));
     push(ltre(config));
+    push(grad_cache(config));
     if config.batch.one_per_document && config.train.pairs.is_some() {
         push(Err("batch.one_per_document keeps one pair per source document of the pretext task's stream; a pair file (train.pairs) names no documents: use batch.no_duplicates".into()));
     }
@@ -110,6 +111,21 @@ fn ltre(config: &Config) -> Result<(), String> {
             set.join(", ")
         )),
     }
+}
+
+/// GradCache re-encodes the dual encoder's trained towers chunk by chunk;
+/// the modes that have no such encodings are refused.
+fn grad_cache(config: &Config) -> Result<(), String> {
+    if config.train.grad_cache == 0 {
+        return Ok(());
+    }
+    if config.model.kind == ModelKind::CrossEncoder {
+        return Err("train.grad_cache chunks a dual encoder's embeddings; a cross-encoder scores pairs jointly: remove train.grad_cache".into());
+    }
+    if config.train.mode == TrainMode::Ltre {
+        return Err("train.grad_cache is for train.mode = \"contrastive\"; LTRe encodes only the queries against a frozen index (its memory is one query batch): remove train.grad_cache".into());
+    }
+    Ok(())
 }
 
 /// A cross-encoder trains on a pair file's positives and negatives, and

@@ -220,6 +220,13 @@ pub struct TrainSection {
     pub mode: TrainMode,
     /// LTRe's settings (`train.mode = "ltre"`).
     pub ltre: Ltre,
+    /// GradCache (Gao et al., 2021): encode the batch this many rows at a
+    /// time, first without a graph to compute the loss and the gradient of
+    /// every embedding over the whole batch, then again chunk by chunk with
+    /// its graph to backpropagate that gradient. Memory holds one chunk's
+    /// activations, not the batch's; the step computes the same loss and
+    /// gradients (0: off, the whole batch at once).
+    pub grad_cache: usize,
 }
 
 /// What a step learns from.
@@ -398,6 +405,7 @@ impl Default for TrainSection {
             filter: ConsistencyFilter::default(),
             mode: TrainMode::default(),
             ltre: Ltre::default(),
+            grad_cache: 0,
         }
     }
 }

@@ -71,9 +71,17 @@ impl Module for LayerNorm {
 /// host and uploaded, so a run on CUDA or Metal is as reproducible and
 /// resumable as on the CPU, and drops the same elements (device generators
 /// such as `Tensor::rand` are not seeded by the run).
+///
+/// A chunk of a batch encoded alone (GradCache, `train.grad_cache`) takes
+/// [`DropoutRng::chunk`]: the same site seeds as the whole batch, and each
+/// mask shifted to the chunk's rows, so the chunk's masks are the whole
+/// batch's masks on those rows and the chunked step computes what the
+/// unchunked one does.
 #[derive(Debug)]
 pub struct DropoutRng {
     rng: std::sync::Mutex<rand::rngs::Xoshiro256PlusPlus>,
+    /// The chunk's first row and its row count (`(0, 0)`: the whole batch).
+    rows: (usize, usize),
 }
 
 impl DropoutRng {
@@ -81,6 +89,7 @@ impl DropoutRng {
     pub fn new(seed: u64) -> DropoutRng {
         DropoutRng {
             rng: std::sync::Mutex::new(rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed)),
+            rows: (0, 0),
         }
     }
 
@@ -89,12 +98,40 @@ impl DropoutRng {
         self.rng.lock().expect("dropout rng").next_u64()
     }
 
+    /// A generator for rows `first..first + rows` of a batch that this
+    /// generator would encode whole: it draws the seeds this one would
+    /// draw next (this one does not move), and shifts every mask to those
+    /// rows. Every tensor a tower drops out has the batch as its outermost
+    /// dimension, so a row's elements sit at `row × (elements / rows)`.
+    pub fn chunk(&self, first: usize, rows: usize) -> DropoutRng {
+        DropoutRng {
+            rng: std::sync::Mutex::new(self.rng.lock().expect("dropout rng").clone()),
+            rows: (first, rows),
+        }
+    }
+
+    /// Moves this generator to where `other` (a [`DropoutRng::chunk`] of it
+    /// that encoded its rows) is: past the sites one encoding draws.
+    pub fn follow(&self, other: &DropoutRng) {
+        let state = other.rng.lock().expect("dropout rng").clone();
+        *self.rng.lock().expect("dropout rng") = state;
+    }
+
+    /// The mask of the next dropout site, over a tensor of `elements`.
+    pub fn mask(&self, p: f64, elements: usize) -> super::kernels::DropMask {
+        let mask = super::kernels::DropMask::new(p, self.next_seed());
+        match self.rows {
+            (first, rows) if rows > 0 => mask.with_base(first * (elements / rows)),
+            _ => mask,
+        }
+    }
+
     /// Scales kept elements by `1/(1-p)` and zeroes the rest.
     pub fn dropout(&self, x: &Tensor, p: f64) -> Result<Tensor> {
         if p <= 0.0 {
             return Ok(x.clone());
         }
-        let mask = super::kernels::DropMask::new(p, self.next_seed());
+        let mask = self.mask(p, x.elem_count());
         if super::kernels::fused_for(x) {
             // Nothing to draw serially or keep for the backward pass.
             return super::kernels::dropout(x, mask);

@@ -202,3 +202,58 @@ fn forward_matches_candle_transformers_bert() {
         .unwrap();
     assert!(diff <= 1e-5, "max abs difference {diff}");
 }
+
+/// GradCache's chunks: rows `a..b` encoded alone with
+/// `DropoutRng::chunk(a, b - a)` are masked exactly as those rows of the
+/// whole batch, in the plain dropout and in the fused attention kernel; a
+/// chunk that forgot its offset is masked otherwise.
+#[test]
+fn chunks_are_masked_as_in_the_whole_batch() {
+    let dev = Device::Cpu;
+    let (rows, seq, hidden, heads) = (7, 5, 8, 2);
+    let x = Tensor::ones((rows, seq, hidden), DType::F32, &dev).unwrap();
+    let qkv = Tensor::randn(0f32, 1.0, (rows, seq, 3 * hidden), &dev).unwrap();
+    let bias = Tensor::zeros((rows, 1, 1, seq), DType::F32, &dev).unwrap();
+    let run = |rng: &DropoutRng, x: &Tensor, qkv: &Tensor, bias: &Tensor| {
+        let d = rng.dropout(x, 0.3).unwrap();
+        let a = kernels::attention(qkv, bias, heads, Mode::Train(rng), 0.3).unwrap();
+        (d, a)
+    };
+    let whole = DropoutRng::new(5);
+    let (wd, wa) = run(&whole, &x, &qkv, &bias);
+    let base = DropoutRng::new(5);
+    let (mut ds, mut atts) = (Vec::new(), Vec::new());
+    for (first, n) in [(0, 3), (3, 3), (6, 1)] {
+        let rng = base.chunk(first, n);
+        let (d, a) = run(
+            &rng,
+            &x.narrow(0, first, n).unwrap(),
+            &qkv.narrow(0, first, n).unwrap(),
+            &bias.narrow(0, first, n).unwrap(),
+        );
+        ds.push(d);
+        atts.push(a);
+    }
+    let same = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(same(&Tensor::cat(&ds, 0).unwrap(), &wd), 0.0);
+    assert!(same(&Tensor::cat(&atts, 0).unwrap(), &wa) < 1e-6);
+    // The chunk generator leaves its parent where it was, until `follow`.
+    assert_eq!(base.chunk(0, 0).next_seed(), DropoutRng::new(5).next_seed());
+    let moved = base.chunk(0, 1);
+    moved.next_seed();
+    base.follow(&moved);
+    assert_ne!(base.next_seed(), DropoutRng::new(5).next_seed());
+    // Without the offset, the rows 3..6 get rows 0..3's masks: different.
+    let wrong = DropoutRng::new(5).chunk(0, 3);
+    let d = wrong.dropout(&x.narrow(0, 3, 3).unwrap(), 0.3).unwrap();
+    assert!(same(&d, &wd.narrow(0, 3, 3).unwrap()) > 0.5);
+}

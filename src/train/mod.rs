@@ -22,6 +22,7 @@ pub mod cross;
 pub mod data;
 pub mod dev;
 pub mod evaluate;
+pub mod grad_cache;
 pub mod ltre;
 mod metrics;
 pub mod run;

@@ -10,6 +10,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 
 use super::data::Batch;
+use super::grad_cache::{GradCache, Which};
 use super::metrics::{self, StepLog};
 use super::setup::sorted_vars;
 use super::Trainer;
@@ -79,7 +80,19 @@ impl Trainer {
         let mode = Mode::Train(&dropout);
         let (q_ids, q_mask) = to_device(&batch.queries, &self.device)?;
         let (p_ids, p_mask) = to_device(&batch.positives, &self.device)?;
-        let queries = self.model.query().encode(&q_ids, &q_mask, mode)?;
+        // The trained towers' encodings, whole or through GradCache.
+        let cache = (t.grad_cache > 0).then(|| GradCache::new(t.grad_cache));
+        let model = &self.model;
+        let encode = |which: Which, ids: &Tensor, mask: &Tensor| -> Result<Tensor> {
+            match &cache {
+                Some(c) => c.encode(model, which, ids, mask, &dropout),
+                None => match which {
+                    Which::Query => Ok(model.query().encode(ids, mask, mode)?),
+                    Which::Doc => Ok(model.doc().encode(ids, mask, mode)?),
+                },
+            }
+        };
+        let queries = encode(Which::Query, &q_ids, &q_mask)?;
         if let Some(k) = &self.key {
             k.update(t.momentum)?;
         }
@@ -90,7 +103,7 @@ impl Trainer {
         let encode_doc = |ids: &Tensor, mask: &Tensor| -> Result<Tensor> {
             Ok(match key_encodes_docs {
                 Some(k) => k.tower.encode(ids, mask, Mode::Eval)?.detach(),
-                None => self.model.doc().encode(ids, mask, mode)?,
+                None => encode(Which::Doc, ids, mask)?,
             })
         };
         let positives = encode_doc(&p_ids, &p_mask)?;
@@ -251,6 +264,9 @@ impl Trainer {
             );
         }
         let mut grads = total.backward()?;
+        if let Some(c) = &cache {
+            grads = c.backward(&self.model, grads, &sorted_vars(&self.varmap))?;
+        }
         if world > 1 {
             // Every rank reduces the same variables in the same (sorted) order.
             for (_, v) in sorted_vars(&self.varmap) {

@@ -28,13 +28,13 @@ use crate::model::layers::Mode;
 /// probabilities go through dropout `p`. Returns `(batch, seq, hidden)`
 /// with the heads side by side.
 pub fn attention(qkv: &Tensor, bias: &Tensor, heads: usize, mode: Mode, p: f64) -> Result<Tensor> {
-    let (_, _, width) = qkv.dims3()?;
+    let (batch, seq, width) = qkv.dims3()?;
     let hidden = width / 3;
     if heads == 0 || width != 3 * hidden || !hidden.is_multiple_of(heads) {
         candle_core::bail!("attention: width {width} is not 3 × a multiple of {heads} heads");
     }
     if fused_for(qkv) {
-        let mask = DropMask::for_mode(mode, p);
+        let mask = DropMask::for_mode(mode, p, batch * heads * seq * seq);
         let op = Attention {
             heads,
             bias: bias.contiguous()?.detach(),

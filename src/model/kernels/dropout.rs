@@ -11,6 +11,11 @@ use super::{contiguous_f32, fused_for};
 #[derive(Debug, Clone, Copy)]
 pub struct DropMask {
     seed: u64,
+    /// Added to every element index: the place of this tensor's first
+    /// element in the whole batch's tensor, when a chunk of the batch is
+    /// encoded alone (GradCache), so the chunk is masked as it would be
+    /// inside the whole batch.
+    base: usize,
     /// An element is dropped when its 32-bit hash is below this.
     threshold: u32,
     scale: f32,
@@ -21,20 +26,25 @@ impl DropMask {
     pub fn new(p: f64, seed: u64) -> DropMask {
         DropMask {
             seed,
+            base: 0,
             threshold: (p.clamp(0.0, 1.0) * u32::MAX as f64) as u32,
             scale: (1.0 / (1.0 - p)) as f32,
         }
     }
 
-    /// A fresh mask for one dropout site in `mode`: a seed from the run's
-    /// generator in training (when `p > 0`), none in evaluation.
-    pub fn for_mode(mode: crate::model::layers::Mode, p: f64) -> Option<DropMask> {
+    /// A fresh mask for one dropout site in `mode` over a tensor of
+    /// `elements`: a seed from the run's generator in training (when
+    /// `p > 0`), none in evaluation.
+    pub fn for_mode(mode: crate::model::layers::Mode, p: f64, elements: usize) -> Option<DropMask> {
         match mode {
-            crate::model::layers::Mode::Train(rng) if p > 0.0 => {
-                Some(DropMask::new(p, rng.next_seed()))
-            }
+            crate::model::layers::Mode::Train(rng) if p > 0.0 => Some(rng.mask(p, elements)),
             _ => None,
         }
+    }
+
+    /// The mask with element indices shifted by `base`.
+    pub fn with_base(self, base: usize) -> DropMask {
+        DropMask { base, ..self }
     }
 
     /// The factor element `index` is multiplied by: 0 or `1/(1-p)`.
@@ -42,7 +52,7 @@ impl DropMask {
     pub fn factor(&self, index: usize) -> f32 {
         // Two rounds of the `lowbias32` integer hash, keyed by each half of
         // the seed: 32-bit multiplies and shifts, which vectorise.
-        let mut x = (index as u32) ^ (self.seed as u32);
+        let mut x = (index.wrapping_add(self.base) as u32) ^ (self.seed as u32);
         x = lowbias32(x) ^ ((self.seed >> 32) as u32);
         x = lowbias32(x);
         if x >= self.threshold {

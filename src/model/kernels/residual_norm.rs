@@ -27,7 +27,7 @@ pub fn residual_norm(
     p: f64,
 ) -> Result<Tensor> {
     if fused_for(y) {
-        let mask = DropMask::for_mode(mode, p);
+        let mask = DropMask::for_mode(mode, p, y.elem_count());
         // One parameter tensor, so the op has three inputs; candle's `cat`
         // hands each parameter its slice of the gradient.
         let params = Tensor::cat(&[bias, gamma, beta], 0)?;
