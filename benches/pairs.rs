@@ -32,21 +32,23 @@ fn job(task: &str, corpus: &Corpus) -> PairsJob {
     }
 }
 
+/// One worker thread and all cores, each with its label in the report.
+fn pools() -> [(&'static str, rayon::ThreadPool); 2] {
+    [(1, "1-thread"), (0, "all-cores")].map(|(threads, label)| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        (label, pool)
+    })
+}
+
 fn bench_tasks(c: &mut Criterion) {
     let corpus = corpus();
     let mut group = c.benchmark_group("pairs");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(corpus.total_bytes()));
-    for threads in [1, 0] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let label = if threads == 1 {
-            "1-thread"
-        } else {
-            "all-cores"
-        };
+    for (label, pool) in pools() {
         for task in TaskSpec::NAMES {
             let job = job(task, &corpus);
             group.bench_with_input(BenchmarkId::new(label, task), &job, |b, job| {
@@ -97,16 +99,7 @@ fn bench_compressed(c: &mut Criterion) {
     let mut group = c.benchmark_group("crop-compressed");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(bytes.len() as u64));
-    for threads in [1, 0] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let label = if threads == 1 {
-            "1-thread"
-        } else {
-            "all-cores"
-        };
+    for (label, pool) in pools() {
         for (name, corpus) in &corpora {
             group.bench_with_input(BenchmarkId::new(label, name), corpus, |b, corpus| {
                 b.iter(|| {

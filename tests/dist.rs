@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{shipped_tokenizer, toy_batch, toy_config};
-use pretext::dist::ThreadGroup;
+use common::{gap, max_abs, rank_gradients, shipped_tokenizer, toy_batch, toy_config};
 use pretext::train::{Start, Trainer};
 
 #[test]
@@ -19,41 +18,14 @@ fn ranks_give_the_loss_and_gradients_of_the_global_batch() {
     .unwrap();
     let (loss, grads) = single.gradients(&toy_batch(&tok, 0..world * b)).unwrap();
     assert!(grads.len() > 10);
-    let ranks: Vec<(f32, Vec<(String, candle_core::Tensor)>)> = std::thread::scope(|s| {
-        let joins: Vec<_> = ThreadGroup::new(world)
-            .into_iter()
-            .map(|g| {
-                let (tok, dir) = (&tok, dir.path());
-                s.spawn(move || {
-                    let r = pretext::dist::ProcessGroup::rank(&g);
-                    let cfg = toy_config(&dir.join(format!("rank{r}")), b);
-                    let mut t = Trainer::with_group(cfg, Start::Fresh, Box::new(g)).unwrap();
-                    t.gradients(&toy_batch(tok, r * b..(r + 1) * b)).unwrap()
-                })
-            })
-            .collect();
-        joins.into_iter().map(|j| j.join().unwrap()).collect()
-    });
+    let ranks = rank_gradients(dir.path(), &tok, world, b, |_| {});
     for (r, (rl, rg)) in ranks.iter().enumerate() {
         assert!((rl - loss).abs() < 1e-5, "rank {r}: loss {rl} vs {loss}");
         assert_eq!(rg.len(), grads.len());
         for ((name, g), (name2, want)) in rg.iter().zip(&grads) {
             assert_eq!(name, name2);
-            let diff = (g - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let scale = want
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = gap(g, want);
+            let scale = max_abs(want);
             assert!(
                 diff <= 1e-5 + 1e-4 * scale,
                 "rank {r} {name}: diff {diff}, scale {scale}"

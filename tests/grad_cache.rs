@@ -5,24 +5,12 @@
 
 mod common;
 
-use candle_core::Tensor;
-use common::{shipped_tokenizer, toy_batch, toy_config};
+use common::{gap, max_abs, rank_gradients, shipped_tokenizer, toy_batch, toy_config, Gradients};
 use pretext::config::Config;
-use pretext::dist::ThreadGroup;
 use pretext::train::{Start, Trainer};
 
-type Grads = Vec<(String, Tensor)>;
 /// A named change to the test config.
 type Variant = (&'static str, fn(&mut Config));
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 /// Asserts `got` equals `want`: each gradient to 1e-5 of its own largest
 /// element, plus 1e-6 of the model's largest. Chunks sum a weight's
@@ -32,7 +20,7 @@ fn max_abs(t: &Tensor) -> f32 {
 /// every document scores each query's candidates alike) is such noise in
 /// both steps. A wrong dropout mask or a missing term moves gradients by
 /// far more (`model::tests::chunks_are_masked_as_in_the_whole_batch`).
-fn assert_same(what: &str, got: &(f32, Grads), want: &(f32, Grads)) {
+fn assert_same(what: &str, got: &Gradients, want: &Gradients) {
     assert!(
         (got.0 - want.0).abs() <= 1e-5 * want.0.abs().max(1.0),
         "{what}: loss {} vs {}",
@@ -48,7 +36,7 @@ fn assert_same(what: &str, got: &(f32, Grads), want: &(f32, Grads)) {
     let model_scale = want.1.iter().map(|(_, w)| max_abs(w)).fold(0f32, f32::max);
     for ((name, g), (name2, w)) in got.1.iter().zip(&want.1) {
         assert_eq!(name, name2);
-        let diff = max_abs(&(g - w).unwrap());
+        let diff = gap(g, w);
         let scale = max_abs(w);
         assert!(
             diff <= 1e-5 * scale + 1e-6 * model_scale,
@@ -57,7 +45,7 @@ fn assert_same(what: &str, got: &(f32, Grads), want: &(f32, Grads)) {
     }
 }
 
-fn gradients(config: Config, rows: usize) -> (f32, Grads) {
+fn gradients(config: Config, rows: usize) -> Gradients {
     let tok = shipped_tokenizer(24);
     let mut t = Trainer::new(config, Start::Fresh).unwrap();
     t.gradients(&toy_batch(&tok, 0..rows)).unwrap()
@@ -102,22 +90,7 @@ fn chunked_ranks_give_the_global_batchs_gradients() {
     let tok = shipped_tokenizer(24);
     let (world, b) = (2, 4);
     let whole = gradients(toy_config(&dir.path().join("single"), world * b), world * b);
-    let ranks: Vec<(f32, Grads)> = std::thread::scope(|s| {
-        let joins: Vec<_> = ThreadGroup::new(world)
-            .into_iter()
-            .map(|g| {
-                let (tok, dir) = (&tok, dir.path());
-                s.spawn(move || {
-                    let r = pretext::dist::ProcessGroup::rank(&g);
-                    let mut cfg = toy_config(&dir.join(format!("rank{r}")), b);
-                    cfg.train.grad_cache = 3;
-                    let mut t = Trainer::with_group(cfg, Start::Fresh, Box::new(g)).unwrap();
-                    t.gradients(&toy_batch(tok, r * b..(r + 1) * b)).unwrap()
-                })
-            })
-            .collect();
-        joins.into_iter().map(|j| j.join().unwrap()).collect()
-    });
+    let ranks = rank_gradients(dir.path(), &tok, world, b, |c| c.train.grad_cache = 3);
     for (r, got) in ranks.iter().enumerate() {
         assert_same(&format!("rank {r}"), got, &whole);
     }

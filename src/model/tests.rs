@@ -192,14 +192,7 @@ fn forward_matches_candle_transformers_bert() {
     let theirs = theirs
         .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
         .unwrap();
-    let diff = (ours - theirs)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = gap(&ours, &theirs);
     assert!(diff <= 1e-5, "max abs difference {diff}");
 }
 
@@ -234,18 +227,8 @@ fn chunks_are_masked_as_in_the_whole_batch() {
         ds.push(d);
         atts.push(a);
     }
-    let same = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
-    assert_eq!(same(&Tensor::cat(&ds, 0).unwrap(), &wd), 0.0);
-    assert!(same(&Tensor::cat(&atts, 0).unwrap(), &wa) < 1e-6);
+    assert_eq!(gap(&Tensor::cat(&ds, 0).unwrap(), &wd), 0.0);
+    assert!(gap(&Tensor::cat(&atts, 0).unwrap(), &wa) < 1e-6);
     // The chunk generator leaves its parent where it was, until `follow`.
     assert_eq!(base.chunk(0, 0).next_seed(), DropoutRng::new(5).next_seed());
     let moved = base.chunk(0, 1);
@@ -255,5 +238,17 @@ fn chunks_are_masked_as_in_the_whole_batch() {
     // Without the offset, the rows 3..6 get rows 0..3's masks: different.
     let wrong = DropoutRng::new(5).chunk(0, 3);
     let d = wrong.dropout(&x.narrow(0, 3, 3).unwrap(), 0.3).unwrap();
-    assert!(same(&d, &wd.narrow(0, 3, 3).unwrap()) > 0.5);
+    assert!(gap(&d, &wd.narrow(0, 3, 3).unwrap()) > 0.5);
+}
+
+/// The largest absolute difference between two tensors.
+fn gap(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }

@@ -168,14 +168,48 @@ pub fn weights(run: &Path, step: usize) -> std::collections::HashMap<String, can
 
 /// The largest absolute difference between two tensors.
 pub fn gap(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
+    max_abs(&(a - b).unwrap())
+}
+
+/// The largest absolute element of a tensor.
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
         .unwrap()
         .max_all()
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// A loss and its named gradients.
+pub type Gradients = (f32, Vec<(String, candle_core::Tensor)>);
+
+/// The loss and gradients each of `world` ranks (threads with a
+/// [`pretext::dist::ThreadGroup`]) computes on its share of `toy_batch`'s
+/// first `world * b` rows, each rank's config changed by `set`.
+pub fn rank_gradients(
+    dir: &Path,
+    tok: &pretext::tokenize::TextTokenizer,
+    world: usize,
+    b: usize,
+    set: fn(&mut pretext::config::Config),
+) -> Vec<Gradients> {
+    use pretext::train::{Start, Trainer};
+    std::thread::scope(|s| {
+        let joins: Vec<_> = pretext::dist::ThreadGroup::new(world)
+            .into_iter()
+            .map(|g| {
+                s.spawn(move || {
+                    let r = pretext::dist::ProcessGroup::rank(&g);
+                    let mut cfg = toy_config(&dir.join(format!("rank{r}")), b);
+                    set(&mut cfg);
+                    let mut t = Trainer::with_group(cfg, Start::Fresh, Box::new(g)).unwrap();
+                    t.gradients(&toy_batch(tok, r * b..(r + 1) * b)).unwrap()
+                })
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    })
 }
 
 /// The largest absolute difference between two sets of named tensors.

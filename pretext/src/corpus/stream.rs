@@ -320,6 +320,17 @@ impl Default for Position {
     }
 }
 
+impl Position {
+    /// This position in the file at `path`, as errors name it.
+    pub fn at(self, path: &std::path::Path) -> crate::error::Location {
+        crate::error::Location {
+            path: path.to_path_buf(),
+            line: self.line,
+            offset: self.offset,
+        }
+    }
+}
+
 /// A reader that counts what its user consumed, so a parser that owns it
 /// (the WARC reader, the XML reader) can still say where a record starts.
 pub(crate) struct Counted<R> {

@@ -335,6 +335,20 @@ fn wet() -> Vec<u8> {
     out
 }
 
+/// The documents of a plain file, checked equal to its compressed copy's;
+/// both must be read as `format`.
+fn same_documents(files: [&PathBuf; 2], format: Format) -> Vec<Seen> {
+    let [plain, packed] = files.map(|p| {
+        let c = Corpus::open(p, CorpusConfig::default()).unwrap();
+        assert_eq!(c.sources()[0].format, format);
+        let (got, report) = walk(&c, small());
+        report.unwrap();
+        got
+    });
+    assert_eq!(plain, packed);
+    plain
+}
+
 #[test]
 fn wet_files_give_one_document_per_conversion_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -349,16 +363,7 @@ fn wet_files_give_one_document_per_conversion_record() {
         members.extend(compress(Codec::Gzip, &chunk.concat()));
     }
     let gz = write(dir.path(), "gz/crawl.warc.wet.gz", &members);
-    let mut results = Vec::new();
-    for p in [&plain, &gz] {
-        let c = Corpus::open(p, CorpusConfig::default()).unwrap();
-        assert_eq!(c.sources()[0].format, Format::Wet);
-        let (got, report) = walk(&c, small());
-        report.unwrap();
-        results.push(got);
-    }
-    assert_eq!(results[0], results[1]);
-    let got = &results[0];
+    let got = &same_documents([&plain, &gz], Format::Wet);
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].0, "urn:uuid:11111111-1111-1111-1111-111111111111");
     assert_eq!(got[0].2, "A page about caf\u{e9}s.\nIts second line.");
@@ -397,16 +402,7 @@ fn mediawiki_dumps_give_one_plain_text_document_per_article() {
         "bz/enwiki-pages-articles.xml.bz2",
         &compress(Codec::Bzip2, WIKI.as_bytes()),
     );
-    let mut results = Vec::new();
-    for p in [&plain, &bz] {
-        let c = Corpus::open(p, CorpusConfig::default()).unwrap();
-        assert_eq!(c.sources()[0].format, Format::Mediawiki);
-        let (got, report) = walk(&c, small());
-        report.unwrap();
-        results.push(got);
-    }
-    assert_eq!(results[0], results[1]);
-    let got = &results[0];
+    let got = &same_documents([&plain, &bz], Format::Mediawiki);
     let summary: Vec<_> = got
         .iter()
         .map(|g| (g.0.as_str(), g.1.as_deref(), g.2.as_str()))

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use warc::{RecordType, WarcReader};
 
 use super::stream::{Broken, Counted, DocSink, Parsed, Position};
-use crate::error::{Error, Location};
+use crate::error::Error;
 
 pub(super) fn read<R: BufRead>(
     reader: Counted<R>,
@@ -31,11 +31,7 @@ pub(super) fn read<R: BufRead>(
             return Ok(());
         };
         index += 1;
-        let place = || Location {
-            path: path.to_path_buf(),
-            line: at.line,
-            offset: at.offset,
-        };
+        let place = || at.at(path);
         let record = match item {
             Ok(r) => r,
             Err(warc::Error::ReadData(e)) => return Err(Broken::Io(e)),

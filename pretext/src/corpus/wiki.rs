@@ -21,7 +21,7 @@ use quick_xml::events::Event;
 use regex::Regex;
 
 use super::stream::{Broken, Counted, DocSink, Parsed, Position};
-use crate::error::{Error, Location};
+use crate::error::Error;
 
 /// The element whose text is being collected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +56,8 @@ pub(super) fn read<R: BufRead>(
     let mut in_revision = false;
     let mut field: Option<Field> = None;
     let bad = |message: String| {
-        let at = position.get();
         Broken::Record(Error::BadField {
-            at: Location {
-                path: path.to_path_buf(),
-                line: at.line,
-                offset: at.offset,
-            },
+            at: position.get().at(path),
             message,
         })
     };
