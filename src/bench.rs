@@ -41,7 +41,15 @@ fn eval_model(dir: &Path, data: &Beir, batch: usize, device: &Device) -> Result<
     let model = Pretrained::load(dir, device, None)?;
     let docs = embed_all(&model, &data.corpus, Side::Document, batch, &mut |_| {})?;
     let queries = embed_all(&model, &data.queries, Side::Query, batch, &mut |_| {})?;
-    search(&queries, &data.queries, &docs, &data.corpus, 1000, 256)
+    search(
+        &queries,
+        &data.queries,
+        &docs,
+        &data.corpus,
+        1000,
+        256,
+        None,
+    )
 }
 
 /// Runs the benchmark; `progress` hears about each row.

@@ -68,6 +68,65 @@ fn evaluates_an_exported_model_on_a_beir_folder() {
     assert_eq!(ranks, (1..=10).collect::<Vec<_>>());
 }
 
+#[test]
+fn ann_search_gives_the_exact_run_on_a_small_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let data = dir.path().join("beir");
+    small_beir(&data);
+    let eval = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        pretext()
+            .args(["eval", "--quiet", "--k", "20", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        std::fs::read_to_string(out.join("run.trec")).unwrap()
+    };
+    let exact = eval("exact", &[]);
+    // 42 documents under a beam of 256: the graph reaches every one. The
+    // scores are the same dot products summed in another order.
+    let ann = eval("ann", &["--index", "ann"]);
+    assert_eq!(ann.lines().count(), exact.lines().count());
+    for (a, e) in ann.lines().zip(exact.lines()) {
+        let (a, e): (Vec<&str>, Vec<&str>) = (a.split(' ').collect(), e.split(' ').collect());
+        assert_eq!(a[..4], e[..4], "same document at the same rank");
+        let (sa, se): (f32, f32) = (a[4].parse().unwrap(), e[4].parse().unwrap());
+        assert!((sa - se).abs() < 1e-5, "{sa} vs {se}");
+    }
+    assert_eq!(exact.lines().filter(|l| l.starts_with("q1 ")).count(), 20);
+    // A beam below k is raised to k: still k hits per query.
+    let narrow = eval(
+        "narrow",
+        &["--index", "ann", "--ann-ef", "1", "--ann-m", "2"],
+    );
+    assert_eq!(narrow.lines().filter(|l| l.starts_with("q2 ")).count(), 20);
+    // BM25 has no embeddings to index: refused, not ignored.
+    let out = pretext()
+        .args([
+            "eval",
+            "--quiet",
+            "--retriever",
+            "bm25",
+            "--index",
+            "ann",
+            "--data",
+        ])
+        .arg(&data)
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("--index ann") && err.contains("--model"),
+        "{err}"
+    );
+}
+
 /// all-MiniLM-L6-v2 on Cranfield: the reference (mean pooling, 256 tokens,
 /// dot product on normalised vectors) is nDCG@10 0.3817, R@100 0.772.
 /// Takes about two minutes on 2 cores: `cargo test --release -- --ignored`.

@@ -497,3 +497,127 @@ fn any_retrievers_run_file_is_a_negative_source() {
     let err = failure_stderr(pretext().args(["train", "--quiet", "--config"]).arg(&cfg));
     assert!(err.contains("pretext mine --retriever run"), "{err}");
 }
+
+#[test]
+fn ann_mining_keeps_its_graph_in_the_cache_and_finds_what_exact_search_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let (corpus, queries) = corpus_and_queries(dir.path());
+    let cache = dir.path().join("cache");
+    let mine = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        pretext()
+            .args(["mine", "--quiet", "--retriever", "dense", "--model"])
+            .arg(&model)
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args([
+                "--num-negatives",
+                "3",
+                "--range-max",
+                "30",
+                "--format",
+                "ids",
+            ])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        jsonl(&out)
+    };
+    // The same negatives at the same ranks; scores are the same dot
+    // products summed in another order (the graph's hits are rescored).
+    let same = |a: &[Value], b: &[Value]| {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            let (nx, ny) = (
+                x["negatives"].as_array().unwrap(),
+                y["negatives"].as_array().unwrap(),
+            );
+            assert_eq!(nx.len(), ny.len(), "{x} vs {y}");
+            for (u, v) in nx.iter().zip(ny) {
+                assert_eq!((&u["id"], &u["rank"]), (&v["id"], &v["rank"]), "{x} vs {y}");
+                let d = u["score"].as_f64().unwrap() - v["score"].as_f64().unwrap();
+                assert!(d.abs() < 1e-5, "{u} vs {v}");
+            }
+        }
+    };
+    let graphs = || {
+        std::fs::read_dir(&cache)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "usearch")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    let exact = mine("exact", &[]);
+    assert_eq!(graphs(), 0, "exact search builds no graph");
+    let ann = mine("ann", &["--index", "ann"]);
+    assert_eq!(graphs(), 1, "the graph is saved beside the embeddings");
+    // 60 documents under a search beam of 256: the graph reaches them all,
+    // so the approximate lists are the exact ones, scores included.
+    same(&ann, &exact);
+    let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let graph = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "usearch"))
+        .unwrap();
+    let built = modified(&graph);
+    assert_eq!(
+        mine("again", &["--index", "ann"]),
+        ann,
+        "the same graph, the same lists"
+    );
+    assert_eq!(
+        modified(&graph),
+        built,
+        "the second run maps the graph back"
+    );
+    // Another graph setting is another file.
+    mine(
+        "narrow",
+        &["--index", "ann", "-s", "negatives.ann.connectivity=4"],
+    );
+    assert_eq!(graphs(), 2);
+
+    // An index other retrievers cannot use, or graph settings without the
+    // graph, are refused rather than ignored.
+    let err = failure_stderr(
+        pretext()
+            .args(["mine", "--quiet", "--retriever", "bm25", "--index", "ann"])
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--corpus")
+            .arg(&corpus),
+    );
+    assert!(
+        err.contains("negatives.index") && err.contains("dense"),
+        "{err}"
+    );
+    let err = failure_stderr(
+        pretext()
+            .args(["mine", "--quiet", "--retriever", "dense", "--model"])
+            .arg(&model)
+            .args(["-s", "negatives.ann.expansion_search=10"])
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--corpus")
+            .arg(&corpus),
+    );
+    assert!(
+        err.contains("negatives.ann") && err.contains("exact"),
+        "{err}"
+    );
+}

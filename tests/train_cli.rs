@@ -419,6 +419,31 @@ fn dense_negatives_refresh_on_schedule_and_are_reported() {
 }
 
 #[test]
+fn ann_dense_negatives_train_as_exact_ones_where_the_graph_sees_everything() {
+    // The shipped corpus's documents are fewer than the search beam: the
+    // graph finds the exact lists, so both runs draw the same negatives.
+    let losses = |index: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = tiny_config(
+            dir.path(),
+            &format!("memory = \"none\"\n[negatives]\nsource = \"dense\"\ncount = 2\nrange_max = 20\nrefresh_every = 3\nindex = \"{index}\""),
+        );
+        pretext()
+            .args(["train", "--quiet", "--steps", "4", "--config"])
+            .arg(&cfg)
+            .assert()
+            .success();
+        metrics(&dir.path().join("run"))
+            .iter()
+            .map(|m| m["loss"].as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let exact = losses("exact");
+    assert_eq!(exact.len(), 4);
+    assert_eq!(losses("ann"), exact);
+}
+
+#[test]
 fn bm25_gold_and_random_negatives_feed_the_loss() {
     // The same first batch with extra negatives in each query's denominator
     // has a strictly higher loss than without them.

@@ -12,6 +12,7 @@ use pretext::eval::beir::{load_qrels, means_table, parse_trec_run, write_trec_ru
 use pretext::eval::metrics::{evaluate, Measure, Run};
 use pretext::eval::{embed_all, search};
 use pretext::pretext_tasks::bm25::{AnalyzerKind, Bm25Config, Bm25Index};
+use pretext::pretext_tasks::negatives::{AnnConfig, SearchIndex};
 use pretext::tokenize::Side;
 
 use super::data::ModelOptions;
@@ -53,6 +54,8 @@ pub struct EvalArgs {
     k: usize,
     #[command(flatten)]
     model_opts: ModelOptions,
+    #[command(flatten)]
+    index: IndexOptions,
     /// Rerank the first stage's top hits with this cross-encoder folder
     /// (the retrieve-then-rerank cascade); both stages' metrics are
     /// reported, the reranked run is the one written.
@@ -96,6 +99,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let data = Beir::load(&args.data, &args.split)?;
     for w in &data.warnings {
         eprintln!("warning: {w}");
+    }
+    if args.index.kind == SearchIndex::Ann && args.model.is_none() {
+        bail!("--index ann searches a dense model's embeddings: give --model DIR");
     }
     let run = match (&args.run, &args.model, args.retriever.as_str()) {
         (Some(path), _, _) => read_run(path)?,
@@ -264,5 +270,43 @@ fn dense(args: &EvalArgs, model: &std::path::Path, data: &Beir) -> Result<Run> {
     };
     let docs = encode(&data.corpus, Side::Document, "encoding corpus")?;
     let queries = encode(&data.queries, Side::Query, "encoding queries")?;
-    search(&queries, &data.queries, &docs, &data.corpus, args.k, 256)
+    let ann = args.index.ann();
+    search(
+        &queries,
+        &data.queries,
+        &docs,
+        &data.corpus,
+        args.k,
+        256,
+        ann.as_ref(),
+    )
+}
+
+/// How the dense retriever searches the corpus embeddings.
+#[derive(Debug, Args)]
+pub struct IndexOptions {
+    /// exact (every document scored) or ann (an HNSW graph, built in
+    /// parallel over the corpus embeddings: for corpora past exact search).
+    #[arg(long = "index", default_value = "exact", value_parser = SearchIndex::parse, conflicts_with = "run")]
+    kind: SearchIndex,
+    /// HNSW links per node (`M`).
+    #[arg(long, default_value_t = AnnConfig::default().connectivity)]
+    ann_m: usize,
+    /// HNSW build beam (`efConstruction`).
+    #[arg(long, default_value_t = AnnConfig::default().expansion_add)]
+    ann_ef_construction: usize,
+    /// HNSW search beam (`ef`; raised to `--k` plus a query's own id when below).
+    #[arg(long, default_value_t = AnnConfig::default().expansion_search)]
+    ann_ef: usize,
+}
+
+impl IndexOptions {
+    /// The graph's settings when search is approximate.
+    fn ann(&self) -> Option<AnnConfig> {
+        (self.kind == SearchIndex::Ann).then_some(AnnConfig {
+            connectivity: self.ann_m,
+            expansion_add: self.ann_ef_construction,
+            expansion_search: self.ann_ef,
+        })
+    }
 }

@@ -46,6 +46,10 @@ pub struct MineArgs {
     /// Model folder of the dense retriever (default: negatives.model).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// exact or ann (an HNSW graph, kept in the cache folder beside the
+    /// embeddings; `-s negatives.ann.expansion_search=N` widens its beam).
+    #[arg(long, value_parser = ["exact", "ann"])]
+    index: Option<String>,
     /// Negatives per query.
     #[arg(long)]
     num_negatives: Option<usize>,
@@ -214,6 +218,9 @@ pub fn run(args: MineArgs) -> Result<()> {
     }
     if let Some(s) = &args.sampling {
         b.set_value("negatives.sampling", toml::Value::String(s.clone()));
+    }
+    if let Some(s) = &args.index {
+        b.set_value("negatives.index", toml::Value::String(s.clone()));
     }
     if let Some(p) = &args.rescore {
         b.set_value(

@@ -9,10 +9,11 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use crate::model::pretrained::Pretrained;
-use crate::negatives::{top_k, Blocks, Embeddings};
+use crate::negatives::{top_k, AnnIndex, Blocks, Embeddings};
 use crate::tokenize::Side;
 use beir::Item;
 use metrics::Run;
+use pretext_tasks::negatives::AnnConfig;
 
 /// Embeds items in batches of `batch` (sorted by length so each batch pads
 /// to similar lengths), returning `(n, dim)` in the input order, on the
@@ -61,10 +62,12 @@ pub fn embed_texts(
     Ok(sorted.index_select(&index, 0)?)
 }
 
-/// Exact top-`k` search by dot product (the search mining and the ANCE
-/// refresh use, [`crate::negatives::top_k`]), queries in blocks of
-/// `block`. A hit whose id equals its query's id is skipped (BEIR's
-/// convention for corpora that contain their queries).
+/// Top-`k` search by dot product (the search mining and the ANCE refresh
+/// use): exact ([`crate::negatives::top_k`], queries in blocks of
+/// `block`), or through an HNSW graph built over `docs` when `ann` is
+/// given ([`crate::negatives::AnnIndex`]). A hit whose id equals its
+/// query's id is skipped (BEIR's convention for corpora that contain their
+/// queries).
 pub fn search(
     queries: &Tensor,
     q_items: &[Item],
@@ -72,6 +75,7 @@ pub fn search(
     d_items: &[Item],
     k: usize,
     block: usize,
+    ann: Option<&AnnConfig>,
 ) -> Result<Run> {
     let index = Embeddings::from_tensor(docs)?;
     // Enough extra hits to fill `k` after dropping each query's own id.
@@ -88,7 +92,15 @@ pub fn search(
         queries: block.max(1),
         ..Blocks::default()
     };
-    let ranked = top_k(queries, &index, k + extra, blocks, queries.device())?;
+    let ranked = match ann {
+        None => top_k(queries, &index, k + extra, blocks, queries.device())?,
+        Some(config) => AnnIndex::build(&index, config, &mut |_| {})?.top_k(
+            queries,
+            &index,
+            k + extra,
+            config,
+        )?,
+    };
     let mut run = Run::new();
     for (q, hits) in q_items.iter().zip(ranked) {
         let kept = hits

@@ -55,6 +55,11 @@ impl EmbeddingCache {
         Ok(h.finalize().to_hex()[..32].to_string())
     }
 
+    /// A file of the cache folder (the HNSW graph beside its embeddings).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
     fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.emb"))
     }

@@ -12,11 +12,12 @@ use pretext_tasks::bm25::Analyzer;
 use pretext_tasks::formats::{parse_pair_line, PairFormat};
 use pretext_tasks::negatives::{
     Candidate, CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Picked, Query, Raters,
-    Source, TextPool,
+    SearchIndex, Source, TextPool,
 };
 use pretext_tasks::pipeline::doc_rng;
 use rayon::prelude::*;
 
+use super::ann::{self, AnnIndex};
 use super::cache::EmbeddingCache;
 use super::dense::{top_k, Blocks, Embeddings};
 use crate::eval::embed_texts;
@@ -206,21 +207,22 @@ pub struct Mined {
     pub cache_hit: Option<bool>,
 }
 
-/// Encoded corpus of a model, through the cache when there is one.
+/// Encoded corpus of a model, through the cache when there is one: the
+/// embeddings, whether the cache had them, and their cache key.
 fn corpus_embeddings(
     model_dir: &Path,
     model: &Pretrained,
     texts: &[String],
     s: &MineSettings,
     progress: &mut dyn MineProgress,
-) -> Result<(Embeddings, bool)> {
+) -> Result<(Embeddings, bool, Option<String>)> {
     let key = match &s.cache {
         Some(_) => Some(EmbeddingCache::key(model_dir, s.max_len, texts)?),
         None => None,
     };
     if let (Some(c), Some(k)) = (&s.cache, &key) {
         if let Some(e) = c.load(k)? {
-            return Ok((e, true));
+            return Ok((e, true, key));
         }
     }
     progress.stage("encoding corpus", texts.len());
@@ -230,8 +232,8 @@ fn corpus_embeddings(
     })?;
     let e = Embeddings::from_tensor(&t)?;
     Ok(match (&s.cache, &key) {
-        (Some(c), Some(k)) => (c.store(k, &e)?, false),
-        _ => (e, false),
+        (Some(c), Some(k)) => (c.store(k, &e)?, false, key),
+        _ => (e, false, key),
     })
 }
 
@@ -375,7 +377,7 @@ pub fn retrieve(
                 .as_ref()
                 .context("the dense retriever needs a model folder (--model)")?;
             let model = Pretrained::load(dir, &s.device, s.max_len)?;
-            let (docs, hit) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
+            let (docs, hit, key) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
             cache_hit = Some(hit);
             progress.stage("searching (dense)", queries.len());
             let q = embed(&model, &qtexts, Side::Query, s)?;
@@ -385,7 +387,24 @@ pub fn retrieve(
                 .sum(1)?
                 .to_device(&Device::Cpu)?
                 .to_vec1::<f32>()?;
-            let hits = top_k(&q, &docs, c.range_max, s.blocks, &s.device)?;
+            let hits = match c.index {
+                SearchIndex::Exact => top_k(&q, &docs, c.range_max, s.blocks, &s.device)?,
+                SearchIndex::Ann => {
+                    progress.stage("linking (HNSW)", docs.rows());
+                    let mut tell = |n| progress.advance(n);
+                    let index = match (&s.cache, &key) {
+                        (Some(cache), Some(key)) => {
+                            let path = cache.file(&ann::cache_name(key, &c.ann));
+                            AnnIndex::cached(&path, &docs, &c.ann, &mut tell)?.0
+                        }
+                        _ => AnnIndex::build(&docs, &c.ann, &mut tell)?,
+                    };
+                    progress.stage("searching (HNSW)", queries.len());
+                    let hits = index.top_k(&q, &docs, c.range_max, &c.ann)?;
+                    progress.advance(queries.len());
+                    hits
+                }
+            };
             (hits, pos.into_iter().map(Some).collect())
         }
         Source::Run => {
@@ -433,7 +452,7 @@ pub fn mine(
     let rescore: Option<(Vec<Vec<f32>>, Embeddings)> = match &c.rescore {
         Some(dir) => {
             let model = Pretrained::load(dir, &s.device, s.max_len)?;
-            let (docs, _) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
+            let (docs, _, _) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
             let d = crate::model::l2_normalize(&docs.block(0, docs.rows(), &Device::Cpu)?)?;
             let docs = Embeddings::from_tensor(&d)?;
             Some((

@@ -3,10 +3,12 @@
 //! (BM25, dense, random or gold candidates through the shared rules of
 //! `pretext_tasks::negatives`).
 
+pub mod ann;
 pub mod cache;
 pub mod dense;
 pub mod label;
 pub mod mine;
 
+pub use ann::AnnIndex;
 pub use cache::EmbeddingCache;
 pub use dense::{top_k, Blocks, Embeddings};

@@ -6,7 +6,11 @@
 //!
 //! The refresh runs on the training device between two steps. It costs what
 //! encoding the corpus costs (logged as `refresh_seconds`) and nothing more:
-//! the search of each step is one blocked matrix product.
+//! the search of each step is one blocked matrix product. With
+//! `negatives.index = "ann"` the refresh also links an HNSW graph over the
+//! new embeddings (in memory; counted in `refresh_seconds`), and each step
+//! searches the graph instead: for corpora whose exact search would cost
+//! more than the step.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,20 +18,22 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use pretext_tasks::negatives::{
-    CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Query, Raters,
+    AnnConfig, CorpusTexts, Kind, Miner, MiningStats, NegativesConfig, Query, Raters,
 };
 use pretext_tasks::pipeline::doc_rng;
 
 use crate::eval::embed_texts;
 use crate::model::pretrained::Pretrained;
 use crate::model::{l2_normalize, Similarity, Tower};
-use crate::negatives::{top_k, Blocks, Embeddings};
+use crate::negatives::{top_k, AnnIndex, Blocks, Embeddings};
 use crate::tokenize::{PairTokenizer, Side};
 
 /// The refreshed index and what mining saw.
 pub struct Ance {
     texts: Arc<CorpusTexts>,
     index: Option<Embeddings>,
+    /// The graph over `index`, when search is approximate.
+    ann: Option<(AnnConfig, Option<AnnIndex>)>,
     refreshed_at: Option<usize>,
     /// Counts and scores of the negatives drawn so far.
     pub stats: MiningStats,
@@ -64,11 +70,13 @@ pub(super) fn encode_corpus(
 const SALT: u64 = 0xa11c_e5ee_d000_0000;
 
 impl Ance {
-    /// An index over `texts`, empty until the first refresh.
-    pub fn new(texts: Arc<CorpusTexts>) -> Ance {
+    /// An index over `texts`, empty until the first refresh; `ann` makes
+    /// its search approximate.
+    pub fn new(texts: Arc<CorpusTexts>, ann: Option<AnnConfig>) -> Ance {
         Ance {
             texts,
             index: None,
+            ann: ann.map(|c| (c, None)),
             refreshed_at: None,
             stats: MiningStats::default(),
         }
@@ -100,8 +108,18 @@ impl Ance {
                 self.texts.texts.len()
             );
         }
-        self.index = Some(Embeddings::from_tensor(index)?);
+        self.set_index(Embeddings::from_tensor(index)?)?;
         self.refreshed_at = Some(refreshed_at);
+        Ok(())
+    }
+
+    /// Installs new embeddings, and the graph over them when search is
+    /// approximate.
+    fn set_index(&mut self, index: Embeddings) -> Result<()> {
+        if let Some((config, graph)) = &mut self.ann {
+            *graph = Some(AnnIndex::build(&index, config, &mut |_| {})?);
+        }
+        self.index = Some(index);
         Ok(())
     }
 
@@ -118,7 +136,7 @@ impl Ance {
     ) -> Result<f64> {
         let started = Instant::now();
         let e = encode_corpus(tower, tokenizer, device, similarity, &self.texts, batch)?;
-        self.index = Some(Embeddings::from_tensor(&e)?);
+        self.set_index(Embeddings::from_tensor(&e)?)?;
         self.refreshed_at = Some(step);
         Ok(started.elapsed().as_secs_f64())
     }
@@ -154,7 +172,10 @@ impl Ance {
             .to_device(&Device::Cpu)?
             .to_vec1::<f32>()?;
         let device = q.device().clone();
-        let ranked = top_k(&q, index, config.range_max, Blocks::default(), &device)?;
+        let ranked = match &self.ann {
+            Some((ann, Some(graph))) => graph.top_k(&q, index, config.range_max, ann)?,
+            _ => top_k(&q, index, config.range_max, Blocks::default(), &device)?,
+        };
         let miner = Miner::new(config);
         let texts: &CorpusTexts = &self.texts;
         let mut out = Vec::with_capacity(ranked.len());

@@ -124,6 +124,7 @@ impl Evaluator {
             &self.data.corpus,
             1000,
             256,
+            None,
         )?;
         Ok(evaluate(&self.data.qrels, &run, &Measure::DEFAULT).0)
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use pretext_tasks::negatives::{CorpusTexts, MiningStats, RefreshEncoder, Source};
+use pretext_tasks::negatives::{CorpusTexts, MiningStats, RefreshEncoder, SearchIndex, Source};
 use pretext_tasks::pipeline::ReadOptions;
 
 use super::data::{BatchStream, PairFilter, StreamConfig};
@@ -61,7 +61,8 @@ impl Trainer {
         let (pair_negatives, corpus_texts) = negatives_for(&self.config)?;
         if neg.source == Source::Dense {
             let texts = corpus_texts.context("dense negatives need the corpus")?;
-            let mut a = ance::Ance::new(texts);
+            let ann = (neg.index == SearchIndex::Ann).then_some(neg.ann);
+            let mut a = ance::Ance::new(texts, ann);
             if let Some((index, at)) = self.resumed_ance.take() {
                 // The index the unbroken run had at this step, so the
                 // resumed run draws the same negatives.

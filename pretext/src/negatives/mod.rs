@@ -99,6 +99,76 @@ pub enum RefreshEncoder {
     Momentum,
 }
 
+/// How dense search finds each query's nearest documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchIndex {
+    /// Every document scored (matrix products in blocks): the true top k.
+    #[default]
+    Exact,
+    /// An HNSW graph ([`AnnConfig`]): a small share of the documents
+    /// scored, most of the true top k found; for corpora past exact search.
+    Ann,
+}
+
+impl SearchIndex {
+    /// The names, as configs and flags spell them.
+    pub const NAMES: [&'static str; 2] = ["exact", "ann"];
+
+    /// From a flag value.
+    pub fn parse(s: &str) -> Result<SearchIndex, String> {
+        match s {
+            "exact" => Ok(SearchIndex::Exact),
+            "ann" => Ok(SearchIndex::Ann),
+            _ => Err(format!(
+                "index `{s}`: expected one of {}",
+                SearchIndex::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// The HNSW graph of approximate search (Malkov and Yashunin, 2016).
+/// Larger values find more of the true neighbours for more time: `M`
+/// (links per node) and the build's beam for the graph's quality, the
+/// search's beam for each query's recall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnnConfig {
+    /// Links per node (HNSW's `M`).
+    pub connectivity: usize,
+    /// Candidates kept while linking a new node (`efConstruction`).
+    pub expansion_add: usize,
+    /// Candidates kept while searching (`ef`); raised to `k` when below it.
+    pub expansion_search: usize,
+}
+
+impl Default for AnnConfig {
+    fn default() -> Self {
+        AnnConfig {
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 256,
+        }
+    }
+}
+
+impl AnnConfig {
+    /// Checks what serde cannot; `section` names the fields in errors.
+    pub fn validate(&self, section: &str) -> Result<(), String> {
+        for (name, v, min) in [
+            ("connectivity", self.connectivity, 2),
+            ("expansion_add", self.expansion_add, 1),
+            ("expansion_search", self.expansion_search, 1),
+        ] {
+            if v < min {
+                return Err(format!("{section}.{name} = {v} must be at least {min}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The `[negatives]` section shared by `pairs`, `mine` and `train`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -151,6 +221,10 @@ pub struct NegativesConfig {
     /// tag`); its query ids are the pair file's (`query_id`, `qid`, `_id`
     /// or `id` on a line), else the lines' 1-based numbers.
     pub run: Option<PathBuf>,
+    /// Dense source: `exact` or `ann` search of the corpus embeddings.
+    pub index: SearchIndex,
+    /// Dense source with `index = "ann"`: the HNSW graph's settings.
+    pub ann: AnnConfig,
 }
 
 impl Default for NegativesConfig {
@@ -177,6 +251,8 @@ impl Default for NegativesConfig {
             refresh_encoder: RefreshEncoder::Model,
             bm25: Bm25Config::default(),
             run: None,
+            index: SearchIndex::Exact,
+            ann: AnnConfig::default(),
         }
     }
 }
@@ -205,6 +281,21 @@ impl NegativesConfig {
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
+        if self.index == SearchIndex::Exact && self.ann != AnnConfig::default() {
+            return Err(
+                "negatives.ann sets the HNSW graph of negatives.index = \"ann\"; the index is \"exact\": set index = \"ann\" or remove [negatives.ann]"
+                    .into(),
+            );
+        }
+        if self.index == SearchIndex::Ann {
+            if self.source != Source::Dense {
+                let source = format!("{:?}", self.source).to_lowercase();
+                return Err(format!(
+                    "negatives.index = \"ann\" searches dense embeddings: it needs negatives.source = \"dense\", not \"{source}\""
+                ));
+            }
+            self.ann.validate("negatives.ann")?;
+        }
         if self.source == Source::None {
             return Ok(());
         }
