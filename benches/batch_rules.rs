@@ -1,14 +1,16 @@
 //! The cost of `[batch]` rules: 1M pairs (four per document, as the
 //! `spans` task cuts them, one positive in a hundred repeated) composed
-//! into batches of 8,192 with no rule, `no_duplicates`, `one_per_document`
-//! and both, timed in the same run; the pairs a batch would otherwise share
-//! are counted too.
+//! into batches of 8,192 with no rule, `no_duplicates`, `one_per_document`,
+//! both, and `group_by` (by file: 100 files of 2,500 documents in turn; by
+//! cluster: 64 clusters interleaved through the stream, as topics are),
+//! timed in the same run; the pairs a batch would otherwise share are
+//! counted too, and the groups a grouped batch draws from.
 //!
 //! `cargo bench --bench batch_rules` prints a table.
 
 use std::time::Instant;
 
-use pretext::config::BatchSection;
+use pretext::config::{BatchSection, GroupBy};
 use pretext::train::compose::{Composer, Keyed};
 
 const PAIRS: usize = 1_000_000;
@@ -18,6 +20,7 @@ struct Pair {
     query: String,
     positive: String,
     document: u64,
+    group: Option<u64>,
 }
 
 impl Keyed for Pair {
@@ -30,11 +33,30 @@ impl Keyed for Pair {
     fn document(&self) -> Option<u64> {
         Some(self.document)
     }
+    fn group(&self) -> Option<u64> {
+        self.group
+    }
 }
 
-fn pairs() -> Vec<Pair> {
+/// How a row of the table groups documents.
+#[derive(Clone, Copy)]
+enum Groups {
+    None,
+    Files,
+    Clusters,
+}
+
+fn pairs(groups: Groups) -> Vec<Pair> {
     (0..PAIRS)
         .map(|i| Pair {
+            group: match groups {
+                Groups::None => None,
+                Groups::Files => Some((i / 4 / 2500) as u64),
+                // A multiplicative hash: clusters in no order.
+                Groups::Clusters => {
+                    Some(((i / 4) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+                }
+            },
             query: format!("query {i} about the passage that follows it in the corpus"),
             positive: if i % 100 == 0 {
                 "a passage repeated across the corpus, as boilerplate is".to_string()
@@ -60,17 +82,22 @@ fn clashes(batch: &[Pair]) -> (usize, usize) {
 }
 
 fn main() {
-    println!("| rules | million pairs/s | time vs no rule | same-document pairs in batches | repeated positives in batches |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| rules | million pairs/s | time vs no rule | same-document pairs in batches | repeated positives in batches | groups per batch |");
+    println!("|---|---:|---:|---:|---:|---:|");
     let mut base = None;
-    for (name, rules) in [
-        ("none", BatchSection::default()),
+    let grouped = |g| BatchSection {
+        group_by: Some(g),
+        ..Default::default()
+    };
+    for (name, rules, groups) in [
+        ("none", BatchSection::default(), Groups::None),
         (
             "no_duplicates",
             BatchSection {
                 no_duplicates: true,
                 ..Default::default()
             },
+            Groups::None,
         ),
         (
             "one_per_document",
@@ -78,16 +105,25 @@ fn main() {
                 one_per_document: true,
                 ..Default::default()
             },
+            Groups::None,
         ),
         (
             "both",
             BatchSection {
                 no_duplicates: true,
                 one_per_document: true,
+                ..Default::default()
             },
+            Groups::None,
+        ),
+        ("group_by = file", grouped(GroupBy::File), Groups::Files),
+        (
+            "group_by = cluster (64)",
+            grouped(GroupBy::Cluster),
+            Groups::Clusters,
         ),
     ] {
-        let input = pairs();
+        let input = pairs(groups);
         let started = Instant::now();
         let mut composer = Composer::new(rules, BATCH);
         let mut batches = Vec::new();
@@ -100,10 +136,23 @@ fn main() {
             .map(|b| clashes(b))
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         let base = *base.get_or_insert(secs);
+        let spread = batches
+            .iter()
+            .map(|b| {
+                let g: std::collections::HashSet<Option<u64>> = b.iter().map(|p| p.group).collect();
+                g.len()
+            })
+            .max()
+            .unwrap_or(0);
         println!(
-            "| {name} | {:.1} | {:.2}x | {d} | {t} |",
+            "| {name} | {:.1} | {:.2}x | {d} | {t} | {} |",
             PAIRS as f64 / secs / 1e6,
-            secs / base
+            secs / base,
+            if matches!(groups, Groups::None) {
+                "-".to_string()
+            } else {
+                format!("at most {spread}")
+            }
         );
     }
 }

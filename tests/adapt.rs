@@ -733,6 +733,7 @@ fn a_self_supervised_dev_set_is_held_out_scored_and_selects() {
         augment: Default::default(),
         read: Default::default(),
         held_out: Some(held),
+        groups: Default::default(),
     };
     let base =
         pretext::tokenize::TextTokenizer::from_file(&run.join("tokenizer.json"), 32).unwrap();

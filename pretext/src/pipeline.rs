@@ -184,7 +184,11 @@ where
                         ordinal += 1;
                         if opts.shard.contains(o) {
                             items.push(match doc {
-                                Ok(doc) => Item::Parsed { doc, ordinal: o },
+                                Ok(doc) => Item::Parsed {
+                                    doc,
+                                    ordinal: o,
+                                    source: index,
+                                },
                                 Err(e) => Item::Bad(e),
                             });
                         }
@@ -220,7 +224,11 @@ enum Item<'a> {
     /// A record cut from a file's bytes.
     Record(Record<'a>),
     /// A document a structured reader parsed, with its ordinal.
-    Parsed { doc: Parsed, ordinal: u64 },
+    Parsed {
+        doc: Parsed,
+        ordinal: u64,
+        source: u32,
+    },
     /// A record or file that went wrong, in its place.
     Bad(Error),
 }
@@ -230,13 +238,18 @@ impl Item<'_> {
     fn run<T>(&self, corpus: &Corpus, work: &impl Fn(&Document<'_>) -> T) -> Result<(T, usize)> {
         match self {
             Item::Record(r) => corpus.document(r).map(|d| (work(&d), r.bytes.len())),
-            Item::Parsed { doc, ordinal } => {
+            Item::Parsed {
+                doc,
+                ordinal,
+                source,
+            } => {
                 let d = Document {
                     id: Cow::Borrowed(&doc.id),
                     title: doc.title.as_deref().map(Cow::Borrowed),
                     text: Cow::Borrowed(&doc.text),
                     ordinal: *ordinal,
                     line: Some(doc.line),
+                    source: *source,
                 };
                 Ok((work(&d), doc.text.len()))
             }

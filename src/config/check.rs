@@ -11,7 +11,7 @@ use std::path::Path;
 use pretext_tasks::negatives::{RefreshEncoder, Source};
 use pretext_tasks::tasks::TaskSpec;
 
-use super::{Config, Memory, ModelKind, ScoreLoss, TrainMode};
+use super::{Config, GroupBy, Memory, ModelKind, ScoreLoss, TrainMode};
 use crate::model::BertConfig;
 use crate::objective::Loss;
 
@@ -55,10 +55,30 @@ pub fn problems(config: &Config) -> Vec<String> {
     if config.batch.one_per_document && config.train.pairs.is_some() {
         push(Err("batch.one_per_document keeps one pair per source document of the pretext task's stream; a pair file (train.pairs) names no documents: use batch.no_duplicates".into()));
     }
+    push(group_by(config));
     if config.eval.held_out > 0.0 && config.train.pairs.is_some() {
         push(Err("eval.held_out holds corpus documents out of a pretext task's stream; with train.pairs (a pair file) give eval.data instead".into()));
     }
     out
+}
+
+/// Batches grouped by file or cluster group a pretext task's documents;
+/// clusters come from the init model.
+fn group_by(config: &Config) -> Result<(), String> {
+    let b = &config.batch;
+    match b.group_by {
+        None if b.clusters > 0 => Err(format!(
+            "batch.clusters = {} sets the clusters of batch.group_by = \"cluster\", which is not set",
+            b.clusters
+        )),
+        Some(g) if config.train.pairs.is_some() => Err(format!(
+            "batch.group_by = \"{}\" groups the documents of a pretext task's stream; a pair file (train.pairs) names no documents",
+            if g == GroupBy::File { "file" } else { "cluster" }
+        )),
+        Some(GroupBy::Cluster) if config.model.init.is_none() => Err("batch.group_by = \"cluster\" clusters the init model's embeddings of the corpus: set model.init (a model folder), or group by \"file\"".into()),
+        Some(GroupBy::File) if b.clusters > 0 => Err("batch.clusters is for batch.group_by = \"cluster\", not \"file\"".into()),
+        _ => Ok(()),
+    }
 }
 
 /// LTRe trains the query tower against a frozen index of the initial

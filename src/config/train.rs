@@ -167,6 +167,23 @@ pub struct BatchSection {
     /// At most one pair per source document in a batch (the pretext task's
     /// pairs; a pair file names no documents).
     pub one_per_document: bool,
+    /// Every batch from one group of documents: `file` (one source file)
+    /// or `cluster` (one k-means cluster of the init model's document
+    /// embeddings: in-batch negatives on the same topic, harder for free).
+    pub group_by: Option<GroupBy>,
+    /// `group_by = "cluster"`: clusters (0: one per batch's worth of
+    /// documents, `documents / batch_size`, at least 1).
+    pub clusters: usize,
+}
+
+/// What the documents of one batch share (`batch.group_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// Their source file.
+    File,
+    /// Their k-means cluster of the init model's embeddings.
+    Cluster,
 }
 
 /// The `[train]` section.

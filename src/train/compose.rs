@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 
-use rustc_hash::{FxHashSet, FxHasher};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::config::BatchSection;
 
@@ -25,6 +25,9 @@ pub trait Keyed {
     fn positive(&self) -> &str;
     /// The document the pair was cut from, if known.
     fn document(&self) -> Option<u64>;
+    /// The group whose batches the pair joins under `batch.group_by`
+    /// (`None`: a group of its own for all such pairs).
+    fn group(&self) -> Option<u64>;
 }
 
 /// Fills batches of `size` under the rules of `[batch]`.
@@ -36,6 +39,8 @@ pub struct Composer<P> {
     positives: FxHashSet<u64>,
     documents: FxHashSet<u64>,
     waiting: VecDeque<P>,
+    /// `batch.group_by`: a composer per group, by key.
+    groups: FxHashMap<Option<u64>, Composer<P>>,
 }
 
 /// Pairs held back before the rules are called impossible to meet.
@@ -58,17 +63,34 @@ impl<P: Keyed> Composer<P> {
             positives: FxHashSet::default(),
             documents: FxHashSet::default(),
             waiting: VecDeque::new(),
+            groups: FxHashMap::default(),
         }
     }
 
     /// Pairs in the batch being filled and waiting for a later one.
     pub fn held(&self) -> usize {
-        self.pending.len() + self.waiting.len()
+        self.pending.len()
+            + self.waiting.len()
+            + self.groups.values().map(Composer::held).sum::<usize>()
     }
 
     /// Takes the next pair of the stream; returns the batches it completes
     /// (none, usually one).
     pub fn offer(&mut self, pair: P) -> Result<Vec<Vec<P>>, String> {
+        if self.rules.group_by.is_some() {
+            let (rules, size) = (
+                BatchSection {
+                    group_by: None,
+                    ..self.rules
+                },
+                self.size,
+            );
+            return self
+                .groups
+                .entry(pair.group())
+                .or_insert_with(|| Composer::new(rules, size))
+                .offer(pair);
+        }
         let mut done = Vec::new();
         let placed = self.try_place(pair, &mut done);
         if !placed && self.waiting.len() >= MAX_WAITING_BATCHES * self.size {
@@ -163,6 +185,10 @@ mod tests {
         fn document(&self) -> Option<u64> {
             self.2
         }
+        /// Documents in three groups by number (a file, a cluster).
+        fn group(&self) -> Option<u64> {
+            self.2.map(|d| d % 3)
+        }
     }
 
     fn run(rules: BatchSection, size: usize, pairs: Vec<P>) -> Result<Vec<Vec<P>>, String> {
@@ -238,6 +264,43 @@ mod tests {
             p.dedup();
             assert_eq!((q.len(), p.len()), (5, 5), "{b:?}");
         }
+    }
+
+    #[test]
+    fn grouped_batches_hold_one_group_each_under_the_other_rules() {
+        let rules = BatchSection {
+            group_by: Some(crate::config::GroupBy::File),
+            one_per_document: true,
+            ..Default::default()
+        };
+        // 60 documents of 4 pairs: 20 per group, 80 pairs per group.
+        let (batches, held) = run_held(rules, 8, spans(60)).unwrap();
+        assert_eq!(batches.len() * 8 + held, 240, "a pair was lost");
+        // Each group fills batches of its own; the stream's end leaves the
+        // pairs still waiting for a batch without their document held.
+        for g in 0..3 {
+            let n = batches.iter().filter(|b| b[0].2.unwrap() % 3 == g).count();
+            assert!(n >= 7, "group {g}: {n} batches");
+        }
+        for b in &batches {
+            let groups: std::collections::BTreeSet<u64> =
+                b.iter().map(|p| p.2.unwrap() % 3).collect();
+            assert_eq!(groups.len(), 1, "{b:?}");
+            let mut docs: Vec<u64> = b.iter().map(|p| p.2.unwrap()).collect();
+            docs.sort();
+            docs.dedup();
+            assert_eq!(docs.len(), 8, "{b:?}");
+        }
+        // Pairs without a group form a group of their own.
+        let loose: Vec<P> = (0..16)
+            .map(|i| P(format!("q{i}"), format!("p{i}"), None))
+            .collect();
+        assert_eq!(run(rules, 8, loose).unwrap().len(), 2);
+        // Without grouping, batches mix groups.
+        let plain = run(BatchSection::default(), 8, spans(60)).unwrap();
+        assert!(plain[0]
+            .iter()
+            .any(|p| p.2.unwrap() % 3 != plain[0][0].2.unwrap() % 3));
     }
 
     #[test]

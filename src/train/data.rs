@@ -20,6 +20,9 @@ use rand::{RngExt, SeedableRng};
 use crate::tokenize::{PairTokenizer, Side, TokenBatch};
 
 /// Where training pairs come from.
+// One value per run, moved once into the data thread: boxing the task's
+// variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum PairSource {
     /// A pretext task over a corpus.
     Task {
@@ -33,6 +36,8 @@ pub enum PairSource {
         read: ReadOptions,
         /// Documents kept out of training (the self-supervised dev set's).
         held_out: Option<crate::train::dev::HeldOut>,
+        /// Which documents' pairs may share a batch (`batch.group_by`).
+        groups: Grouping,
     },
     /// A pair dataset (sentence-transformers, FlagEmbedding or Tevatron JSONL).
     File {
@@ -41,6 +46,29 @@ pub enum PairSource {
         /// Skip bad lines instead of stopping.
         skip_bad: bool,
     },
+}
+
+/// The group of a document under `batch.group_by`.
+#[derive(Debug, Clone, Default)]
+pub enum Grouping {
+    /// No grouping.
+    #[default]
+    None,
+    /// The document's source file.
+    File,
+    /// Its cluster, by corpus ordinal ([`crate::train::cluster`]).
+    Cluster(Arc<rustc_hash::FxHashMap<u64, u32>>),
+}
+
+impl Grouping {
+    /// The group of `doc`, if grouping.
+    fn of(&self, doc: &pretext_tasks::corpus::Document<'_>) -> Option<u64> {
+        match self {
+            Grouping::None => None,
+            Grouping::File => Some(u64::from(doc.source)),
+            Grouping::Cluster(c) => c.get(&doc.ordinal).map(|&c| u64::from(c)),
+        }
+    }
 }
 
 impl PairSource {
@@ -106,6 +134,8 @@ pub struct BatchScores {
 struct StreamPair {
     pair: OwnedPair,
     source: Option<u64>,
+    /// Its batch group (`batch.group_by`).
+    group: Option<u64>,
 }
 
 impl super::compose::Keyed for StreamPair {
@@ -117,6 +147,9 @@ impl super::compose::Keyed for StreamPair {
     }
     fn document(&self) -> Option<u64> {
         self.source
+    }
+    fn group(&self) -> Option<u64> {
+        self.group
     }
 }
 
@@ -322,7 +355,11 @@ fn with_mined(
         pair.negatives.extend(mined);
         total.lock().expect("mining stats").merge(stats);
     }
-    StreamPair { pair, source }
+    StreamPair {
+        pair,
+        source,
+        group: None,
+    }
 }
 
 /// The teacher scores of the positive and the first `own` negatives of
@@ -408,6 +445,7 @@ fn produce(
                 augment,
                 read,
                 held_out,
+                groups,
             } => {
                 let seed = config
                     .seed
@@ -433,13 +471,15 @@ fn produce(
                                     .map(|n| flat(n).into_owned())
                                     .collect(),
                             };
-                            with_mined(
+                            let mut p = with_mined(
                                 pair,
                                 Some(doc.ordinal),
                                 config.own_negatives,
                                 negatives,
                                 &mut neg_rng,
-                            )
+                            );
+                            p.group = groups.of(doc);
+                            p
                         })
                         .collect::<Vec<_>>()
                 };

@@ -17,6 +17,7 @@
 
 pub mod ance;
 pub mod checkpoint;
+pub mod cluster;
 pub mod compose;
 pub mod cross;
 pub mod data;

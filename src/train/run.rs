@@ -10,16 +10,45 @@ use anyhow::{Context, Result};
 use pretext_tasks::negatives::{CorpusTexts, MiningStats, RefreshEncoder, SearchIndex, Source};
 use pretext_tasks::pipeline::ReadOptions;
 
-use super::data::{BatchStream, PairFilter, StreamConfig};
+use super::data::{BatchStream, Grouping, PairFilter, StreamConfig};
 use super::evaluate::Evaluator;
 use super::metrics::{self, StepLog};
 use super::setup::{eval_data, negatives_for, pair_source};
 use super::{ance, ltre, TrainProgress, TrainReport, Trainer};
-use crate::config::TrainMode;
+use crate::config::{GroupBy, TrainMode};
 use crate::filter::Filtered;
 use crate::model::pretrained::Pretrained;
 
 impl Trainer {
+    /// The batch groups of `batch.group_by`; clusters from the init model
+    /// folder (not the weights being trained, so a resumed run groups as
+    /// the unbroken one did).
+    fn grouping(&self) -> Result<Grouping> {
+        Ok(match self.config.batch.group_by {
+            None => Grouping::None,
+            Some(GroupBy::File) => Grouping::File,
+            Some(GroupBy::Cluster) => {
+                let init = self
+                    .config
+                    .model
+                    .init
+                    .as_ref()
+                    .context("batch.group_by = \"cluster\" needs model.init")?;
+                let model = Pretrained::load(init, &self.device, Some(self.config.model.max_len))?;
+                let c = &self.config.corpus;
+                let texts = CorpusTexts::load(&c.open()?, c.read_options())?;
+                let clusters = super::cluster::document_clusters(
+                    &model,
+                    &texts,
+                    self.config.batch.clusters,
+                    self.config.train.batch_size,
+                    self.config.seed,
+                )?;
+                Grouping::Cluster(Arc::new(clusters))
+            }
+        })
+    }
+
     /// Writes the current (e.g. untrained) state as a checkpoint, for
     /// evaluating the initialisation.
     pub fn save_initial(&mut self) -> Result<TrainReport> {
@@ -37,7 +66,7 @@ impl Trainer {
     pub fn run(&mut self, progress: &mut dyn TrainProgress) -> Result<TrainReport> {
         let t = self.config.train.clone();
         let run = self.run_dir.clone();
-        let source = pair_source(&self.config)?;
+        let source = pair_source(&self.config, self.grouping()?)?;
         let neg = &self.config.negatives;
         let mined = match neg.source {
             Source::None | Source::Dense => 0,

@@ -17,7 +17,7 @@ use super::dev::{dev_set, HeldOut};
 use super::evaluate::Evaluator;
 use crate::eval::beir::Beir;
 
-use super::data::PairSource;
+use super::data::{Grouping, PairSource};
 use super::run_dir::{RunDir, Start};
 use super::{checkpoint, Trainer};
 use crate::config::{Config, Memory, TrainMode};
@@ -332,7 +332,7 @@ fn ready(config: &Config) -> Result<pretext_tasks::tasks::TaskSpec> {
 }
 
 /// The pair source the config asks for.
-pub(super) fn pair_source(config: &Config) -> Result<PairSource> {
+pub(super) fn pair_source(config: &Config, groups: Grouping) -> Result<PairSource> {
     if let Some(p) = &config.train.pairs {
         return PairSource::file(p, config.corpus.skip_bad);
     }
@@ -343,6 +343,7 @@ pub(super) fn pair_source(config: &Config) -> Result<PairSource> {
         augment: pretext_tasks::pipeline::ready_augment(&config.augment, &c.open()?, c.skip_bad)?,
         read: c.read_options(),
         held_out: HeldOut::new(config.seed, config.eval.held_out),
+        groups,
     })
 }
 

@@ -177,6 +177,9 @@ pub struct Document<'a> {
     /// The 1-based line of its file the record starts on, for messages
     /// about its content; `None` for documents not read from a file.
     pub line: Option<u64>,
+    /// Its file's index in [`Corpus::sources`] (0 for documents not read
+    /// from a corpus): what `batch.group_by = "file"` groups by.
+    pub source: u32,
 }
 
 impl Document<'_> {
@@ -348,6 +351,7 @@ impl Corpus {
                     text: raw.text,
                     ordinal: record.ordinal,
                     line: Some(record.line),
+                    source: record.source,
                 }
             }
             Format::Text | Format::Auto | Format::Wet | Format::Mediawiki => Document {
@@ -356,6 +360,7 @@ impl Corpus {
                 text: Cow::Borrowed(text.trim()),
                 ordinal: record.ordinal,
                 line: Some(record.line),
+                source: record.source,
             },
         };
         if !self.config.allow_empty && doc.text.trim().is_empty() {

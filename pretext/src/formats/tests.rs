@@ -11,6 +11,7 @@ fn sample() -> (Document<'static>, Pair<'static>) {
         text: Cow::Borrowed("query text. positive text. negative text."),
         ordinal: 0,
         line: None,
+        source: 0,
     };
     let pair = Pair {
         query: Text {

@@ -102,6 +102,7 @@ impl CorpusTexts {
             text: Cow::Borrowed(&self.bodies[i]),
             ordinal: self.ordinals[i],
             line: None,
+            source: 0,
         }
     }
 }

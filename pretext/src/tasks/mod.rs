@@ -290,6 +290,7 @@ impl PretextTask for TaskSpec {
                 text: Cow::Borrowed(window.of(&doc.text)),
                 ordinal: doc.ordinal,
                 line: doc.line,
+                source: doc.source,
             };
             out.extend(
                 self.pairs_whole(&part, rng)
@@ -439,6 +440,7 @@ pub(crate) mod testutil {
             text: Cow::Borrowed(text),
             ordinal: 0,
             line: None,
+            source: 0,
         }
     }
 
