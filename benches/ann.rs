@@ -27,7 +27,7 @@ static GLOBAL: pretext::alloc::Allocator = mimalloc::MiMalloc;
 
 use candle_core::{Device, Tensor};
 use pretext::negatives::{top_k, AnnIndex, Blocks, Embeddings};
-use pretext::pretext_tasks::negatives::{AnnConfig, Candidate};
+use pretext::pretext_tasks::negatives::{AnnConfig, AnnScalar, Candidate};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -96,7 +96,16 @@ fn main() {
     let exact = top_k(&q, &docs, K, Blocks::default(), &Device::Cpu).unwrap();
     let exact_qps = QUERIES as f64 / started.elapsed().as_secs_f64();
 
-    let config = AnnConfig::default();
+    // ANN_SCALAR=f16|i8: the graph's vector precision.
+    let scalar = match std::env::var("ANN_SCALAR").as_deref() {
+        Ok("f16") => AnnScalar::F16,
+        Ok("i8") => AnnScalar::I8,
+        _ => AnnScalar::F32,
+    };
+    let config = AnnConfig {
+        scalar,
+        ..AnnConfig::default()
+    };
     eprintln!(
         "linking the HNSW graph (M {}, efConstruction {}) on {threads} threads...",
         config.connectivity, config.expansion_add
@@ -118,7 +127,7 @@ fn main() {
     let size = std::fs::metadata(&path).unwrap().len() as f64 / 1e6;
 
     println!(
-        "\n{rows} vectors x {DIM}, {QUERIES} queries, top {K}, {threads} threads; graph built in {build:.0} s ({:.0} vectors/s), {size:.0} MB on disk, searched memory-mapped\n",
+        "\n{rows} vectors x {DIM}, {QUERIES} queries, top {K}, {threads} threads; {scalar:?} graph built in {build:.0} s ({:.0} vectors/s), {size:.0} MB on disk, searched memory-mapped\n",
         rows as f64 / build
     );
     println!("| search | queries/s | x exact | recall@{K} |");

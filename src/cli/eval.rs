@@ -307,6 +307,7 @@ impl IndexOptions {
             connectivity: self.ann_m,
             expansion_add: self.ann_ef_construction,
             expansion_search: self.ann_ef,
+            ..AnnConfig::default()
         })
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use pretext_tasks::negatives::{AnnConfig, Candidate};
+use pretext_tasks::negatives::{AnnConfig, AnnScalar, Candidate};
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
@@ -42,7 +42,11 @@ impl AnnIndex {
         let options = IndexOptions {
             dimensions: docs.dim(),
             metric: MetricKind::IP,
-            quantization: ScalarKind::F32,
+            quantization: match config.scalar {
+                AnnScalar::F32 => ScalarKind::F32,
+                AnnScalar::F16 => ScalarKind::F16,
+                AnnScalar::I8 => ScalarKind::I8,
+            },
             connectivity: config.connectivity,
             expansion_add: config.expansion_add,
             expansion_search: config.expansion_search,
@@ -193,8 +197,13 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// The name of the graph over the cached embeddings `key` with `config`,
 /// beside them in the cache folder.
 pub fn cache_name(key: &str, config: &AnnConfig) -> String {
+    let scalar = match config.scalar {
+        AnnScalar::F32 => "",
+        AnnScalar::F16 => "-f16",
+        AnnScalar::I8 => "-i8",
+    };
     format!(
-        "{key}-hnsw-m{}-ef{}.usearch",
+        "{key}-hnsw-m{}-ef{}{scalar}.usearch",
         config.connectivity, config.expansion_add
     )
 }
@@ -266,6 +275,14 @@ mod tests {
             }
         }
         assert!(compared > nq * k / 2);
+        // Graphs of half- and 8-bit vectors find most too, scored in f32.
+        for scalar in [AnnScalar::F16, AnnScalar::I8] {
+            let c = AnnConfig { scalar, ..config };
+            let small = AnnIndex::build(&docs, &c, &mut |_| {}).unwrap();
+            let got = small.top_k(&q, &docs, k, &c).unwrap();
+            let r = recall(&got, &want);
+            assert!(r >= 0.8, "{scalar:?}: recall@{k} {r}");
+        }
         // A beam too narrow finds fewer: the setting is applied.
         let narrow = AnnConfig {
             expansion_search: 1,

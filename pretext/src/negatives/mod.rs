@@ -141,6 +141,23 @@ pub struct AnnConfig {
     pub expansion_add: usize,
     /// Candidates kept while searching (`ef`); raised to `k` when below it.
     pub expansion_search: usize,
+    /// How the graph stores its vectors: `f32`, `f16` or `i8` (a quarter
+    /// of the memory traffic per distance; hits are rescored from the f32
+    /// embeddings either way).
+    pub scalar: AnnScalar,
+}
+
+/// The precision of the vectors an HNSW graph holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnScalar {
+    /// As the embeddings.
+    #[default]
+    F32,
+    /// Half precision.
+    F16,
+    /// 8-bit integers (for unit vectors: each coordinate times 127).
+    I8,
 }
 
 impl Default for AnnConfig {
@@ -149,6 +166,7 @@ impl Default for AnnConfig {
             connectivity: 16,
             expansion_add: 128,
             expansion_search: 256,
+            scalar: AnnScalar::F32,
         }
     }
 }
