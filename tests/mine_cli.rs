@@ -196,6 +196,22 @@ fn easy_mix_margins_and_gold_negatives() {
     }
 }
 
+/// `pretext mine` with `model`'s dense retriever, caching in `cache`: the
+/// top 30 candidates, written as ids.
+fn dense_mine(model: &Path, queries: &Path, corpus: &Path, cache: &Path) -> assert_cmd::Command {
+    let mut cmd = pretext();
+    cmd.args(["mine", "--quiet", "--retriever", "dense", "--model"])
+        .arg(model)
+        .arg("--queries")
+        .arg(queries)
+        .arg("--corpus")
+        .arg(corpus)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--range-max", "30", "--format", "ids"]);
+    cmd
+}
+
 #[test]
 fn dense_mining_caches_corpus_embeddings_and_rescoring_filters() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,23 +221,8 @@ fn dense_mining_caches_corpus_embeddings_and_rescoring_filters() {
     let run = |name: &str, extra: &[&str]| -> (Vec<u8>, Value) {
         let out = dir.path().join(name);
         let stats = dir.path().join(format!("{name}.json"));
-        pretext()
-            .args(["mine", "--quiet", "--retriever", "dense", "--model"])
-            .arg(&model)
-            .arg("--queries")
-            .arg(&queries)
-            .arg("--corpus")
-            .arg(&corpus)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args([
-                "--num-negatives",
-                "2",
-                "--range-max",
-                "30",
-                "--format",
-                "ids",
-            ])
+        dense_mine(&model, &queries, &corpus, &cache)
+            .args(["--num-negatives", "2"])
             .args(extra)
             .arg("--out")
             .arg(&out)
@@ -506,23 +507,8 @@ fn ann_mining_keeps_its_graph_in_the_cache_and_finds_what_exact_search_finds() {
     let cache = dir.path().join("cache");
     let mine = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
-        pretext()
-            .args(["mine", "--quiet", "--retriever", "dense", "--model"])
-            .arg(&model)
-            .arg("--queries")
-            .arg(&queries)
-            .arg("--corpus")
-            .arg(&corpus)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args([
-                "--num-negatives",
-                "3",
-                "--range-max",
-                "30",
-                "--format",
-                "ids",
-            ])
+        dense_mine(&model, &queries, &corpus, &cache)
+            .args(["--num-negatives", "3"])
             .args(extra)
             .arg("--out")
             .arg(&out)
