@@ -13,6 +13,10 @@ use pretext_tasks::formats::PairFormat;
 use pretext_tasks::pipeline::{ready_task, PairsJob, ReadOptions};
 use pretext_tasks::tasks::TaskSpec;
 
+/// The binary's allocator, so the figures are what `pretext pairs` does.
+#[global_allocator]
+static GLOBAL: pretext::alloc::Allocator = mimalloc::MiMalloc;
+
 fn corpus() -> Corpus {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpora/python-docs/corpus.jsonl");
     Corpus::open(path, CorpusConfig::default()).expect("shipped corpus")

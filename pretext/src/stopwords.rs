@@ -1,7 +1,11 @@
 //! English stopwords (NLTK's list, which Spider's recurring-span filter and
 //! Anserini's default analyzer both build on).
 
-/// Sorted, lower-case; looked up with a binary search.
+use std::sync::LazyLock;
+
+use rustc_hash::FxHashSet;
+
+/// Sorted, lower-case.
 pub const ENGLISH: &[&str] = &[
     "a",
     "about",
@@ -160,7 +164,15 @@ pub const ENGLISH: &[&str] = &[
 
 /// Whether `word` (already lower-cased) is a stopword.
 pub fn is_stopword(word: &str) -> bool {
-    ENGLISH.binary_search(&word).is_ok()
+    // Called on every word of every document by `spans` and
+    // `pseudo-query`: a hash probe after a length check costs a fraction of
+    // a binary search's eight string comparisons.
+    static SET: LazyLock<(usize, FxHashSet<&'static str>)> = LazyLock::new(|| {
+        let longest = ENGLISH.iter().map(|w| w.len()).max().unwrap_or(0);
+        (longest, ENGLISH.iter().copied().collect())
+    });
+    let (longest, set) = &*SET;
+    word.len() <= *longest && set.contains(word)
 }
 
 #[cfg(test)]

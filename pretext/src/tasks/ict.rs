@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_prob, check_range, remove_span, Pair, PretextTask, Text};
 use crate::corpus::Document;
-use crate::segment::{sentences, words, Span, WordUnit};
+use crate::segment::{sentences, word_count, Span};
 
 /// A sentence against its surrounding block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,10 +76,7 @@ impl PretextTask for InverseCloze {
     fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
         let text: &'a str = &doc.text;
         let sents = sentences(text);
-        let counts: Vec<usize> = sents
-            .iter()
-            .map(|s| words(s.of(text), WordUnit::Unicode).len())
-            .collect();
+        let counts: Vec<usize> = sents.iter().map(|s| word_count(s.of(text))).collect();
         let mut out = Vec::new();
         for (first, end) in blocks(&counts, self.block_words) {
             if end - first < 2 {

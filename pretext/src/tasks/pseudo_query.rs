@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_range, Pair, PretextTask, Text};
 use crate::corpus::Document;
 use crate::idf::{lower, DocFreq};
-use crate::segment::{sentence_iter, words, Span, WordUnit};
+use crate::segment::{sentence_iter, word_count, words, Span, WordUnit};
 use crate::stopwords::is_stopword;
 
 /// Which pseudo-queries to make.
@@ -93,7 +93,7 @@ impl PseudoQuery {
     pub(crate) fn validate(&self) -> Result<(), String> {
         check_range(
             "pseudo-query.salient_words/max_positive_words",
-            self.salient_words.max(1),
+            self.salient_words,
             self.max_positive_words,
         )?;
         if self.kinds.is_empty() {
@@ -181,7 +181,7 @@ impl PretextTask for PseudoQuery {
                     let (Some(first), Some(_)) = (sents.next(), sents.next()) else {
                         continue;
                     };
-                    if words(first.of(text), WordUnit::Unicode).len() < self.min_sentence_words {
+                    if word_count(first.of(text)) < self.min_sentence_words {
                         continue;
                     }
                     let rest: Vec<Span> = ws

@@ -70,11 +70,7 @@ struct Recurring {
 
 impl RecurringSpans {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        check_range(
-            "spans.span_min/span_max",
-            self.span_min.max(1),
-            self.span_max,
-        )?;
+        check_range("spans.span_min/span_max", self.span_min, self.span_max)?;
         check_range(
             "spans.query_min/query_max",
             self.query_min.max(1),
@@ -87,21 +83,33 @@ impl RecurringSpans {
     /// The recurring spans of a document, maximal and stopword-free at both
     /// ends, in order of first occurrence.
     fn recurring(&self, hashes: &[u64], stop: &[bool], ps: &[Passage]) -> Vec<Recurring> {
-        let gram = |i: usize, n: usize| {
+        let (min, max) = (self.span_min, self.span_max);
+        // The hashes of the grams starting at word `i`, `grams[n - min]` for
+        // `n` words: one FxHasher fed word after word, its state read out at
+        // each length (the same value as hashing the `n` words afresh). Only
+        // grams with no stopword at either end are `Some`.
+        let grams = |i: usize, end: usize, grams: &mut Vec<Option<u64>>| {
+            grams.clear();
+            if stop[i] || end - i < min {
+                return;
+            }
             let mut h = FxHasher::default();
-            hashes[i..i + n].iter().for_each(|&w| h.write_u64(w));
-            h.finish()
+            hashes[i..i + min - 1].iter().for_each(|&w| h.write_u64(w));
+            for n in min..=max.min(end - i) {
+                h.write_u64(hashes[i + n - 1]);
+                grams.push((!stop[i + n - 1]).then(|| h.finish()));
+            }
         };
+        let mut buf = Vec::with_capacity(max + 1);
         // Every valid gram: (first passage seen, seen in another passage too).
         let mut seen: FxHashMap<u64, (usize, bool)> = FxHashMap::default();
-        let valid = |i: usize, n: usize| !stop[i] && !stop[i + n - 1];
+        seen.reserve(hashes.len() * 2);
         for p in ps {
             for i in p.words.0..p.words.1 {
-                for n in self.span_min..=self.span_max.min(p.words.1 - i) {
-                    if valid(i, n) {
-                        let e = seen.entry(gram(i, n)).or_insert((p.index, false));
-                        e.1 |= e.0 != p.index;
-                    }
+                grams(i, p.words.1, &mut buf);
+                for h in buf.iter().flatten() {
+                    let e = seen.entry(*h).or_insert((p.index, false));
+                    e.1 |= e.0 != p.index;
                 }
             }
         }
@@ -112,11 +120,11 @@ impl RecurringSpans {
             // Recurring occurrences in this passage, by start then longest first.
             occ.clear();
             for i in p.words.0..p.words.1 {
-                for n in (self.span_min..=self.span_max.min(p.words.1 - i)).rev() {
-                    if valid(i, n) {
-                        let h = gram(i, n);
+                grams(i, p.words.1, &mut buf);
+                for (k, h) in buf.iter().enumerate().rev() {
+                    if let Some(h) = *h {
                         if seen.get(&h).is_some_and(|e| e.1) {
-                            occ.push((i, n, h));
+                            occ.push((i, min + k, h));
                         }
                     }
                 }
@@ -165,11 +173,16 @@ impl PretextTask for RecurringSpans {
         let (hashes, stop): (Vec<u64>, Vec<bool>) = ws
             .iter()
             .map(|w| {
+                let word = w.of(text);
                 lower.clear();
-                w.of(text)
-                    .chars()
-                    .flat_map(char::to_lowercase)
-                    .for_each(|c| lower.push(c));
+                if word.is_ascii() {
+                    lower.push_str(word);
+                    lower.make_ascii_lowercase();
+                } else {
+                    word.chars()
+                        .flat_map(char::to_lowercase)
+                        .for_each(|c| lower.push(c));
+                }
                 let mut h = FxHasher::default();
                 h.write(lower.as_bytes());
                 (h.finish(), is_stopword(&lower))

@@ -2,8 +2,13 @@
 //! original text, so every piece a task hands out can point back to where it
 //! came from (and stays a zero-copy slice when nothing rewrites it).
 
+mod lines;
+mod sentence;
+mod word;
+
 use serde::{Deserialize, Serialize};
-use unicode_segmentation::UnicodeSegmentation;
+
+use word::unicode_words;
 
 /// A byte range `start..end` into a document's text, on char boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,12 +67,20 @@ pub enum WordUnit {
 /// The words of `text` as spans.
 pub fn words(text: &str, unit: WordUnit) -> Vec<Span> {
     match unit {
-        WordUnit::Unicode => text
-            .unicode_word_indices()
-            .map(|(i, w)| Span::new(i, i + w.len()))
-            .collect(),
+        WordUnit::Unicode => {
+            let mut out = Vec::with_capacity(text.len() / 6);
+            unicode_words(text, |s| out.push(s));
+            out
+        }
         WordUnit::Whitespace => whitespace_words(text),
     }
+}
+
+/// How many Unicode words `text` has, without collecting them.
+pub fn word_count(text: &str) -> usize {
+    let mut n = 0;
+    unicode_words(text, |_| n += 1);
+    n
 }
 
 fn whitespace_words(text: &str) -> Vec<Span> {
@@ -96,7 +109,7 @@ pub fn sentences(text: &str) -> Vec<Span> {
 
 /// The same, lazily: a task that needs the first sentence only stops early.
 pub fn sentence_iter(text: &str) -> impl Iterator<Item = Span> + '_ {
-    text.split_sentence_bound_indices().filter_map(|(i, s)| {
+    sentence::sentence_bounds(text).filter_map(|(i, s)| {
         let lead = s.len() - s.trim_start().len();
         let trimmed = s.trim();
         (!trimmed.is_empty()).then(|| Span::new(i + lead, i + lead + trimmed.len()))
