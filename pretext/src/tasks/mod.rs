@@ -511,3 +511,25 @@ mod window_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    /// Zero-word spans and chunks have no first or last word; they were
+    /// once let through and then panicked on the first document.
+    #[test]
+    fn zero_word_spans_and_chunks_are_refused() {
+        let spans = TaskSpec::Spans(spans::RecurringSpans {
+            span_min: 0,
+            ..Default::default()
+        });
+        assert!(spans.validate().unwrap_err().contains("span_min"));
+        let pq = TaskSpec::PseudoQuery(pseudo_query::PseudoQuery {
+            salient_words: 0,
+            ..Default::default()
+        });
+        assert!(pq.validate().unwrap_err().contains("salient_words"));
+        assert!(TaskSpec::by_name("spans").unwrap().validate().is_ok());
+    }
+}

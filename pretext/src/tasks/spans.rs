@@ -84,48 +84,27 @@ impl RecurringSpans {
     /// ends, in order of first occurrence.
     fn recurring(&self, hashes: &[u64], stop: &[bool], ps: &[Passage]) -> Vec<Recurring> {
         let (min, max) = (self.span_min, self.span_max);
-        // The hashes of the grams starting at word `i`, `grams[n - min]` for
-        // `n` words: one FxHasher fed word after word, its state read out at
-        // each length (the same value as hashing the `n` words afresh). Only
-        // grams with no stopword at either end are `Some`.
-        let grams = |i: usize, end: usize, grams: &mut Vec<Option<u64>>| {
-            grams.clear();
-            if stop[i] || end - i < min {
-                return;
-            }
-            let mut h = FxHasher::default();
-            hashes[i..i + min - 1].iter().for_each(|&w| h.write_u64(w));
-            for n in min..=max.min(end - i) {
-                h.write_u64(hashes[i + n - 1]);
-                grams.push((!stop[i + n - 1]).then(|| h.finish()));
-            }
-        };
-        let mut buf = Vec::with_capacity(max + 1);
-        // Every valid gram: (first passage seen, seen in another passage too).
-        let mut seen: FxHashMap<u64, (usize, bool)> = FxHashMap::default();
-        seen.reserve(hashes.len() * 2);
-        for p in ps {
-            for i in p.words.0..p.words.1 {
-                grams(i, p.words.1, &mut buf);
-                for h in buf.iter().flatten() {
-                    let e = seen.entry(*h).or_insert((p.index, false));
-                    e.1 |= e.0 != p.index;
-                }
-            }
-        }
+        let longest = recurring_lengths(hashes, ps, max);
         let mut index: FxHashMap<u64, usize> = FxHashMap::default();
         let mut out: Vec<Recurring> = Vec::new();
         let mut occ = Vec::new();
+        let mut grams = Vec::with_capacity(max);
         for p in ps {
             // Recurring occurrences in this passage, by start then longest first.
             occ.clear();
             for i in p.words.0..p.words.1 {
-                grams(i, p.words.1, &mut buf);
-                for (k, h) in buf.iter().enumerate().rev() {
-                    if let Some(h) = *h {
-                        if seen.get(&h).is_some_and(|e| e.1) {
-                            occ.push((i, min + k, h));
-                        }
+                if longest[i] < min || stop[i] {
+                    continue;
+                }
+                grams.clear();
+                let mut h = FxHasher::default();
+                for &w in &hashes[i..i + longest[i]] {
+                    h.write_u64(w);
+                    grams.push(h.finish());
+                }
+                for n in (min..=longest[i]).rev() {
+                    if !stop[i + n - 1] {
+                        occ.push((i, n, grams[n - 1]));
                     }
                 }
             }
@@ -155,6 +134,57 @@ impl RecurringSpans {
         out.retain(|r| r.occurrences.len() >= 2);
         out
     }
+}
+
+/// For each word, the length of the longest gram starting there (at most
+/// `max` words, within its passage) that occurs in two or more passages; 0
+/// if the word itself does not.
+///
+/// Grows grams a word at a time, Apriori-style: a gram can recur only if
+/// both of its one-word-shorter parts do, so each round hashes only the
+/// grams extending a recurring one, and long grams, which seldom recur,
+/// cost almost nothing. A gram's hash is an FxHasher fed its words' hashes
+/// in order, the state kept per start and extended by one word per round.
+fn recurring_lengths(hashes: &[u64], ps: &[Passage], max: usize) -> Vec<usize> {
+    let words = hashes.len();
+    let mut passage = vec![(0, 0); words];
+    for p in ps {
+        passage[p.words.0..p.words.1].fill((p.index, p.words.1));
+    }
+    let mut states = vec![FxHasher::default(); words];
+    let mut longest = vec![0; words];
+    let mut frontier: Vec<usize> = (0..words).collect();
+    let mut grown = Vec::with_capacity(words);
+    // Per gram: (first passage holding it, held by another passage too).
+    let mut seen: FxHashMap<u64, (usize, bool)> = FxHashMap::default();
+    for n in 1..=max {
+        seen.clear();
+        grown.clear();
+        for &i in &frontier {
+            let (p, end) = passage[i];
+            // The gram must fit in its passage, and its tail (the gram of
+            // n - 1 words one word on) must recur too.
+            if i + n > end || (n > 1 && longest[i + 1] < n - 1) {
+                continue;
+            }
+            states[i].write_u64(hashes[i + n - 1]);
+            let h = states[i].finish();
+            let e = seen.entry(h).or_insert((p, false));
+            e.1 |= e.0 != p;
+            grown.push((i, h));
+        }
+        frontier.clear();
+        for &(i, h) in &grown {
+            if seen[&h].1 {
+                longest[i] = n;
+                frontier.push(i);
+            }
+        }
+        if frontier.is_empty() {
+            break;
+        }
+    }
+    longest
 }
 
 impl PretextTask for RecurringSpans {
