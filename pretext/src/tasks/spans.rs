@@ -84,7 +84,7 @@ impl RecurringSpans {
     /// ends, in order of first occurrence.
     fn recurring(&self, hashes: &[u64], stop: &[bool], ps: &[Passage]) -> Vec<Recurring> {
         let (min, max) = (self.span_min, self.span_max);
-        let longest = recurring_lengths(hashes, ps, max);
+        let longest = recurring_lengths(hashes, ps, min, max);
         let mut index: FxHashMap<u64, usize> = FxHashMap::default();
         let mut out: Vec<Recurring> = Vec::new();
         let mut occ = Vec::new();
@@ -136,46 +136,63 @@ impl RecurringSpans {
     }
 }
 
-/// For each word, the length of the longest gram starting there (at most
+/// For each word, the length of the longest gram starting there (`min` to
 /// `max` words, within its passage) that occurs in two or more passages; 0
-/// if the word itself does not.
+/// if none does.
 ///
 /// Grows grams a word at a time, Apriori-style: a gram can recur only if
-/// both of its one-word-shorter parts do, so each round hashes only the
-/// grams extending a recurring one, and long grams, which seldom recur,
-/// cost almost nothing. A gram's hash is an FxHasher fed its words' hashes
-/// in order, the state kept per start and extended by one word per round.
-fn recurring_lengths(hashes: &[u64], ps: &[Passage], max: usize) -> Vec<usize> {
+/// both of its one-word-shorter parts do, so each round past the first
+/// hashes only the grams extending a recurring one, and long grams, which
+/// seldom recur, cost almost nothing. A gram's hash is an FxHasher fed its
+/// words' hashes in order, the state kept per start and extended by one
+/// word per round.
+fn recurring_lengths(hashes: &[u64], ps: &[Passage], min: usize, max: usize) -> Vec<usize> {
     let words = hashes.len();
     let mut passage = vec![(0, 0); words];
     for p in ps {
         passage[p.words.0..p.words.1].fill((p.index, p.words.1));
     }
     let mut states = vec![FxHasher::default(); words];
+    let mut frontier: Vec<usize> = Vec::with_capacity(words);
+    for (i, state) in states.iter_mut().enumerate() {
+        if i + min <= passage[i].1 {
+            hashes[i..i + min - 1]
+                .iter()
+                .for_each(|&w| state.write_u64(w));
+            frontier.push(i);
+        }
+    }
     let mut longest = vec![0; words];
-    let mut frontier: Vec<usize> = (0..words).collect();
     let mut grown = Vec::with_capacity(words);
-    // Per gram: (first passage holding it, held by another passage too).
-    let mut seen: FxHashMap<u64, (usize, bool)> = FxHashMap::default();
-    for n in 1..=max {
+    // Per distinct gram of this round, an index into `holders`: (first
+    // passage holding it, held by another passage too). Candidates keep the
+    // index, so the second look needs no hashing.
+    let mut seen: FxHashMap<u64, u32> = FxHashMap::default();
+    let mut holders: Vec<(usize, bool)> = Vec::with_capacity(words);
+    for n in min..=max {
         seen.clear();
+        seen.reserve(frontier.len());
+        holders.clear();
         grown.clear();
         for &i in &frontier {
             let (p, end) = passage[i];
             // The gram must fit in its passage, and its tail (the gram of
             // n - 1 words one word on) must recur too.
-            if i + n > end || (n > 1 && longest[i + 1] < n - 1) {
+            if i + n > end || (n > min && longest[i + 1] < n - 1) {
                 continue;
             }
             states[i].write_u64(hashes[i + n - 1]);
-            let h = states[i].finish();
-            let e = seen.entry(h).or_insert((p, false));
+            let k = *seen.entry(states[i].finish()).or_insert_with(|| {
+                holders.push((p, false));
+                holders.len() as u32 - 1
+            });
+            let e = &mut holders[k as usize];
             e.1 |= e.0 != p;
-            grown.push((i, h));
+            grown.push((i, k));
         }
         frontier.clear();
-        for &(i, h) in &grown {
-            if seen[&h].1 {
+        for &(i, k) in &grown {
+            if holders[k as usize].1 {
                 longest[i] = n;
                 frontier.push(i);
             }
@@ -204,18 +221,19 @@ impl PretextTask for RecurringSpans {
             .iter()
             .map(|w| {
                 let word = w.of(text);
-                lower.clear();
-                if word.is_ascii() {
-                    lower.push_str(word);
-                    lower.make_ascii_lowercase();
+                // Most words are lower-case ASCII already: hashed in place.
+                let lowered = if !word.bytes().any(|b| b.is_ascii_uppercase()) && word.is_ascii() {
+                    word
                 } else {
+                    lower.clear();
                     word.chars()
                         .flat_map(char::to_lowercase)
                         .for_each(|c| lower.push(c));
-                }
+                    &lower
+                };
                 let mut h = FxHasher::default();
-                h.write(lower.as_bytes());
-                (h.finish(), is_stopword(&lower))
+                h.write(lowered.as_bytes());
+                (h.finish(), is_stopword(lowered))
             })
             .unzip();
         let recurring = self.recurring(&hashes, &stop, &ps);
