@@ -9,6 +9,12 @@ use crate::segment::{words, WordUnit};
 
 /// Lower-cases without allocating when the word already is (most are).
 pub fn lower(word: &str) -> Cow<'_, str> {
+    if word.is_ascii() {
+        return match word.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(word.to_ascii_lowercase()),
+            false => Cow::Borrowed(word),
+        };
+    }
     if word.chars().any(char::is_uppercase) {
         Cow::Owned(word.to_lowercase())
     } else {

@@ -106,25 +106,31 @@ impl PseudoQuery {
     /// sum of per-word salience (idf × saturated document frequency).
     fn salient_chunk(&self, text: &str, ws: &[Span]) -> usize {
         let lowered: Vec<Cow<str>> = ws.iter().map(|w| lower(w.of(text))).collect();
-        // Per distinct word: (frequency in the document, idf).
-        let mut stats: FxHashMap<&str, (f64, f64)> = FxHashMap::default();
-        for w in &lowered {
-            stats
-                .entry(w)
-                .or_insert_with(|| {
+        // Per distinct word: (frequency in the document, idf); each word
+        // keeps its entry's index, so the weights need no second lookup.
+        let mut ids: FxHashMap<&str, usize> = FxHashMap::default();
+        ids.reserve(lowered.len());
+        let mut stats: Vec<(f64, f64)> = Vec::new();
+        let entry: Vec<usize> = lowered
+            .iter()
+            .map(|w| {
+                let k = *ids.entry(w).or_insert_with(|| {
                     let idf = match &self.doc_freq {
                         _ if is_stopword(w) => 0.0,
                         Some(df) => df.idf(w),
                         None => 1.0,
                     };
-                    (0.0, idf)
-                })
-                .0 += 1.0;
-        }
-        let weight: Vec<f64> = lowered
+                    stats.push((0.0, idf));
+                    stats.len() - 1
+                });
+                stats[k].0 += 1.0;
+                k
+            })
+            .collect();
+        let weight: Vec<f64> = entry
             .iter()
-            .map(|w| {
-                let (f, idf) = stats[&**w];
+            .map(|&k| {
+                let (f, idf) = stats[k];
                 idf * f * (self.k1 + 1.0) / (f + self.k1)
             })
             .collect();
