@@ -139,4 +139,60 @@ fn ltre_refuses_what_it_cannot_use() {
     assert!(err.contains("train.ltre.top_n = 0"), "{err}");
     let err = run(&[ok[0], ok[1], "model.kind=cross-encoder"]);
     assert!(err.contains("cross-encoder has none"), "{err}");
+    let err = run(&[
+        ok[0],
+        ok[1],
+        "train.ltre.teacher.weight=1",
+        "train.ltre.teacher.lexical=0",
+        "train.ltre.teacher.init=0",
+    ]);
+    assert!(err.contains("score every candidate the same"), "{err}");
+    let err = run(&[ok[0], ok[1], "train.ltre.teacher.temperature=0"]);
+    assert!(err.contains("train.ltre.teacher.temperature = 0"), "{err}");
+}
+
+#[test]
+fn ltre_learns_with_a_fusion_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("init")).unwrap();
+    let init = tiny_model(&dir.path().join("init"));
+    let cfg = ltre_config(dir.path(), &init, "");
+    let run = |out: &str, sets: &[&str]| {
+        let mut c = pretext();
+        c.args(["train", "--quiet", "--config"])
+            .arg(&cfg)
+            .args(["--steps", "20", "--out"])
+            .arg(dir.path().join(out));
+        for s in sets {
+            c.args(["--set", s]);
+        }
+        c.assert().success();
+        common::metrics(&dir.path().join(out))
+    };
+    let plain = run("plain", &[]);
+    let taught = run(
+        "taught",
+        &[
+            "train.ltre.teacher.weight=1.0",
+            "train.ltre.teacher.filter=true",
+        ],
+    );
+    assert_eq!(taught.len(), 20);
+    // The same batches: the first step differs only by the teacher's term,
+    // a KL divergence (>= 0), and the filter only removes pairs; the run
+    // trains (the loss falls).
+    let loss = |rows: &[serde_json::Value], i: usize| rows[i]["loss"].as_f64().unwrap();
+    assert_ne!(
+        loss(&plain, 0),
+        loss(&taught, 0),
+        "the teacher changed nothing"
+    );
+    assert!(loss(&taught, 19).is_finite());
+    let mean = |rs: &[serde_json::Value]| {
+        rs.iter().map(|r| r["loss"].as_f64().unwrap()).sum::<f64>() / rs.len() as f64
+    };
+    assert!(
+        mean(&taught[15..]) < mean(&taught[..5]),
+        "the taught run did not learn"
+    );
 }

@@ -110,6 +110,23 @@ fn ltre(config: &Config) -> Result<(), String> {
             t.ltre.temperature
         ));
     }
+    let teacher = t.ltre.teacher;
+    let finite = |x: f64| x.is_finite() && x >= 0.0;
+    if !(finite(teacher.weight) && finite(teacher.lexical) && finite(teacher.init)) {
+        return Err(format!(
+            "train.ltre.teacher: weight ({}), lexical ({}) and init ({}) must be finite numbers >= 0",
+            teacher.weight, teacher.lexical, teacher.init
+        ));
+    }
+    if !(teacher.temperature > 0.0 && teacher.temperature.is_finite()) {
+        return Err(format!(
+            "train.ltre.teacher.temperature = {} must be a positive number",
+            teacher.temperature
+        ));
+    }
+    if teacher.active() && teacher.lexical + teacher.init == 0.0 {
+        return Err("train.ltre.teacher (weight > 0 or filter) with lexical = 0 and init = 0: the teacher would score every candidate the same; give lexical or init a weight".into());
+    }
     let unused = [
         (
             "[negatives] source (LTRe's negatives are its own ranking of the corpus)",

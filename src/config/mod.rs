@@ -25,8 +25,8 @@ pub use bench::BenchSection;
 pub use eval::EvalSection;
 pub use train::{
     BatchSection, ConsistencyFilter, CrossEncoderSection, CrossLoss, Distill, GroupBy, Ltre,
-    LtreWeighting, Memory, ModelKind, ModelSection, ScoreLoss, TeacherScores, TrainMode,
-    TrainSection,
+    LtreTeacher, LtreWeighting, Memory, ModelKind, ModelSection, ScoreLoss, TeacherScores,
+    TrainMode, TrainSection,
 };
 
 /// A whole run's configuration.

@@ -272,6 +272,8 @@ pub struct Ltre {
     /// Scores are divided by this before the pairwise loss (cosine scores
     /// live in [-1, 1], too flat for a logistic loss).
     pub temperature: f64,
+    /// A fusion teacher over each query's candidates (off by default).
+    pub teacher: LtreTeacher,
 }
 
 impl Default for Ltre {
@@ -280,6 +282,57 @@ impl Default for Ltre {
             top_n: 100,
             weighting: LtreWeighting::DeltaMrr,
             temperature: 0.05,
+            teacher: LtreTeacher::default(),
+        }
+    }
+}
+
+/// `train.ltre.teacher`: the loss gains `weight · KL(teacher ‖ model)`
+/// over each query's candidates (its source document and the top n the
+/// model retrieves), the teacher's logits being
+/// `lexical · z(BM25) + init · z(initial model)`, each standardised over
+/// the candidates. A fusion of lexical and dense scores ranks real
+/// questions better than either alone (docs/adapt.md), and LTRe's hard label
+/// says only which document a pseudo-query came from, not how the rest
+/// should rank; the teacher says that. The documents stay frozen, so the
+/// query tower learns to ask for what BM25 sees (rare terms, exact names)
+/// without moving the index (SPAR's lexical teacher Λ, Chen et al., 2021,
+/// distilled into the query side).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LtreTeacher {
+    /// Weight of the KL term (0: off, LTRe's pairwise loss alone).
+    pub weight: f64,
+    /// Weight of BM25's standardised scores (Anserini's k1 0.9, b 0.4,
+    /// Lucene's analyzer, the corpus's statistics) in the teacher's logits.
+    pub lexical: f64,
+    /// Weight of the initial model's standardised scores (its document
+    /// tower, which LTRe keeps as the init, encodes the queries too).
+    pub init: f64,
+    /// Temperature of the teacher's softmax over standardised logits.
+    pub temperature: f64,
+    /// Drop LTRe's pairs whose retrieved document the teacher ranks at or
+    /// above the relevant one: near-duplicates and other relevant
+    /// documents are not pushed down (false negatives, as RocketQA
+    /// denoises them).
+    pub filter: bool,
+}
+
+impl LtreTeacher {
+    /// Whether the teacher scores anything (a KL term or the filter).
+    pub fn active(&self) -> bool {
+        self.weight > 0.0 || self.filter
+    }
+}
+
+impl Default for LtreTeacher {
+    fn default() -> Self {
+        LtreTeacher {
+            weight: 0.0,
+            lexical: 1.0,
+            init: 1.0,
+            temperature: 1.0,
+            filter: false,
         }
     }
 }

@@ -107,6 +107,8 @@ pub struct Batch {
     pub positives: TokenBatch,
     /// Hard negatives, `batch × n` rows, and which of them exist (0/1).
     pub hard: Option<(TokenBatch, Vec<u32>)>,
+    /// Queries' texts (LTRe's lexical teacher scores them with BM25).
+    pub query_texts: Vec<String>,
     /// Positives' texts (dense mining checks candidates against them).
     pub positive_texts: Vec<String>,
     /// Corpus ordinal of the document each pair came from, when known.
@@ -330,6 +332,7 @@ impl Batcher {
             queries: self.tokenizer.encode(Side::Query, &q)?,
             positives: self.tokenizer.encode(Side::Document, &p)?,
             hard,
+            query_texts: q.iter().map(|s| s.to_string()).collect(),
             positive_texts: p.iter().map(|s| s.to_string()).collect(),
             sources: stream.iter().map(|p| p.source).collect(),
             scores: teacher_scores(&pairs, self.config.own_negatives),

@@ -11,15 +11,23 @@
 //! or negative passages go through a tower), then scores the batch against
 //! the index (one matrix product) and backpropagates through the query
 //! tower alone. Only the query tower moves, so the index stays exact.
+//!
+//! With `train.ltre.teacher`, the loss also learns a fusion teacher's
+//! softmax over the same candidates (BM25's and the initial model's
+//! standardised scores): the pairwise loss says which document a
+//! pseudo-query came from, the teacher how the rest should rank.
 
 use std::sync::Arc;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
+use pretext_tasks::bm25::{Analyzer, Bm25Config, Bm25Index};
 use pretext_tasks::negatives::CorpusTexts;
+use rayon::prelude::*;
 
 use crate::config::{Ltre, LtreWeighting};
 use crate::negatives::{top_k, Blocks, Embeddings};
+use crate::objective::{listwise_kl, standardize};
 
 /// The frozen index and what the loss could not use.
 pub struct LtreIndex {
@@ -32,6 +40,19 @@ pub struct LtreIndex {
     pub build_seconds: f64,
     /// Pairs whose source document is not in the index (left out).
     pub unplaced: usize,
+    /// BM25 over the same documents, numbered as the index's rows, for the
+    /// teacher's lexical half (built by [`LtreIndex::with_lexical`]).
+    lexical: Option<(Bm25Index, Analyzer)>,
+}
+
+/// What the fusion teacher (`train.ltre.teacher`) reads of a batch.
+pub struct TeacherInputs<'a> {
+    /// The queries' texts, which BM25 scores.
+    pub texts: &'a [String],
+    /// The initial model's embeddings of the queries `(batch, dim)`,
+    /// scored against the index as the trained ones are (normalised when
+    /// cosine); `None` when the teacher gives the init no weight.
+    pub init: Option<&'a Tensor>,
 }
 
 /// One step's loss and how the relevant documents ranked.
@@ -59,7 +80,23 @@ impl LtreIndex {
             texts,
             build_seconds,
             unplaced: 0,
+            lexical: None,
         })
+    }
+
+    /// Adds BM25 over the index's documents (Anserini's defaults), which
+    /// the fusion teacher's lexical half needs.
+    pub fn with_lexical(mut self) -> Self {
+        let docs: Vec<(String, String)> = self
+            .texts
+            .ids
+            .iter()
+            .cloned()
+            .zip(self.texts.texts.iter().cloned())
+            .collect();
+        let config = Bm25Config::default();
+        self.lexical = Some((Bm25Index::build(&docs, config), Analyzer::new(config)));
+        self
     }
 
     /// Documents in the index.
@@ -74,11 +111,13 @@ impl LtreIndex {
 
     /// The loss of a batch: `queries` are the query tower's embeddings
     /// `(batch, dim)` (normalised when cosine, so they score as the index
-    /// was built), `sources` each pair's document.
+    /// was built), `sources` each pair's document; `teacher` is read when
+    /// `settings.teacher.weight > 0`.
     pub fn loss(
         &mut self,
         queries: &Tensor,
         sources: &[Option<u64>],
+        teacher: Option<TeacherInputs<'_>>,
         settings: &Ltre,
     ) -> Result<LtreLoss> {
         let device = queries.device().clone();
@@ -96,13 +135,16 @@ impl LtreIndex {
         // Per query: the relevant row then the retrieved ones; the weight of
         // each retrieved one (0 for padding and for the relevant itself).
         let mut gather = Vec::with_capacity(sources.len() * width);
-        let mut weights = Vec::with_capacity(sources.len() * n);
+        let mut weights: Vec<f32> = Vec::with_capacity(sources.len() * n);
+        // 1 where a retrieved document fills the slot (the teacher's mask).
+        let mut present = Vec::with_capacity(sources.len() * n);
         let (mut placed, mut first) = (0usize, 0usize);
         for (i, source) in sources.iter().enumerate() {
             let Some(rel) = source.and_then(|o| self.texts.item_of(o)) else {
                 self.unplaced += 1;
                 gather.extend(std::iter::repeat_n(0u32, width));
                 weights.extend(std::iter::repeat_n(0f32, n));
+                present.extend(std::iter::repeat_n(0u32, n));
                 continue;
             };
             placed += 1;
@@ -133,6 +175,7 @@ impl LtreIndex {
                     LtreWeighting::None => 1.0,
                 });
             }
+            present.extend((0..n).map(|j| (j < row_weights.len()) as u32));
             row_weights.resize(n, 0.0);
             weights.extend(row_weights);
             gather.resize(gather.len().next_multiple_of(width), rel);
@@ -145,6 +188,27 @@ impl LtreIndex {
             .reshape((b, width, dim))?
             .to_device(&device)?;
         let scores = (docs.matmul(&queries.unsqueeze(2)?)?.squeeze(2)? / settings.temperature)?;
+        let mask = Tensor::from_slice(&present, (b, n), &device)?;
+        let teacher = match teacher.filter(|_| settings.teacher.active()) {
+            Some(inputs) => Some(self.teacher_logits(&docs, &gather, &mask, inputs, settings)?),
+            None => None,
+        };
+        if let Some(logits) = teacher.as_ref().filter(|_| settings.teacher.filter) {
+            // A retrieved document the teacher ranks at or above the
+            // relevant one is likely relevant too: no pair pushes it down.
+            for (i, row) in logits
+                .to_device(&Device::Cpu)?
+                .to_vec2::<f32>()?
+                .iter()
+                .enumerate()
+            {
+                for j in 0..n {
+                    if present[i * n + j] == 1 && row[1 + j] > row[0] {
+                        weights[i * n + j] = 0.0;
+                    }
+                }
+            }
+        }
         let rel = scores.narrow(1, 0, 1)?;
         let others = scores.narrow(1, 1, n)?;
         let w = Tensor::from_slice(&weights, (b, n), &device)?;
@@ -156,6 +220,14 @@ impl LtreIndex {
             // gradient is zero.
             false => (queries.sum_all()? * 0.0)?,
         };
+        let t = settings.teacher;
+        let loss = match teacher.filter(|_| t.weight > 0.0) {
+            Some(logits) => {
+                let kl = listwise_kl(&scores, &logits, &mask, 1.0, t.temperature)?;
+                (loss + (kl * t.weight)?)?
+            }
+            None => loss,
+        };
         Ok(LtreLoss {
             loss,
             accuracy: match placed {
@@ -164,11 +236,55 @@ impl LtreIndex {
             },
         })
     }
+
+    /// The fusion teacher's logits `(batch, 1 + n)` over each query's
+    /// candidates: `docs` are their rows `(batch, 1 + n, dim)`, `gather`
+    /// their document numbers, `mask` `(batch, n)` which retrieved slots
+    /// exist.
+    fn teacher_logits(
+        &self,
+        docs: &Tensor,
+        gather: &[u32],
+        mask: &Tensor,
+        inputs: TeacherInputs<'_>,
+        settings: &Ltre,
+    ) -> Result<Tensor> {
+        let t = settings.teacher;
+        let (b, width, _) = docs.dims3()?;
+        let device = docs.device();
+        let mut logits = Tensor::zeros((b, width), DType::F32, device)?;
+        if t.lexical > 0.0 {
+            let Some((index, analyzer)) = &self.lexical else {
+                anyhow::bail!("LTRe's teacher needs BM25 over the index: build it with_lexical");
+            };
+            anyhow::ensure!(
+                inputs.texts.len() == b,
+                "LTRe's teacher got {} query texts for a batch of {b}",
+                inputs.texts.len()
+            );
+            let bm25: Vec<f32> = gather
+                .par_chunks(width)
+                .zip(inputs.texts.par_iter())
+                .flat_map_iter(|(docs, q)| index.score_docs(analyzer, q, docs))
+                .collect();
+            let bm25 = Tensor::from_vec(bm25, (b, width), device)?;
+            logits = (logits + (standardize(&bm25, mask)? * t.lexical)?)?;
+        }
+        if t.init > 0.0 {
+            let Some(init) = inputs.init else {
+                anyhow::bail!("LTRe's teacher gives the init a weight but got no init embeddings");
+            };
+            let own = docs.matmul(&init.detach().unsqueeze(2)?)?.squeeze(2)?;
+            logits = (logits + (standardize(&own, mask)? * t.init)?)?;
+        }
+        Ok(logits)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LtreTeacher;
 
     fn corpus(n: u64) -> Arc<CorpusTexts> {
         let mut t = CorpusTexts::default();
@@ -196,8 +312,9 @@ mod tests {
             top_n: 2,
             weighting: LtreWeighting::DeltaMrr,
             temperature: 1.0,
+            ..Ltre::default()
         };
-        let out = index.loss(&q, &[Some(0), None], &settings).unwrap();
+        let out = index.loss(&q, &[Some(0), None], None, &settings).unwrap();
         let (w1, w2) = (1.0 - 1.0 / 3.0, 1.0 / 2.0 - 1.0 / 3.0);
         let want = (w1 * softplus(0.96 - 0.6) + w2 * softplus(0.8 - 0.6)) / (w1 + w2);
         let got = out.loss.to_scalar::<f32>().unwrap();
@@ -212,7 +329,7 @@ mod tests {
             ..settings
         };
         let out = index
-            .loss(&q.narrow(0, 1, 1).unwrap(), &[Some(0)], &settings)
+            .loss(&q.narrow(0, 1, 1).unwrap(), &[Some(0)], None, &settings)
             .unwrap();
         let want = softplus(0.8 - 1.0);
         let got = out.loss.to_scalar::<f32>().unwrap();
@@ -221,12 +338,92 @@ mod tests {
     }
 
     #[test]
+    fn the_teacher_filters_pairs_and_adds_its_kl() {
+        // BM25 matches the query "gamma" in d1 only: the teacher puts d1
+        // first, where the model ranks the relevant d0 third (scores 0.6,
+        // 0.96 for d1, 0.8 for d2).
+        let mut texts = CorpusTexts::default();
+        for (i, t) in ["alpha", "gamma", "delta"].iter().enumerate() {
+            texts.ids.push(format!("d{i}"));
+            texts.titles.push(String::new());
+            texts.bodies.push(t.to_string());
+            texts.texts.push(t.to_string());
+            texts.ordinals.push(i as u64);
+        }
+        let docs = Tensor::new(&[[1.0f32, 0.0], [0.8, 0.6], [0.0, 1.0]], &Device::Cpu).unwrap();
+        let mut index = LtreIndex::new(Arc::new(texts), &docs, 0.0)
+            .unwrap()
+            .with_lexical();
+        let q = Tensor::new(&[[0.6f32, 0.8]], &Device::Cpu).unwrap();
+        let queries = ["gamma".to_string()];
+        let inputs = || TeacherInputs {
+            texts: &queries,
+            init: None,
+        };
+        let lexical = LtreTeacher {
+            init: 0.0,
+            ..LtreTeacher::default()
+        };
+        let base = Ltre {
+            top_n: 2,
+            weighting: LtreWeighting::None,
+            temperature: 1.0,
+            teacher: lexical,
+        };
+        let loss = |index: &mut LtreIndex, settings: &Ltre| {
+            let out = index
+                .loss(&q, &[Some(0)], Some(inputs()), settings)
+                .unwrap();
+            out.loss.to_scalar::<f32>().unwrap()
+        };
+        let plain = loss(&mut index, &base);
+        let want = (softplus(0.96 - 0.6) + softplus(0.8 - 0.6)) / 2.0;
+        assert!(
+            (plain - want).abs() < 1e-6,
+            "teacher off: {plain} vs {want}"
+        );
+
+        // The filter drops the pair with d1, which the teacher ranks above
+        // d0; d2 (tied with d0 for the teacher) keeps its pair.
+        let filtered = Ltre {
+            teacher: LtreTeacher {
+                filter: true,
+                ..lexical
+            },
+            ..base
+        };
+        let got = loss(&mut index, &filtered);
+        let want = softplus(0.8 - 0.6);
+        assert!((got - want).abs() < 1e-6, "filtered: {got} vs {want}");
+
+        // The KL term: teacher logits z(BM25) = (-1/√2, √2, -1/√2).
+        let kl = Ltre {
+            teacher: LtreTeacher {
+                weight: 2.0,
+                ..lexical
+            },
+            ..base
+        };
+        let got = loss(&mut index, &kl);
+        let softmax = |x: [f32; 3]| {
+            let z: f32 = x.iter().map(|v| v.exp()).sum();
+            x.map(|v| v.exp() / z)
+        };
+        let r = std::f32::consts::FRAC_1_SQRT_2;
+        let t = softmax([-r, 2.0 * r, -r]);
+        let s = softmax([0.6, 0.96, 0.8]);
+        let want_kl: f32 = (0..3).map(|i| t[i] * (t[i] / s[i]).ln()).sum();
+        let want = plain + 2.0 * want_kl;
+        assert!((got - want).abs() < 1e-5, "with KL: {got} vs {want}");
+    }
+
+    #[test]
     fn the_gradient_reaches_the_queries_only() {
         let docs = Tensor::new(&[[1.0f32, 0.0], [0.0, 1.0]], &Device::Cpu).unwrap();
         let mut index = LtreIndex::new(corpus(2), &docs, 0.0).unwrap();
         let q = candle_core::Var::new(&[[0.0f32, 1.0]], &Device::Cpu).unwrap();
         let out = index
-            .loss(q.as_tensor(), &[Some(0)], &Ltre::default())
+            .loss(q.as_tensor(), &[Some(0)], None, &Ltre::default())
             .unwrap();
         let grads = out.loss.backward().unwrap();
         let g = grads.get(q.as_tensor()).unwrap().to_vec2::<f32>().unwrap();

@@ -313,7 +313,12 @@ impl Trainer {
             (self.config.train.batch_size * 2).max(16),
         )?;
         let secs = started.elapsed().as_secs_f64();
-        self.ltre = Some(ltre::LtreIndex::new(texts, &e, secs)?);
+        let index = ltre::LtreIndex::new(texts, &e, secs)?;
+        let teacher = self.config.train.ltre.teacher;
+        self.ltre = Some(match teacher.active() && teacher.lexical > 0.0 {
+            true => index.with_lexical(),
+            false => index,
+        });
         Ok(Some(secs))
     }
 }

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::data::Batch;
 use super::grad_cache::{GradCache, Which};
+use super::ltre;
 use super::metrics::{self, StepLog};
 use super::setup::sorted_vars;
 use super::Trainer;
@@ -298,10 +299,32 @@ impl Trainer {
             Similarity::Dot => queries.clone(),
         };
         let settings = self.config.train.ltre;
+        let teacher = settings.teacher;
+        // The teacher's dense half: the document tower is the init's
+        // (LTRe never trains it), so it encodes the queries as the initial
+        // model did.
+        let init = match teacher.active() && teacher.init > 0.0 {
+            true => {
+                let e = self
+                    .model
+                    .doc()
+                    .encode(&q_ids, &q_mask, Mode::Eval)?
+                    .detach();
+                Some(match self.config.model.similarity {
+                    Similarity::Cosine => l2_normalize(&e)?,
+                    Similarity::Dot => e,
+                })
+            }
+            false => None,
+        };
+        let inputs = ltre::TeacherInputs {
+            texts: &batch.query_texts,
+            init: init.as_ref(),
+        };
         let Some(index) = self.ltre.as_mut() else {
             bail!("LTRe's index is built before the first step");
         };
-        let out = index.loss(&unit, &batch.sources, &settings)?;
+        let out = index.loss(&unit, &batch.sources, Some(inputs), &settings)?;
         let loss = out.loss.to_scalar::<f32>()?;
         if !loss.is_finite() {
             bail!(

@@ -153,6 +153,7 @@ pub fn toy_batch(
         queries: tok.encode(&refs(&q)).unwrap(),
         positives: tok.encode(&refs(&p)).unwrap(),
         hard: Some((tok.encode(&refs(&h)).unwrap(), vec![1; rows.len()])),
+        query_texts: q,
         positive_texts: p,
         sources: vec![None; rows.len()],
         scores: None,

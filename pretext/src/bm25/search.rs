@@ -223,6 +223,37 @@ impl Bm25Index {
         candidates.iter().map(|&d| (d, score(d))).collect()
     }
 
+    /// The scores `query` gives the documents numbered `docs` (any order,
+    /// repeats allowed), as a search would score them; 0 for a document
+    /// holding no query term. A teacher scoring another retriever's
+    /// candidates (LTRe's fusion teacher) needs these few scores, not a
+    /// search: each term's postings are walked once, skipping blocks, over
+    /// the candidates in ascending order.
+    pub fn score_docs(&self, analyzer: &Analyzer, query: &str, docs: &[u32]) -> Vec<f32> {
+        let mut totals = vec![0f64; docs.len()];
+        if self.ids.is_empty() {
+            return vec![0.0; docs.len()];
+        }
+        let mut order: Vec<usize> = (0..docs.len())
+            .filter(|&i| (docs[i] as usize) < self.ids.len())
+            .collect();
+        order.sort_by_key(|&i| docs[i]);
+        let stats = &self.stats;
+        for (term, count) in self.query_terms(analyzer, query) {
+            let Some(t) = self.term_index(&term) else {
+                continue;
+            };
+            let weight = self.weight(stats, count, self.postings.df(t));
+            let mut cursor = Cursor::new(&self.postings, t);
+            for &i in &order {
+                if let Some(tf) = cursor.tf(docs[i]) {
+                    totals[i] += f64::from(self.score(stats, weight, tf, docs[i] as usize));
+                }
+            }
+        }
+        totals.into_iter().map(|s| s as f32).collect()
+    }
+
     /// The largest contribution a term of weight `weight` can make where
     /// its largest impact is `max` (see [`impact`]).
     pub(super) fn bound(&self, weight: f32, max: f32) -> f64 {
@@ -376,6 +407,39 @@ mod tests {
             assert_eq!(part, part_sorted);
             ascending(&mut docs, n);
             assert_eq!(docs, sorted);
+        }
+    }
+
+    #[test]
+    fn scored_candidates_get_their_search_scores() {
+        for analyzer in [AnalyzerKind::Lucene, AnalyzerKind::Nltk] {
+            let (docs, queries) = corpus(11);
+            let config = Bm25Config {
+                analyzer,
+                ..Default::default()
+            };
+            let index = Bm25Index::build(&docs, config);
+            let a = Analyzer::new(config);
+            for q in queries.iter().take(50) {
+                let hits = index.search_docs_with(&a, q, docs.len(), Traversal::Exhaustive);
+                let mut want = vec![0f32; docs.len()];
+                for &(d, s) in &hits {
+                    want[d as usize] = s;
+                }
+                // Every third document, in descending order, one repeated
+                // and one past the corpus.
+                let mut asked: Vec<u32> = (0..docs.len() as u32).step_by(3).rev().collect();
+                asked.push(asked[0]);
+                let got = index.score_docs(&a, q, &asked);
+                for (&d, &s) in asked.iter().zip(&got) {
+                    assert_eq!(
+                        s.to_bits(),
+                        want[d as usize].to_bits(),
+                        "{analyzer:?} {q:?} doc {d}"
+                    );
+                }
+                assert_eq!(index.score_docs(&a, q, &[docs.len() as u32]), vec![0.0]);
+            }
         }
     }
 
