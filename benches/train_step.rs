@@ -1,6 +1,13 @@
-//! One training step of the reference setting, split into forward,
-//! backward and optimizer: 4-layer, 256-wide BERT (vocabulary 8192), batch
-//! 32 × 128 tokens, MoCo key encoder and a 4096-key queue, InfoNCE.
+//! One training step, split into forward, backward and optimizer, in one of
+//! two settings (`BENCH_SETTING`):
+//! - `reference` (default): the reference setting, a 4-layer,
+//!   256-wide BERT (vocabulary 8192), batch 32 × 128 tokens, a MoCo key
+//!   encoder and a 4096-key queue, InfoNCE;
+//! - `minilm`: all-MiniLM-L6-v2's size (6 layers, 384 wide, 12 heads,
+//!   vocabulary 30,522), batch 32 × 128, queries and positives through the
+//!   one tower with gradient, in-batch negatives only (what
+//!   sentence-transformers' MultipleNegativesRankingLoss trains).
+//!
 //! `cargo bench --bench train_step` prints a table of medians over
 //! `BENCH_ITERS` steps (default 10) after two warm-up steps; `BENCH_JSON=1`
 //! prints one JSON line instead (what `benches/train_step_compare.sh` reads
@@ -28,7 +35,19 @@ fn main() {
     let iters: usize = std::env::var("BENCH_ITERS").map_or(10, |v| v.parse().unwrap());
     let (batch, seq, warmup) = (32usize, 128usize, 2);
     let dev = Device::Cpu;
-    let mut config = BertConfig::preset("mini", 8192).unwrap();
+    let minilm = match std::env::var("BENCH_SETTING").as_deref() {
+        Ok("minilm") => true,
+        Ok("reference") | Err(_) => false,
+        Ok(other) => panic!("BENCH_SETTING={other}: reference or minilm"),
+    };
+    let vocab = if minilm { 30522 } else { 8192 };
+    let mut config = BertConfig::preset("mini", vocab).unwrap();
+    if minilm {
+        config.hidden_size = 384;
+        config.num_hidden_layers = 6;
+        config.num_attention_heads = 12;
+        config.intermediate_size = 1536;
+    }
     if let Ok(p) = std::env::var("BENCH_DROPOUT") {
         config.hidden_dropout_prob = p.parse().unwrap();
         config.attention_probs_dropout_prob = p.parse().unwrap();
@@ -68,7 +87,7 @@ fn main() {
     let loss_fn = Loss::default();
     let ids = |salt: u32| {
         let v: Vec<u32> = (0..batch * seq)
-            .map(|i| (i as u32).wrapping_mul(2654435761).wrapping_add(salt) % 8192)
+            .map(|i| (i as u32).wrapping_mul(2654435761).wrapping_add(salt) % vocab as u32)
             .collect();
         Tensor::from_vec(v, (batch, seq), &dev).unwrap()
     };
@@ -82,18 +101,30 @@ fn main() {
     for i in 0..warmup + iters {
         let t0 = Instant::now();
         let rng = DropoutRng::new(i as u64);
-        for (k, q) in &key_links {
-            k.set(&((k.as_tensor() * 0.999).unwrap() + (q.as_tensor() * 0.001).unwrap()).unwrap())
+        if !minilm {
+            for (k, q) in &key_links {
+                k.set(
+                    &((k.as_tensor() * 0.999).unwrap() + (q.as_tensor() * 0.001).unwrap()).unwrap(),
+                )
                 .unwrap();
+            }
         }
         let q = model
             .query()
             .encode(&ids(1 + i as u32), &mask, Mode::Train(&rng))
             .unwrap();
-        let k = key
-            .encode(&ids(7 + i as u32), &mask, Mode::Eval)
-            .unwrap()
-            .detach();
+        // The positives: the key encoder's (no graph) in the reference
+        // setting, the same tower's with gradient in MiniLM's.
+        let k = match minilm {
+            true => model
+                .query()
+                .encode(&ids(7 + i as u32), &mask, Mode::Train(&rng))
+                .unwrap(),
+            false => key
+                .encode(&ids(7 + i as u32), &mask, Mode::Eval)
+                .unwrap()
+                .detach(),
+        };
         let keys = queue.keys().unwrap();
         let out = loss_fn
             .compute(
@@ -101,7 +132,7 @@ fn main() {
                     queries: &q,
                     positives: &k,
                     hard: None,
-                    queue: Some(&keys),
+                    queue: (!minilm).then_some(&keys),
                 },
                 Similarity::Dot,
             )
@@ -113,7 +144,9 @@ fn main() {
         let norm = opt.grad_norm(&grads).unwrap();
         opt.step(&grads, 1e-4, pretext::optim::clip_scale(norm, Some(1.0)))
             .unwrap();
-        queue.enqueue(&k).unwrap();
+        if !minilm {
+            queue.enqueue(&k).unwrap();
+        }
         let t3 = Instant::now();
         if i >= warmup {
             fwd.push((t1 - t0).as_secs_f64());
@@ -138,7 +171,8 @@ fn main() {
     let linear = layers * (4.0 * h * h + 2.0 * h * config.intermediate_size as f64);
     let tokens = (batch * seq) as f64;
     let per_tower = 2.0 * linear * tokens + layers * 4.0 * batch as f64 * (seq * seq) as f64 * h;
-    let flops = 4.0 * per_tower;
+    // MiniLM's setting: two towers' forward and backward, both with graph.
+    let flops = if minilm { 6.0 } else { 4.0 } * per_tower;
     let peak_mib = pretext::memory::peak_rss_kib().map(|kib| kib as f64 / 1024.0);
     if std::env::var("BENCH_JSON").is_ok() {
         println!(
