@@ -323,6 +323,16 @@ impl LtreTeacher {
     pub fn active(&self) -> bool {
         self.weight > 0.0 || self.filter
     }
+
+    /// Whether BM25 over the index must be built (the lexical half).
+    pub fn needs_lexical(&self) -> bool {
+        self.active() && self.lexical > 0.0
+    }
+
+    /// Whether the initial model must encode the queries (the dense half).
+    pub fn needs_init(&self) -> bool {
+        self.active() && self.init > 0.0
+    }
 }
 
 impl Default for LtreTeacher {

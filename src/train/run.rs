@@ -314,8 +314,7 @@ impl Trainer {
         )?;
         let secs = started.elapsed().as_secs_f64();
         let index = ltre::LtreIndex::new(texts, &e, secs)?;
-        let teacher = self.config.train.ltre.teacher;
-        self.ltre = Some(match teacher.active() && teacher.lexical > 0.0 {
+        self.ltre = Some(match self.config.train.ltre.teacher.needs_lexical() {
             true => index.with_lexical(),
             false => index,
         });

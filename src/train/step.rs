@@ -294,27 +294,24 @@ impl Trainer {
             .model
             .query()
             .encode(&q_ids, &q_mask, Mode::Train(&dropout))?;
-        let unit = match self.config.model.similarity {
-            Similarity::Cosine => l2_normalize(&queries)?,
-            Similarity::Dot => queries.clone(),
+        // Scored as the index was built: normalised when cosine.
+        let cosine = self.config.model.similarity == Similarity::Cosine;
+        let scored = |e: &Tensor| -> Result<Tensor> {
+            Ok(if cosine { l2_normalize(e)? } else { e.clone() })
         };
+        let unit = scored(&queries)?;
         let settings = self.config.train.ltre;
-        let teacher = settings.teacher;
         // The teacher's dense half: the document tower is the init's
         // (LTRe never trains it), so it encodes the queries as the initial
         // model did.
-        let init = match teacher.active() && teacher.init > 0.0 {
-            true => {
-                let e = self
+        let init = match settings.teacher.needs_init() {
+            true => Some(scored(
+                &self
                     .model
                     .doc()
                     .encode(&q_ids, &q_mask, Mode::Eval)?
-                    .detach();
-                Some(match self.config.model.similarity {
-                    Similarity::Cosine => l2_normalize(&e)?,
-                    Similarity::Dot => e,
-                })
-            }
+                    .detach(),
+            )?),
             false => None,
         };
         let inputs = ltre::TeacherInputs {

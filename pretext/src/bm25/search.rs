@@ -231,9 +231,6 @@ impl Bm25Index {
     /// the candidates in ascending order.
     pub fn score_docs(&self, analyzer: &Analyzer, query: &str, docs: &[u32]) -> Vec<f32> {
         let mut totals = vec![0f64; docs.len()];
-        if self.ids.is_empty() {
-            return vec![0.0; docs.len()];
-        }
         let mut order: Vec<usize> = (0..docs.len())
             .filter(|&i| (docs[i] as usize) < self.ids.len())
             .collect();
