@@ -13,7 +13,8 @@ use pretext_tasks::formats::PairFormat;
 use pretext_tasks::pipeline::{ready_task, PairsJob, ReadOptions};
 use pretext_tasks::tasks::TaskSpec;
 
-/// The binary's allocator, so the figures are what `pretext pairs` does.
+/// The binary's allocator (and its setting, in `bench_tasks`), so the
+/// figures are what `pretext pairs` does.
 #[global_allocator]
 static GLOBAL: pretext::alloc::Allocator = mimalloc::MiMalloc;
 
@@ -48,6 +49,8 @@ fn pools() -> [(&'static str, rayon::ThreadPool); 2] {
 }
 
 fn bench_tasks(c: &mut Criterion) {
+    // As `main` does: freed batches are reused, not faulted in again.
+    pretext::alloc::keep_freed_memory();
     let corpus = corpus();
     let mut group = c.benchmark_group("pairs");
     group.sample_size(10);

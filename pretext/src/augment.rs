@@ -322,12 +322,13 @@ pub fn salient_spans_with(
     for s in &spans {
         covered[s.clone()].fill(true);
     }
+    let mut buf = String::new();
     for (i, t) in tokens.iter().enumerate() {
         let w = t.trim_matches(|c: char| !c.is_alphanumeric());
         if covered[i] || w.chars().count() < 3 || !w.chars().all(char::is_alphabetic) {
             continue;
         }
-        if (df.df(&lower(w)) as f64) <= limit {
+        if (df.df(lower(w, &mut buf)) as f64) <= limit {
             spans.push(i..i + 1);
         }
     }

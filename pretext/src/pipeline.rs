@@ -540,7 +540,11 @@ impl PairsJob {
             }
             (buf, names, stats)
         };
-        let read = for_each_batch(corpus, self.read, work, |batch, delta| {
+        let opts = ReadOptions {
+            batch_bytes: (self.read.batch_bytes / task.output_factor()).max(1),
+            ..self.read
+        };
+        let read = for_each_batch(corpus, opts, work, |batch, delta| {
             for (buf, names, stats) in batch {
                 summary.negatives.merge(stats);
                 out.write_all(&buf).map_err(Error::Write)?;

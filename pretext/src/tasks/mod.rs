@@ -238,6 +238,26 @@ impl TaskSpec {
         }
     }
 
+    /// About how many bytes of pairs a byte of document makes, rounded up
+    /// to a whole number: 1 for tasks that cut their pairs from the
+    /// document, and for `spar` its queries times `top_k` (each query
+    /// carries that many whole corpus passages; 35× its input on the
+    /// shipped corpus). A `pairs` job reads batches this much smaller, so
+    /// a batch's pairs, held in memory until written in order, take about
+    /// what every other task's take.
+    pub fn output_factor(&self) -> usize {
+        match self {
+            TaskSpec::Spar(t) => t.top_k * t.queries.kinds.len().max(1),
+            TaskSpec::Mix(m) => m
+                .tasks
+                .iter()
+                .map(|w| w.task.output_factor())
+                .max()
+                .unwrap_or(1),
+            _ => 1,
+        }
+    }
+
     /// The BM25 settings of every task that ranks the corpus and has not
     /// been given its index yet (`spar`); [`crate::pipeline::ready_task`]
     /// builds one and hands it to [`TaskSpec::set_index`].
@@ -531,5 +551,27 @@ mod validate_tests {
         });
         assert!(pq.validate().unwrap_err().contains("salient_words"));
         assert!(TaskSpec::by_name("spans").unwrap().validate().is_ok());
+    }
+
+    /// A `spar` batch holds each query's `top_k` passages: the pairs job
+    /// reads it that much smaller (a mixture by its largest part).
+    #[test]
+    fn output_factor_counts_spar_passages() {
+        let spar = TaskSpec::by_name("spar").unwrap();
+        assert_eq!(spar.output_factor(), 8 * 3);
+        assert_eq!(TaskSpec::by_name("crop").unwrap().output_factor(), 1);
+        let mix = TaskSpec::Mix(mixture::Mixture {
+            tasks: vec![
+                mixture::Weighted {
+                    weight: 1.0,
+                    task: TaskSpec::by_name("ict").unwrap(),
+                },
+                mixture::Weighted {
+                    weight: 1.0,
+                    task: spar,
+                },
+            ],
+        });
+        assert_eq!(mix.output_factor(), 24);
     }
 }

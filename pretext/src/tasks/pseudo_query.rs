@@ -3,7 +3,6 @@
 //! for the document, the first sentence for the rest, and the most salient
 //! 16-word chunk (by BM25 weight against the document) for the passage around it.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use rand::Rng;
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_range, Pair, PretextTask, Text};
 use crate::corpus::Document;
-use crate::idf::{lower, DocFreq};
+use crate::idf::{lower, word_key, DocFreq};
 use crate::segment::{sentence_iter, word_count, words, Span, WordUnit};
 use crate::stopwords::is_stopword;
 
@@ -105,32 +104,34 @@ impl PseudoQuery {
     /// Start index of the chunk of `salient_words` words with the highest
     /// sum of per-word salience (idf × saturated document frequency).
     fn salient_chunk(&self, text: &str, ws: &[Span]) -> usize {
-        let lowered: Vec<Cow<str>> = ws.iter().map(|w| lower(w.of(text))).collect();
-        // Per distinct word: (frequency in the document, idf); each word
-        // keeps its entry's index, so the weights need no second lookup.
-        let mut ids: FxHashMap<&str, usize> = FxHashMap::default();
-        ids.reserve(lowered.len());
+        // Per distinct word (by key): (frequency in the document, idf);
+        // each word keeps its entry's index, so the weights need no second lookup.
+        let mut ids: FxHashMap<u64, u32> = FxHashMap::default();
+        ids.reserve(ws.len());
         let mut stats: Vec<(f64, f64)> = Vec::new();
-        let entry: Vec<usize> = lowered
+        let mut buf = String::new();
+        let entry: Vec<u32> = ws
             .iter()
             .map(|w| {
-                let k = *ids.entry(w).or_insert_with(|| {
+                let lowered = lower(w.of(text), &mut buf);
+                let key = word_key(lowered);
+                let k = *ids.entry(key).or_insert_with(|| {
                     let idf = match &self.doc_freq {
-                        _ if is_stopword(w) => 0.0,
-                        Some(df) => df.idf(w),
+                        _ if is_stopword(lowered) => 0.0,
+                        Some(df) => df.idf_of(key),
                         None => 1.0,
                     };
                     stats.push((0.0, idf));
-                    stats.len() - 1
+                    stats.len() as u32 - 1
                 });
-                stats[k].0 += 1.0;
+                stats[k as usize].0 += 1.0;
                 k
             })
             .collect();
         let weight: Vec<f64> = entry
             .iter()
             .map(|&k| {
-                let (f, idf) = stats[k];
+                let (f, idf) = stats[k as usize];
                 idf * f * (self.k1 + 1.0) / (f + self.k1)
             })
             .collect();
