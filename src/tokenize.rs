@@ -245,6 +245,21 @@ pub fn train_on_corpus(
     max_docs: Option<usize>,
     max_len: usize,
 ) -> Result<(TextTokenizer, usize)> {
+    let texts = first_texts(corpus, read, max_docs)?;
+    if texts.is_empty() {
+        anyhow::bail!("no documents to train a tokenizer on");
+    }
+    let tok = TextTokenizer::new(train_wordpiece(texts.iter(), vocab_size)?, max_len)?;
+    Ok((tok, texts.len()))
+}
+
+/// The texts of the corpus's first `max_docs` documents (all without a
+/// limit), in corpus order; the walk stops once it has them.
+pub fn first_texts(
+    corpus: &pretext_tasks::corpus::Corpus,
+    read: pretext_tasks::pipeline::ReadOptions,
+    max_docs: Option<usize>,
+) -> Result<Vec<String>> {
     let mut texts = Vec::new();
     let mut enough = false;
     let walked = pretext_tasks::pipeline::for_each_batch(
@@ -267,11 +282,7 @@ pub fn train_on_corpus(
     if let Some(m) = max_docs {
         texts.truncate(m);
     }
-    if texts.is_empty() {
-        anyhow::bail!("no documents to train a tokenizer on");
-    }
-    let tok = TextTokenizer::new(train_wordpiece(texts.iter(), vocab_size)?, max_len)?;
-    Ok((tok, texts.len()))
+    Ok(texts)
 }
 
 /// Trains a BERT-style WordPiece tokenizer (lower-casing, accent

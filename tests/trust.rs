@@ -449,3 +449,69 @@ fn a_non_finite_gradient_stops_the_step_before_the_update() {
     t.train_step(&batch).unwrap();
     assert_eq!(t.step(), 1);
 }
+
+/// `model.pooling = "weighted"`: the weights start as the corpus's token
+/// idf (`[CLS]`, in every text, near zero; rare tokens above common ones),
+/// export as a WordWeights module before Pooling, and load back so that
+/// the folder pools with them (a copy without the module embeds
+/// otherwise).
+#[test]
+fn weighted_pooling_starts_from_idf_and_exports_as_word_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::tiny_config(dir.path(), "");
+    train(&cfg, &["--steps", "2", "--set", "model.pooling=weighted"])
+        .assert()
+        .success();
+    let w = weights(&dir.path().join("run"), 2)["pooling.log_weights"]
+        .exp()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let tok = tokenizers::Tokenizer::from_file(dir.path().join("run/tokenizer.json")).unwrap();
+    let id = |t: &str| tok.token_to_id(t).unwrap() as usize;
+    assert!(w[id("[CLS]")] < 0.05, "{}", w[id("[CLS]")]);
+    assert!(
+        w[id("the")] < w[id("function")],
+        "{} {}",
+        w[id("the")],
+        w[id("function")]
+    );
+
+    let model = dir.path().join("model");
+    pretext()
+        .args(["export", "--run"])
+        .arg(dir.path().join("run"))
+        .arg("--out")
+        .arg(&model)
+        .assert()
+        .success();
+    let modules = std::fs::read_to_string(model.join("modules.json")).unwrap();
+    let (ww, pool) = (
+        modules.find("WordWeights").unwrap(),
+        modules.find("models.Pooling").unwrap(),
+    );
+    assert!(ww < pool, "{modules}");
+    let exported = pretext::model::word_weights::read(&model.join("1_WordWeights")).unwrap();
+    assert_eq!(exported.len(), w.len());
+    assert!(exported
+        .iter()
+        .zip(&w)
+        .all(|(a, b)| (a - b).abs() <= 1e-6 * b.max(1.0)));
+
+    let texts = ["how do I read a file", "the the the of list comprehension"];
+    let m = Pretrained::load(&model, &Device::Cpu, None).unwrap();
+    let ours = m.embed(&texts).unwrap();
+    std::fs::write(
+        model.join("modules.json"),
+        modules.replace("sentence_transformers.models.WordWeights", "unknown.Skip"),
+    )
+    .unwrap();
+    let plain = Pretrained::load(&model, &Device::Cpu, None)
+        .unwrap()
+        .embed(&texts)
+        .unwrap();
+    assert!(
+        gap(&ours, &plain) > 1e-3,
+        "the weights must change the pooling"
+    );
+}

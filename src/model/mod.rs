@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod layers;
 pub mod pretrained;
 pub mod weights;
+pub mod word_weights;
 
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
@@ -27,6 +28,14 @@ pub enum Pooling {
     Mean,
     /// The first token's state (`[CLS]`, DPR).
     Cls,
+    /// A mean weighted by a learned weight per vocabulary entry, started
+    /// from the training corpus's idf (sentence-transformers' `WordWeights`
+    /// module before mean pooling, as exported). Once every token's state
+    /// has the same norm (BERT's layer norms), a plain mean gives `the` as
+    /// much say as a rare term, and a small model trained from scratch has
+    /// to learn to point frequent tokens away; the weight lets it discount
+    /// them from the first step.
+    Weighted,
 }
 
 /// How two vectors are scored.
@@ -57,6 +66,10 @@ pub struct Tower {
     bert: Bert,
     projection: Option<Linear>,
     head: Head,
+    /// `Pooling::Weighted`'s per-token weights, as logarithms (so they stay
+    /// positive however they are trained): `(vocab,)`, named
+    /// `pooling.log_weights`.
+    log_weights: Option<Tensor>,
 }
 
 impl Tower {
@@ -66,11 +79,29 @@ impl Tower {
             .projection
             .map(|out| layers::linear(config.hidden_size, out, vb.pp("head").pp("dense")))
             .transpose()?;
+        let log_weights = match head.pooling {
+            // Zero: every weight 1, a plain mean, until the caller sets them.
+            Pooling::Weighted => Some(vb.pp("pooling").get_with_hints(
+                config.vocab_size,
+                "log_weights",
+                candle_nn::Init::Const(0.0),
+            )?),
+            Pooling::Mean | Pooling::Cls => None,
+        };
         Ok(Tower {
             bert: Bert::new(config, vb)?,
             projection,
             head,
+            log_weights,
         })
+    }
+
+    /// The tower with weighted pooling by `weights` (`(vocab,)`, each
+    /// positive), as a loaded `WordWeights` module gives them.
+    pub fn with_token_weights(mut self, weights: &Tensor) -> Result<Tower> {
+        self.log_weights = Some(weights.log()?);
+        self.head.pooling = Pooling::Weighted;
+        Ok(self)
     }
 
     /// The BERT inside.
@@ -91,9 +122,13 @@ impl Tower {
     /// `(batch, seq)` ids and mask → `(batch, dim)` embeddings.
     pub fn encode(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let states = self.bert.forward(ids, mask, mode)?;
-        let pooled = match self.head.pooling {
-            Pooling::Mean => mean_pool(&states, mask)?,
-            Pooling::Cls => states.narrow(1, 0, 1)?.squeeze(1)?,
+        let pooled = match (self.head.pooling, &self.log_weights) {
+            (Pooling::Mean, _) => mean_pool(&states, mask)?,
+            (Pooling::Cls, _) => states.narrow(1, 0, 1)?.squeeze(1)?,
+            (Pooling::Weighted, Some(w)) => weighted_pool(&states, mask, ids, w)?,
+            (Pooling::Weighted, None) => {
+                candle_core::bail!("weighted pooling without its weights")
+            }
         };
         let out = match &self.projection {
             Some(p) => p.forward(&pooled)?,
@@ -105,6 +140,26 @@ impl Tower {
             Ok(out)
         }
     }
+}
+
+/// The mean of `states` over real tokens, each weighted by
+/// `exp(log_weights[id])`: sentence-transformers' `WordWeights` then mean
+/// `Pooling` (the weighted sum over the sum of the weights).
+pub fn weighted_pool(
+    states: &Tensor,
+    mask: &Tensor,
+    ids: &Tensor,
+    log_weights: &Tensor,
+) -> Result<Tensor> {
+    let w = log_weights
+        .index_select(&ids.flatten_all()?, 0)?
+        .reshape(ids.shape())?
+        .exp()?
+        .mul(&mask.to_dtype(states.dtype())?)?
+        .unsqueeze(D::Minus1)?;
+    let sum = states.broadcast_mul(&w)?.sum(1)?;
+    let total = w.sum(1)?.clamp(1e-9, f64::MAX)?;
+    sum.broadcast_div(&total)
 }
 
 /// Rows scaled to unit L2 norm.

@@ -1,6 +1,7 @@
 //! Loads a sentence-transformers / Hugging Face model folder for inference:
 //! `config.json`, `model.safetensors` (memory-mapped), `tokenizer.json`, and
-//! the pooling, dense and normalize modules named in `modules.json`.
+//! the word weights, pooling, dense and normalize modules named in
+//! `modules.json`.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
-use super::{BertConfig, Head, Mode, Pooling, Similarity, Tower};
+use super::{word_weights, BertConfig, Head, Mode, Pooling, Similarity, Tower};
 use crate::tokenize::{Prompts, Side, TextTokenizer};
 
 /// An encoder ready to embed text.
@@ -99,6 +100,7 @@ impl Pretrained {
             normalize: false,
         };
         let mut dense = None;
+        let mut token_weights = None;
         let modules = dir.join("modules.json");
         if modules.exists() {
             for m in read_json(&modules)?
@@ -114,6 +116,8 @@ impl Pretrained {
                     } else {
                         Pooling::Mean
                     };
+                } else if kind.ends_with("WordWeights") {
+                    token_weights = Some(word_weights::read(&path)?);
                 } else if kind.ends_with("Normalize") {
                     head.normalize = true;
                 } else if kind.ends_with("Dense") {
@@ -150,8 +154,15 @@ impl Pretrained {
             Some(rest) => format!("linear.{rest}"),
             None => name.to_string(),
         });
-        let tower = Tower::new(&config, head, vb)
+        let mut tower = Tower::new(&config, head, vb)
             .with_context(|| format!("loading weights from {}", dir.display()))?;
+        if let Some(mut w) = token_weights {
+            // Ids past the module's vocabulary take its unknown weight, 1
+            // (the tokenizer never produces them when the two agree).
+            w.resize(config.vocab_size, 1.0);
+            let w = Tensor::from_vec(w, config.vocab_size, device)?;
+            tower = tower.with_token_weights(&w)?;
+        }
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len)?;
         let doc = dir.join("doc");
         let doc_tower = match doc.join("config.json").exists() {

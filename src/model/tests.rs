@@ -252,3 +252,75 @@ fn gap(a: &Tensor, b: &Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// Weighted pooling is sentence-transformers' WordWeights then mean
+/// Pooling: with every weight 1 it is the plain mean; otherwise each real
+/// token's state counts by its id's weight, padding not at all; and its
+/// weights are trained (they get a gradient).
+#[test]
+fn weighted_pooling_weighs_each_token_by_its_id() {
+    let weighted = Head {
+        pooling: Pooling::Weighted,
+        projection: None,
+        normalize: false,
+    };
+    let (varmap, model) = build(&tiny(), weighted, true, 4);
+    let (ids, mask) = batch();
+    let states = model
+        .query()
+        .bert()
+        .forward(&ids, &mask, Mode::Eval)
+        .unwrap();
+    let log_w = {
+        let data = varmap.data().lock().unwrap();
+        data["pooling.log_weights"].clone()
+    };
+    // Zero logarithms: every weight 1, the plain mean.
+    log_w
+        .set(&Tensor::zeros(50, DType::F32, &Device::Cpu).unwrap())
+        .unwrap();
+    let plain = mean_pool(&states, &mask).unwrap();
+    let out = model.query().encode(&ids, &mask, Mode::Eval).unwrap();
+    assert!(gap(&out, &plain) < 1e-6);
+    // Weight of id i: 1 + i / 10, worked out by hand for the first row.
+    let w: Vec<f32> = (0..50).map(|i| 1.0 + i as f32 / 10.0).collect();
+    log_w
+        .set(
+            &Tensor::new(w.as_slice(), &Device::Cpu)
+                .unwrap()
+                .log()
+                .unwrap(),
+        )
+        .unwrap();
+    let out = model.query().encode(&ids, &mask, Mode::Eval).unwrap();
+    let row: Vec<Vec<f32>> = states.get(0).unwrap().to_vec2().unwrap();
+    let first = [2usize, 7, 9, 4, 3];
+    let total: f32 = first.iter().map(|&i| w[i]).sum();
+    let want: Vec<f32> = (0..16)
+        .map(|d| {
+            first
+                .iter()
+                .enumerate()
+                .map(|(t, &i)| w[i] * row[t][d])
+                .sum::<f32>()
+                / total
+        })
+        .collect();
+    let got = out.get(0).unwrap();
+    assert!(gap(&got, &Tensor::new(want.as_slice(), &Device::Cpu).unwrap()) < 1e-5);
+    assert!(gap(&out, &plain) > 1e-4);
+    // The weights learn: the ids in the batch get a gradient, the others none.
+    let loss = out.sqr().unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let g: Vec<f32> = grads.get(log_w.as_tensor()).unwrap().to_vec1().unwrap();
+    assert!(g[7].abs() > 0.0 && g[11].abs() > 0.0);
+    assert_eq!(g[20], 0.0);
+    // A loaded module's weights give the same pooling.
+    let loaded = model
+        .query()
+        .clone()
+        .with_token_weights(&Tensor::new(w.as_slice(), &Device::Cpu).unwrap())
+        .unwrap();
+    let again = loaded.encode(&ids, &mask, Mode::Eval).unwrap();
+    assert!(gap(&again, &out) < 1e-6);
+}

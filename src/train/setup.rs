@@ -22,11 +22,11 @@ use super::run_dir::{RunDir, Start};
 use super::{checkpoint, Trainer};
 use crate::config::{Config, Memory, TrainMode};
 use crate::dist::{ProcessGroup, Single};
-use crate::model::{weights, BertConfig, DualEncoder, Head};
+use crate::model::{weights, word_weights, BertConfig, DualEncoder, Head, Pooling};
 use crate::momentum::KeyEncoder;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::queue::KeyQueue;
-use crate::tokenize::{train_on_corpus, PairTokenizer, TextTokenizer};
+use crate::tokenize::{first_texts, train_on_corpus, PairTokenizer, TextTokenizer};
 
 /// Parses `cpu`, `cuda`, `cuda:N` or `metal`.
 pub fn device(name: &str) -> Result<Device> {
@@ -164,6 +164,16 @@ impl Trainer {
             weights::load_hf(&varmap, &p, "")?;
             if !m.shared_towers {
                 weights::load_hf(&varmap, &p, "doc.")?;
+            }
+        }
+        if m.pooling == Pooling::Weighted && resume_from.is_none() {
+            let w = starting_token_weights(&config, &tokenizer, bert.vocab_size)?;
+            let log = Tensor::from_vec(w, bert.vocab_size, &device)?.log()?;
+            let data = varmap.data().lock().expect("varmap");
+            for (name, var) in data.iter() {
+                if name.ends_with("pooling.log_weights") {
+                    var.set(&log)?;
+                }
             }
         }
         let key = match memory {
@@ -433,6 +443,30 @@ fn set_vars(
             .with_context(|| format!("{}: variable `{name}`", file.display()))?;
     }
     Ok(())
+}
+
+/// `Pooling::Weighted`'s starting weights: the init folder's own
+/// (`WordWeights`, as `pretext export` writes them) when it has them, else
+/// the idf of each token over the corpus's first documents.
+fn starting_token_weights(
+    config: &Config,
+    tokenizer: &TextTokenizer,
+    vocab: usize,
+) -> Result<Vec<f32>> {
+    if let Some(dir) = &config.model.init {
+        if let Some(mut w) = word_weights::find(dir)? {
+            w.resize(vocab, 1.0);
+            return Ok(w);
+        }
+    }
+    let c = &config.corpus;
+    let read = ReadOptions {
+        skip_bad: c.skip_bad,
+        ..ReadOptions::default()
+    };
+    let texts = first_texts(&c.open()?, read, Some(word_weights::IDF_DOCS))
+        .with_context(|| format!("counting token idf over {}", c.path.display()))?;
+    word_weights::idf(tokenizer.inner(), texts.iter().map(String::as_str), vocab)
 }
 
 /// Documents used to train a tokenizer from scratch (the first ones).
