@@ -109,21 +109,41 @@ impl Pretrained {
             {
                 let kind = m["type"].as_str().unwrap_or_default();
                 let path = dir.join(m["path"].as_str().unwrap_or_default());
-                if kind.ends_with("Pooling") {
-                    let p = read_json(&path.join("config.json"))?;
-                    head.pooling = if p["pooling_mode_cls_token"].as_bool() == Some(true) {
-                        Pooling::Cls
-                    } else {
-                        Pooling::Mean
-                    };
-                } else if kind.ends_with("WordWeights") {
-                    token_weights = Some(word_weights::read(&path)?);
-                } else if kind.ends_with("Normalize") {
-                    head.normalize = true;
-                } else if kind.ends_with("Dense") {
-                    let c = read_json(&path.join("config.json"))?;
-                    head.projection = c["out_features"].as_u64().map(|n| n as usize);
-                    dense = Some(path.join("model.safetensors"));
+                // A module read as another, or skipped, would embed
+                // otherwise than the folder says: refused instead.
+                let unsupported = |what: &str| {
+                    anyhow!(
+                        "{}: {what} is not supported (pretext reads Transformer, WordWeights, \
+                         Pooling by mean or CLS, Dense without activation, and Normalize)",
+                        modules.display()
+                    )
+                };
+                match kind.rsplit('.').next().unwrap_or_default() {
+                    "Transformer" => {}
+                    "Pooling" => {
+                        let p = read_json(&path.join("config.json"))?;
+                        let on = |k: &str| p[k].as_bool() == Some(true);
+                        if on("pooling_mode_max_tokens") || on("pooling_mode_mean_sqrt_len_tokens")
+                        {
+                            return Err(unsupported("max or sqrt-length pooling"));
+                        }
+                        head.pooling = match on("pooling_mode_cls_token") {
+                            true => Pooling::Cls,
+                            false => Pooling::Mean,
+                        };
+                    }
+                    "WordWeights" => token_weights = Some(word_weights::read(&path)?),
+                    "Normalize" => head.normalize = true,
+                    "Dense" => {
+                        let c = read_json(&path.join("config.json"))?;
+                        let act = c["activation_function"].as_str().unwrap_or_default();
+                        if !act.is_empty() && !act.ends_with("Identity") {
+                            return Err(unsupported(&format!("a Dense module with `{act}`")));
+                        }
+                        head.projection = c["out_features"].as_u64().map(|n| n as usize);
+                        dense = Some(path.join("model.safetensors"));
+                    }
+                    _ => return Err(unsupported(&format!("module `{kind}`"))),
                 }
             }
         }
