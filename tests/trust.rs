@@ -516,4 +516,53 @@ fn weighted_pooling_starts_from_idf_and_exports_as_word_weights() {
         gap(&ours, &plain) > 1e-3,
         "the weights must change the pooling"
     );
+    // A module pretext cannot read is refused, not skipped.
+    list.push(serde_json::json!({"idx": 9, "name": "9", "path": "9_LSTM",
+                                 "type": "sentence_transformers.models.LSTM"}));
+    std::fs::write(
+        model.join("modules.json"),
+        serde_json::to_string(&list).unwrap(),
+    )
+    .unwrap();
+    let err = Pretrained::load(&model, &Device::Cpu, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("modules.json") && err.contains("LSTM"),
+        "{err}"
+    );
+
+    // Trained on from that folder, the model starts from its weights (set
+    // to 2 here), not the corpus's idf.
+    std::fs::write(model.join("modules.json"), &modules).unwrap();
+    let n = exported.len();
+    pretext::model::word_weights::write(
+        &model.join("1_WordWeights"),
+        &model.join("tokenizer.json"),
+        &vec![2.0; n],
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("again")).unwrap();
+    let again = common::tiny_config(&dir.path().join("again"), "");
+    let init = model.to_str().unwrap();
+    train(
+        &again,
+        &[
+            "--steps",
+            "2",
+            "--set",
+            "model.pooling=weighted",
+            "--init",
+            init,
+        ],
+    )
+    .assert()
+    .success();
+    let w2 = weights(&dir.path().join("again/run"), 2)["pooling.log_weights"]
+        .exp()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(w2.iter().all(|w| (w - 2.0).abs() < 0.02), "{:?}", &w2[..8]);
 }

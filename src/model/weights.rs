@@ -66,8 +66,11 @@ pub fn load_hf(varmap: &VarMap, path: &Path, prefix: &str) -> Result<usize> {
         if prefix.is_empty() && name.starts_with("doc.") {
             continue;
         }
-        if key.starts_with("head.") {
-            continue; // a projection head is ours: never in an HF encoder checkpoint
+        if key.starts_with("head.") || key.starts_with("pooling.") {
+            // A projection head and pooling weights are ours: never in an
+            // HF encoder checkpoint (pooling weights start from the corpus
+            // or the folder's WordWeights module).
+            continue;
         }
         let Some(t) = tensors
             .get(key)
