@@ -459,14 +459,18 @@ fn a_non_finite_gradient_stops_the_step_before_the_update() {
 fn weighted_pooling_starts_from_idf_and_exports_as_word_weights() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = common::tiny_config(dir.path(), "");
+    // A run's pooling weights after its second step.
+    let pooling_weights = |run: &Path| -> Vec<f32> {
+        weights(run, 2)["pooling.log_weights"]
+            .exp()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
     train(&cfg, &["--steps", "2", "--set", "model.pooling=weighted"])
         .assert()
         .success();
-    let w = weights(&dir.path().join("run"), 2)["pooling.log_weights"]
-        .exp()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let w = pooling_weights(&dir.path().join("run"));
     let tok = tokenizers::Tokenizer::from_file(dir.path().join("run/tokenizer.json")).unwrap();
     let id = |t: &str| tok.token_to_id(t).unwrap() as usize;
     assert!(w[id("[CLS]")] < 0.05, "{}", w[id("[CLS]")]);
@@ -559,10 +563,6 @@ fn weighted_pooling_starts_from_idf_and_exports_as_word_weights() {
     )
     .assert()
     .success();
-    let w2 = weights(&dir.path().join("again/run"), 2)["pooling.log_weights"]
-        .exp()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let w2 = pooling_weights(&dir.path().join("again/run"));
     assert!(w2.iter().all(|w| (w - 2.0).abs() < 0.02), "{:?}", &w2[..8]);
 }
