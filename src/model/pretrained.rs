@@ -83,6 +83,41 @@ pub fn declared_similarity(dir: &Path) -> Result<Similarity> {
     }
 }
 
+/// The pooling a sentence-transformers `Pooling` config asks for: mean or
+/// CLS, named either way sentence-transformers writes it (`pooling_mode`
+/// since version 5, one `pooling_mode_*` flag before); anything else
+/// (max, sqrt-length, weighted-mean, last-token, several modes
+/// concatenated, the prompt left out of the mean) is described for the
+/// refusal.
+fn pooling_of(p: &Value) -> std::result::Result<Pooling, String> {
+    if p["include_prompt"].as_bool() == Some(false) {
+        return Err("pooling that leaves the prompt out".into());
+    }
+    let modes: Vec<String> = match &p["pooling_mode"] {
+        Value::String(m) => vec![m.clone()],
+        Value::Array(list) => list
+            .iter()
+            .map(|m| m.as_str().unwrap_or_default().to_string())
+            .collect(),
+        _ => p
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| k.starts_with("pooling_mode_") && v.as_bool() == Some(true))
+            .map(|(k, _)| match k.as_str() {
+                "pooling_mode_cls_token" => "cls".to_string(),
+                "pooling_mode_mean_tokens" => "mean".to_string(),
+                other => other.trim_start_matches("pooling_mode_").to_string(),
+            })
+            .collect(),
+    };
+    match modes.as_slice() {
+        [m] if m == "mean" => Ok(Pooling::Mean),
+        [m] if m == "cls" => Ok(Pooling::Cls),
+        _ => Err(format!("pooling by {modes:?}")),
+    }
+}
+
 fn read_json(p: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
@@ -122,15 +157,7 @@ impl Pretrained {
                     "Transformer" => {}
                     "Pooling" => {
                         let p = read_json(&path.join("config.json"))?;
-                        let on = |k: &str| p[k].as_bool() == Some(true);
-                        if on("pooling_mode_max_tokens") || on("pooling_mode_mean_sqrt_len_tokens")
-                        {
-                            return Err(unsupported("max or sqrt-length pooling"));
-                        }
-                        head.pooling = match on("pooling_mode_cls_token") {
-                            true => Pooling::Cls,
-                            false => Pooling::Mean,
-                        };
+                        head.pooling = pooling_of(&p).map_err(|e| unsupported(&e))?;
                     }
                     "WordWeights" => token_weights = Some(word_weights::read(&path)?),
                     "Normalize" => head.normalize = true,
@@ -177,6 +204,12 @@ impl Pretrained {
         let mut tower = Tower::new(&config, head, vb)
             .with_context(|| format!("loading weights from {}", dir.display()))?;
         if let Some(mut w) = token_weights {
+            if head.pooling != Pooling::Mean {
+                anyhow::bail!(
+                    "{}: WordWeights before CLS pooling is not supported (pretext weighs a mean)",
+                    modules.display()
+                );
+            }
             // Ids past the module's vocabulary take its unknown weight, 1
             // (the tokenizer never produces them when the two agree).
             w.resize(config.vocab_size, 1.0);
@@ -231,5 +264,42 @@ impl Pretrained {
         let ids = Tensor::from_slice(&b.ids, (b.rows, b.seq), &self.device)?;
         let mask = Tensor::from_slice(&b.mask, (b.rows, b.seq), &self.device)?;
         Ok(tower.encode(&ids, &mask, Mode::Eval)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Both ways sentence-transformers names a pooling mode are read, and
+    /// a mode pretext cannot compute is refused rather than read as mean.
+    #[test]
+    fn pooling_modes_are_read_both_ways_and_others_refused() {
+        let flags = json!({"pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true,
+                           "pooling_mode_max_tokens": false, "pooling_mode_lasttoken": false});
+        assert_eq!(pooling_of(&flags), Ok(Pooling::Mean));
+        assert_eq!(
+            pooling_of(&json!({"pooling_mode_cls_token": true})),
+            Ok(Pooling::Cls)
+        );
+        assert_eq!(
+            pooling_of(&json!({"pooling_mode": "cls"})),
+            Ok(Pooling::Cls)
+        );
+        assert_eq!(
+            pooling_of(&json!({"pooling_mode": ["mean"]})),
+            Ok(Pooling::Mean)
+        );
+        for refused in [
+            json!({"pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true}),
+            json!({"pooling_mode_weightedmean_tokens": true}),
+            json!({"pooling_mode": "lasttoken"}),
+            json!({"pooling_mode": ["mean", "max"]}),
+            json!({"pooling_mode": "mean", "include_prompt": false}),
+            json!({}),
+        ] {
+            assert!(pooling_of(&refused).is_err(), "{refused}");
+        }
     }
 }
