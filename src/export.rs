@@ -9,11 +9,8 @@ use candle_core::Tensor;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::model::{word_weights, BertConfig, Pooling, Similarity};
+use crate::model::{word_weights, BertConfig, Pooling, Similarity, LOG_WEIGHTS};
 use crate::train::{checkpoint, RunDir};
-
-/// Weighted pooling's weights in a tower's checkpoint tensors.
-const LOG_WEIGHTS: &str = "pooling.log_weights";
 
 /// The checkpoint folder a path names: itself, or a run's latest.
 pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {

@@ -505,13 +505,16 @@ fn weighted_pooling_starts_from_idf_and_exports_as_word_weights() {
     let texts = ["how do I read a file", "the the the of list comprehension"];
     let m = Pretrained::load(&model, &Device::Cpu, None).unwrap();
     let ours = m.embed(&texts).unwrap();
+    let write_modules = |list: &[serde_json::Value]| {
+        std::fs::write(
+            model.join("modules.json"),
+            serde_json::to_string(list).unwrap(),
+        )
+        .unwrap()
+    };
     let mut list: Vec<serde_json::Value> = serde_json::from_str(&modules).unwrap();
     list.retain(|m| m["type"] != "sentence_transformers.models.WordWeights");
-    std::fs::write(
-        model.join("modules.json"),
-        serde_json::to_string(&list).unwrap(),
-    )
-    .unwrap();
+    write_modules(&list);
     let plain = Pretrained::load(&model, &Device::Cpu, None)
         .unwrap()
         .embed(&texts)
@@ -523,11 +526,7 @@ fn weighted_pooling_starts_from_idf_and_exports_as_word_weights() {
     // A module pretext cannot read is refused, not skipped.
     list.push(serde_json::json!({"idx": 9, "name": "9", "path": "9_LSTM",
                                  "type": "sentence_transformers.models.LSTM"}));
-    std::fs::write(
-        model.join("modules.json"),
-        serde_json::to_string(&list).unwrap(),
-    )
-    .unwrap();
+    write_modules(&list);
     let err = Pretrained::load(&model, &Device::Cpu, None)
         .err()
         .unwrap()

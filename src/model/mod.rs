@@ -49,6 +49,11 @@ pub enum Similarity {
     Cosine,
 }
 
+/// A tower's `Pooling::Weighted` weights (their logarithms) in its
+/// variables and checkpoints; `pretext export` writes them as a WordWeights
+/// module instead.
+pub const LOG_WEIGHTS: &str = "pooling.log_weights";
+
 /// What sits on top of BERT in one tower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
@@ -68,7 +73,7 @@ pub struct Tower {
     head: Head,
     /// `Pooling::Weighted`'s per-token weights, as logarithms (so they stay
     /// positive however they are trained): `(vocab,)`, named
-    /// `pooling.log_weights`.
+    /// [`LOG_WEIGHTS`].
     log_weights: Option<Tensor>,
 }
 
@@ -81,9 +86,9 @@ impl Tower {
             .transpose()?;
         let log_weights = match head.pooling {
             // Zero: every weight 1, a plain mean, until the caller sets them.
-            Pooling::Weighted => Some(vb.pp("pooling").get_with_hints(
+            Pooling::Weighted => Some(vb.get_with_hints(
                 config.vocab_size,
-                "log_weights",
+                LOG_WEIGHTS,
                 candle_nn::Init::Const(0.0),
             )?),
             Pooling::Mean | Pooling::Cls => None,

@@ -118,7 +118,8 @@ fn pooling_of(p: &Value) -> std::result::Result<Pooling, String> {
     }
 }
 
-fn read_json(p: &Path) -> Result<Value> {
+/// A JSON file, with its path in any error.
+pub(crate) fn read_json(p: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
 }

@@ -9,6 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
+use super::pretrained::read_json;
+
 /// The module's type in `modules.json`.
 pub const MODULE_TYPE: &str = "sentence_transformers.models.WordWeights";
 
@@ -108,10 +110,7 @@ pub fn find(model: &Path) -> Result<Option<Vec<f32>>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let v = read_json(&path)?;
     let module = v.as_array().into_iter().flatten().find(|m| {
         m["type"]
             .as_str()
@@ -131,10 +130,7 @@ pub fn read(dir: &Path) -> Result<Vec<f32>> {
         .map(|f| dir.join(f))
         .find(|p| p.exists())
         .ok_or_else(|| anyhow!("{}: no WordWeights config.json", dir.display()))?;
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let v = read_json(&path)?;
     let field = |name: &str| {
         v.get(name)
             .ok_or_else(|| anyhow!("{}: no `{name}` field", path.display()))

@@ -22,7 +22,7 @@ use super::run_dir::{RunDir, Start};
 use super::{checkpoint, Trainer};
 use crate::config::{Config, Memory, TrainMode};
 use crate::dist::{ProcessGroup, Single};
-use crate::model::{weights, word_weights, BertConfig, DualEncoder, Head, Pooling};
+use crate::model::{weights, word_weights, BertConfig, DualEncoder, Head, Pooling, LOG_WEIGHTS};
 use crate::momentum::KeyEncoder;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::queue::KeyQueue;
@@ -171,7 +171,7 @@ impl Trainer {
             let log = Tensor::from_vec(w, bert.vocab_size, &device)?.log()?;
             let data = varmap.data().lock().expect("varmap");
             for (name, var) in data.iter() {
-                if name.ends_with("pooling.log_weights") {
+                if name.strip_prefix("doc.").unwrap_or(name) == LOG_WEIGHTS {
                     var.set(&log)?;
                 }
             }
