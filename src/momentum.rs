@@ -13,6 +13,7 @@ use anyhow::{anyhow, Result};
 use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::model::kernels::update::lerp;
 use crate::model::{BertConfig, Head, Tower};
 
 /// A momentum copy of the document tower.
@@ -80,7 +81,7 @@ impl KeyEncoder {
     /// `k = m·k + (1 − m)·q`, before the keys are encoded (MoCo).
     pub fn update(&self, m: f64) -> Result<()> {
         for (k, q) in &self.links {
-            k.set(&((k.as_tensor() * m)? + (q.as_tensor() * (1.0 - m))?)?)?;
+            lerp(k, q.as_tensor(), m)?;
         }
         Ok(())
     }

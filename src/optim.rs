@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
+use crate::model::kernels::update::{self, AdamWStep};
+
 /// AdamW settings.
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWConfig {
@@ -84,7 +86,7 @@ impl AdamW {
             let g = grads
                 .get(p.var.as_tensor())
                 .ok_or_else(|| candle_core::Error::Msg(format!("no gradient for `{}`", p.name)))?;
-            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            total += update::sum_squares(g)?;
         }
         Ok(total.sqrt())
     }
@@ -100,18 +102,21 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let g = (g * scale)?;
-            let m = ((p.m.as_tensor() * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            let v = ((p.v.as_tensor() * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
-            let decayed = if p.decay {
-                (p.var.as_tensor() * (1.0 - lr * c.weight_decay))?
-            } else {
-                p.var.as_tensor().clone()
+            let decay = match p.decay {
+                true => 1.0 - lr * c.weight_decay,
+                false => 1.0,
             };
-            p.var.set(&(decayed - (update * lr)?)?)?;
-            p.m.set(&m)?;
-            p.v.set(&v)?;
+            let step = AdamWStep {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                lr,
+                bc1,
+                bc2,
+                decay,
+                scale,
+            };
+            update::adamw(&p.var, &p.m, &p.v, g, &step)?;
         }
         Ok(())
     }

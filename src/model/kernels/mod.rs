@@ -1,6 +1,7 @@
 //! Fused CPU kernels for the ops BERT spends its non-matmul time in:
 //! dense layers (matmul + bias), multi-head attention, layer norm, the
-//! attention softmax (with the padding bias), bias + GELU and dropout.
+//! attention softmax (with the padding bias), bias + GELU and dropout; and
+//! for the training step's in-place updates (AdamW, MoCo's momentum).
 //!
 //! Composed from candle's primitive ops, each of these is five to ten passes
 //! over memory, each pass a tensor allocation, and as many more in the
@@ -39,6 +40,7 @@ mod residual_norm;
 mod softmax;
 #[cfg(test)]
 mod tests;
+pub(crate) mod update;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 use rayon::iter::IndexedParallelIterator;
