@@ -69,12 +69,31 @@ pub struct Head {
 #[derive(Debug, Clone)]
 pub struct Tower {
     bert: Bert,
-    projection: Option<Linear>,
-    head: Head,
-    /// `Pooling::Weighted`'s per-token weights, as logarithms (so they stay
-    /// positive however they are trained): `(vocab,)`, named
-    /// [`LOG_WEIGHTS`].
-    log_weights: Option<Tensor>,
+    pool: Pool,
+    /// The projection head and its output width.
+    projection: Option<(usize, Linear)>,
+    normalize: bool,
+}
+
+/// How a tower pools, with what it needs: weighted pooling carries its
+/// weights, so a tower cannot be asked to weight without them.
+#[derive(Debug, Clone)]
+enum Pool {
+    Mean,
+    Cls,
+    /// Per-token weights as logarithms (so they stay positive however they
+    /// are trained): `(vocab,)`, named [`LOG_WEIGHTS`].
+    Weighted(Tensor),
+}
+
+impl Pool {
+    fn kind(&self) -> Pooling {
+        match self {
+            Pool::Mean => Pooling::Mean,
+            Pool::Cls => Pooling::Cls,
+            Pool::Weighted(_) => Pooling::Weighted,
+        }
+    }
 }
 
 impl Tower {
@@ -82,30 +101,33 @@ impl Tower {
     pub fn new(config: &BertConfig, head: Head, vb: VarBuilder) -> Result<Tower> {
         let projection = head
             .projection
-            .map(|out| layers::linear(config.hidden_size, out, vb.pp("head").pp("dense")))
+            .map(|out| {
+                let dense = layers::linear(config.hidden_size, out, vb.pp("head").pp("dense"))?;
+                Ok::<_, candle_core::Error>((out, dense))
+            })
             .transpose()?;
-        let log_weights = match head.pooling {
+        let pool = match head.pooling {
             // Zero: every weight 1, a plain mean, until the caller sets them.
-            Pooling::Weighted => Some(vb.get_with_hints(
+            Pooling::Weighted => Pool::Weighted(vb.get_with_hints(
                 config.vocab_size,
                 LOG_WEIGHTS,
                 candle_nn::Init::Const(0.0),
             )?),
-            Pooling::Mean | Pooling::Cls => None,
+            Pooling::Mean => Pool::Mean,
+            Pooling::Cls => Pool::Cls,
         };
         Ok(Tower {
             bert: Bert::new(config, vb)?,
+            pool,
             projection,
-            head,
-            log_weights,
+            normalize: head.normalize,
         })
     }
 
     /// The tower with weighted pooling by `weights` (`(vocab,)`, each
     /// positive), as a loaded `WordWeights` module gives them.
     pub fn with_token_weights(mut self, weights: &Tensor) -> Result<Tower> {
-        self.log_weights = Some(weights.log()?);
-        self.head.pooling = Pooling::Weighted;
+        self.pool = Pool::Weighted(weights.log()?);
         Ok(self)
     }
 
@@ -121,25 +143,26 @@ impl Tower {
 
     /// The head settings.
     pub fn head(&self) -> Head {
-        self.head
+        Head {
+            pooling: self.pool.kind(),
+            projection: self.projection.as_ref().map(|(out, _)| *out),
+            normalize: self.normalize,
+        }
     }
 
     /// `(batch, seq)` ids and mask → `(batch, dim)` embeddings.
     pub fn encode(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let states = self.bert.forward(ids, mask, mode)?;
-        let pooled = match (self.head.pooling, &self.log_weights) {
-            (Pooling::Mean, _) => mean_pool(&states, mask)?,
-            (Pooling::Cls, _) => states.narrow(1, 0, 1)?.squeeze(1)?,
-            (Pooling::Weighted, Some(w)) => weighted_pool(&states, mask, ids, w)?,
-            (Pooling::Weighted, None) => {
-                candle_core::bail!("weighted pooling without its weights")
-            }
+        let pooled = match &self.pool {
+            Pool::Mean => mean_pool(&states, mask)?,
+            Pool::Cls => states.narrow(1, 0, 1)?.squeeze(1)?,
+            Pool::Weighted(w) => weighted_pool(&states, mask, ids, w)?,
         };
         let out = match &self.projection {
-            Some(p) => p.forward(&pooled)?,
+            Some((_, p)) => p.forward(&pooled)?,
             None => pooled,
         };
-        if self.head.normalize {
+        if self.normalize {
             l2_normalize(&out)
         } else {
             Ok(out)

@@ -3,7 +3,7 @@
 //! the word weights, pooling, dense and normalize modules named in
 //! `modules.json`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -124,6 +124,27 @@ pub(crate) fn read_json(p: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
 }
 
+/// The modules a sentence-transformers folder lists in its `modules.json`
+/// (none for a bare Hugging Face folder), in order: each one's type (the
+/// last segment of its class name, `Pooling` for
+/// `sentence_transformers.models.Pooling`) and its folder.
+pub(crate) fn sentence_modules(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let path = dir.join("modules.json");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    read_json(&path)?
+        .as_array()
+        .ok_or_else(|| anyhow!("{}: not a list", path.display()))?
+        .iter()
+        .map(|m| {
+            let kind = m["type"].as_str().unwrap_or_default();
+            let kind = kind.rsplit('.').next().unwrap_or_default().to_string();
+            Ok((kind, dir.join(m["path"].as_str().unwrap_or_default())))
+        })
+        .collect()
+}
+
 impl Pretrained {
     /// Loads `dir`; `max_len` caps the input (default: the folder's
     /// `sentence_bert_config.json`, else 512).
@@ -138,41 +159,34 @@ impl Pretrained {
         let mut dense = None;
         let mut token_weights = None;
         let modules = dir.join("modules.json");
-        if modules.exists() {
-            for m in read_json(&modules)?
-                .as_array()
-                .ok_or_else(|| anyhow!("modules.json is not a list"))?
-            {
-                let kind = m["type"].as_str().unwrap_or_default();
-                let path = dir.join(m["path"].as_str().unwrap_or_default());
-                // A module read as another, or skipped, would embed
-                // otherwise than the folder says: refused instead.
-                let unsupported = |what: &str| {
-                    anyhow!(
-                        "{}: {what} is not supported (pretext reads Transformer, WordWeights, \
+        for (kind, path) in sentence_modules(dir)? {
+            // A module read as another, or skipped, would embed
+            // otherwise than the folder says: refused instead.
+            let unsupported = |what: &str| {
+                anyhow!(
+                    "{}: {what} is not supported (pretext reads Transformer, WordWeights, \
                          Pooling by mean or CLS, Dense without activation, and Normalize)",
-                        modules.display()
-                    )
-                };
-                match kind.rsplit('.').next().unwrap_or_default() {
-                    "Transformer" => {}
-                    "Pooling" => {
-                        let p = read_json(&path.join("config.json"))?;
-                        head.pooling = pooling_of(&p).map_err(|e| unsupported(&e))?;
-                    }
-                    "WordWeights" => token_weights = Some(word_weights::read(&path)?),
-                    "Normalize" => head.normalize = true,
-                    "Dense" => {
-                        let c = read_json(&path.join("config.json"))?;
-                        let act = c["activation_function"].as_str().unwrap_or_default();
-                        if !act.is_empty() && !act.ends_with("Identity") {
-                            return Err(unsupported(&format!("a Dense module with `{act}`")));
-                        }
-                        head.projection = c["out_features"].as_u64().map(|n| n as usize);
-                        dense = Some(path.join("model.safetensors"));
-                    }
-                    _ => return Err(unsupported(&format!("module `{kind}`"))),
+                    modules.display()
+                )
+            };
+            match kind.as_str() {
+                "Transformer" => {}
+                "Pooling" => {
+                    let p = read_json(&path.join("config.json"))?;
+                    head.pooling = pooling_of(&p).map_err(|e| unsupported(&e))?;
                 }
+                "WordWeights" => token_weights = Some(word_weights::read(&path)?),
+                "Normalize" => head.normalize = true,
+                "Dense" => {
+                    let c = read_json(&path.join("config.json"))?;
+                    let act = c["activation_function"].as_str().unwrap_or_default();
+                    if !act.is_empty() && !act.ends_with("Identity") {
+                        return Err(unsupported(&format!("a Dense module with `{act}`")));
+                    }
+                    head.projection = c["out_features"].as_u64().map(|n| n as usize);
+                    dense = Some(path.join("model.safetensors"));
+                }
+                _ => return Err(unsupported(&format!("module `{kind}`"))),
             }
         }
         let similarity = declared_similarity(dir)?;

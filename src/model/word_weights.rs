@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
-use super::pretrained::read_json;
+use super::pretrained::{read_json, sentence_modules};
 
 /// The module's type in `modules.json`.
 pub const MODULE_TYPE: &str = "sentence_transformers.models.WordWeights";
@@ -106,18 +106,10 @@ pub fn write(dir: &Path, tokenizer: &Path, weights: &[f32]) -> Result<()> {
 /// The weights of the `WordWeights` module a sentence-transformers folder
 /// lists in its `modules.json`, if it has one.
 pub fn find(model: &Path) -> Result<Option<Vec<f32>>> {
-    let path = model.join("modules.json");
-    if !path.exists() {
-        return Ok(None);
-    }
-    let v = read_json(&path)?;
-    let module = v.as_array().into_iter().flatten().find(|m| {
-        m["type"]
-            .as_str()
-            .is_some_and(|t| t.ends_with("WordWeights"))
-    });
-    module
-        .map(|m| read(&model.join(m["path"].as_str().unwrap_or_default())))
+    sentence_modules(model)?
+        .into_iter()
+        .find(|(kind, _)| kind == "WordWeights")
+        .map(|(_, dir)| read(&dir))
         .transpose()
 }
 
