@@ -139,6 +139,24 @@ fn dst_f32<'a>(dst: &'a mut CpuStorage, layout: &Layout, op: &str) -> Result<&'a
     }
 }
 
+/// `f` over matching chunks of an in-place op's destination and its
+/// source, the chunks in parallel.
+fn zip_chunks(
+    op: &str,
+    dst: &mut CpuStorage,
+    l: &Layout,
+    src: &CpuStorage,
+    sl: &Layout,
+    f: impl Fn(&mut [f32], &[f32]) + Sync,
+) -> Result<()> {
+    let x = dst_f32(dst, l, op)?;
+    let y = contiguous_f32(src, sl, op)?;
+    x.par_chunks_mut(CHUNK)
+        .zip(y.par_chunks(CHUNK))
+        .for_each(|(x, y)| f(x, y));
+    Ok(())
+}
+
 /// One AdamW moment: `β·x + (1−β)·(s·g)` (or `(s·g)²`).
 struct Moment {
     beta: f32,
@@ -154,12 +172,7 @@ impl InplaceOp2 for Moment {
     }
 
     fn cpu_fwd(&self, dst: &mut CpuStorage, l: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
-        let x = dst_f32(dst, l, self.name())?;
-        let g = contiguous_f32(g, gl, self.name())?;
-        x.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(x, g)| moment(x, g, self));
-        Ok(())
+        zip_chunks(self.name(), dst, l, g, gl, |x, g| moment(x, g, self))
     }
 }
 
@@ -236,12 +249,7 @@ impl InplaceOp2 for Lerp {
     }
 
     fn cpu_fwd(&self, dst: &mut CpuStorage, l: &Layout, q: &CpuStorage, ql: &Layout) -> Result<()> {
-        let k = dst_f32(dst, l, self.name())?;
-        let q = contiguous_f32(q, ql, self.name())?;
-        k.par_chunks_mut(CHUNK)
-            .zip(q.par_chunks(CHUNK))
-            .for_each(|(k, q)| lerp_chunk(k, q, self));
-        Ok(())
+        zip_chunks(self.name(), dst, l, q, ql, |k, q| lerp_chunk(k, q, self))
     }
 }
 
