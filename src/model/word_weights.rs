@@ -11,9 +11,6 @@ use tokenizers::Tokenizer;
 
 use super::pretrained::{read_json, sentence_modules};
 
-/// The module's type in `modules.json`.
-pub const MODULE_TYPE: &str = "sentence_transformers.models.WordWeights";
-
 /// The config file names: sentence-transformers 5 and later read
 /// `config.json`, earlier versions `wordweights_config.json`; both are
 /// written, the first found is read.
@@ -29,20 +26,16 @@ pub const IDF_DOCS: usize = 100_000;
 /// 0.5))` for each of `vocab` ids. Texts are tokenized whole, with the
 /// special tokens, so `[CLS]` and `[SEP]`, in every text, weigh almost
 /// nothing, and tokens the texts never hold weigh the most.
-pub fn idf<'a>(
-    tokenizer: &Tokenizer,
-    texts: impl Iterator<Item = &'a str>,
-    vocab: usize,
-) -> Result<Vec<f32>> {
+pub fn idf<T: AsRef<str>>(tokenizer: &Tokenizer, texts: &[T], vocab: usize) -> Result<Vec<f32>> {
     let mut tok = tokenizer.clone();
     tok.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
     tok.with_padding(None);
     let mut df = vec![0u64; vocab];
     let mut docs = 0u64;
-    let texts: Vec<&str> = texts.collect();
     for chunk in texts.chunks(1024) {
+        let chunk: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
         let encoded = tok
-            .encode_batch(chunk.to_vec(), true)
+            .encode_batch(chunk, true)
             .map_err(|e| anyhow!("tokenizing for the idf: {e}"))?;
         for e in encoded {
             let mut ids: Vec<u32> = e.get_ids().to_vec();
@@ -171,7 +164,7 @@ mod tests {
     #[test]
     fn idf_ranks_rare_tokens_above_common_ones() {
         let tok = tokenizer();
-        let idf = idf(&tok, TEXTS.iter().copied(), tok.get_vocab_size(true)).unwrap();
+        let idf = idf(&tok, &TEXTS, tok.get_vocab_size(true)).unwrap();
         let id = |t: &str| tok.token_to_id(t).unwrap() as usize;
         assert!(idf[id("far")] > idf[id("cat")], "{idf:?}");
         assert!(idf[id("cat")] > idf[id("the")]);

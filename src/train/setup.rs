@@ -466,7 +466,7 @@ fn starting_token_weights(
     };
     let texts = first_texts(&c.open()?, read, Some(word_weights::IDF_DOCS))
         .with_context(|| format!("counting token idf over {}", c.path.display()))?;
-    word_weights::idf(tokenizer.inner(), texts.iter().map(String::as_str), vocab)
+    word_weights::idf(tokenizer.inner(), &texts, vocab)
 }
 
 /// Documents used to train a tokenizer from scratch (the first ones).

@@ -44,7 +44,7 @@ pub(crate) struct AdamWStep {
 pub(crate) fn adamw(w: &Var, m: &Var, v: &Var, g: &Tensor, c: &AdamWStep) -> Result<()> {
     if fused_for(g) && [w, m, v].iter().all(|t| t.is_contiguous()) {
         let g = g.contiguous()?;
-        let moment = |beta: f64, square| Moment {
+        let moment = |beta: f64, square| Ema {
             beta: beta as f32,
             rest: (1.0 - beta) as f32,
             scale: c.scale as f32,
@@ -89,9 +89,11 @@ fn adamw_composed(
 /// `k ← m·k + (1 − m)·q` (MoCo's key encoder following the trained one).
 pub(crate) fn lerp(k: &Var, q: &Tensor, m: f64) -> Result<()> {
     if fused_for(q) && k.is_contiguous() {
-        let op = Lerp {
-            m: m as f32,
+        let op = Ema {
+            beta: m as f32,
             rest: (1.0 - m) as f32,
+            scale: 1.0,
+            square: false,
         };
         return k.as_tensor().inplace_op2(&q.contiguous()?, &op);
     }
@@ -139,26 +141,10 @@ fn dst_f32<'a>(dst: &'a mut CpuStorage, layout: &Layout, op: &str) -> Result<&'a
     }
 }
 
-/// `f` over matching chunks of an in-place op's destination and its
-/// source, the chunks in parallel.
-fn zip_chunks(
-    op: &str,
-    dst: &mut CpuStorage,
-    l: &Layout,
-    src: &CpuStorage,
-    sl: &Layout,
-    f: impl Fn(&mut [f32], &[f32]) + Sync,
-) -> Result<()> {
-    let x = dst_f32(dst, l, op)?;
-    let y = contiguous_f32(src, sl, op)?;
-    x.par_chunks_mut(CHUNK)
-        .zip(y.par_chunks(CHUNK))
-        .for_each(|(x, y)| f(x, y));
-    Ok(())
-}
-
-/// One AdamW moment: `β·x + (1−β)·(s·g)` (or `(s·g)²`).
-struct Moment {
+/// An exponential moving average step, `x ← β·x + (1−β)·(s·g)` (or
+/// `(s·g)²`): AdamW's two moments, and MoCo's momentum update (`s` = 1;
+/// a product by 1 is exact, so it gives the composed op's bits).
+struct Ema {
     beta: f32,
     /// `1 − β`, rounded from f64 as the composed op rounds it.
     rest: f32,
@@ -166,18 +152,23 @@ struct Moment {
     square: bool,
 }
 
-impl InplaceOp2 for Moment {
+impl InplaceOp2 for Ema {
     fn name(&self) -> &'static str {
-        "adamw-moment"
+        "moving-average"
     }
 
     fn cpu_fwd(&self, dst: &mut CpuStorage, l: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
-        zip_chunks(self.name(), dst, l, g, gl, |x, g| moment(x, g, self))
+        let x = dst_f32(dst, l, self.name())?;
+        let g = contiguous_f32(g, gl, self.name())?;
+        x.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(x, g)| ema(x, g, self));
+        Ok(())
     }
 }
 
 simd_kernel! {
-    fn moment(x: &mut [f32], g: &[f32], c: &Moment) {
+    fn ema(x: &mut [f32], g: &[f32], c: &Ema) {
         let (beta, scale, rest) = (c.beta, c.scale, c.rest);
         if c.square {
             for (x, &g) in x.iter_mut().zip(g) {
@@ -232,32 +223,6 @@ simd_kernel! {
         for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
             let update = (m * c.inv_bc1) / ((v * c.inv_bc2).sqrt() + c.eps);
             *w = *w * c.decay - update * c.lr;
-        }
-    }
-}
-
-/// `m·k + (1 − m)·q`.
-struct Lerp {
-    m: f32,
-    /// `1 − m`, rounded from f64 as the composed op rounds it.
-    rest: f32,
-}
-
-impl InplaceOp2 for Lerp {
-    fn name(&self) -> &'static str {
-        "momentum-lerp"
-    }
-
-    fn cpu_fwd(&self, dst: &mut CpuStorage, l: &Layout, q: &CpuStorage, ql: &Layout) -> Result<()> {
-        zip_chunks(self.name(), dst, l, q, ql, |k, q| lerp_chunk(k, q, self))
-    }
-}
-
-simd_kernel! {
-    fn lerp_chunk(k: &mut [f32], q: &[f32], c: &Lerp) {
-        let (m, rest) = (c.m, c.rest);
-        for (k, &q) in k.iter_mut().zip(q) {
-            *k = *k * m + q * rest;
         }
     }
 }
