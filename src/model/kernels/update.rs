@@ -297,33 +297,18 @@ mod tests {
         lerp(&k, &q, 0.99).unwrap();
         let expect = ((&k0 * 0.99).unwrap() + (&q * 0.01).unwrap()).unwrap();
         assert_eq!(max_diff(k.as_tensor(), &expect), 0.0, "the same bits");
-        let composed = q
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64;
-        let fused = sum_squares(&q).unwrap();
-        assert!(
-            (fused - composed).abs() < 1e-4 * composed,
-            "{fused} vs {composed}"
-        );
+        let composed = |t: &Tensor| t.sqr()?.sum_all()?.to_scalar::<f32>().map(f64::from);
         // A strided view takes the same path through a contiguous copy.
-        let t = q
+        let strided = q
             .narrow(0, 0, 1000)
             .unwrap()
             .reshape((10, 100))
             .unwrap()
             .t()
             .unwrap();
-        let s = t
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64;
-        assert!((sum_squares(&t).unwrap() - s).abs() < 1e-4 * s);
+        for t in [&q, &strided] {
+            let (fused, want) = (sum_squares(t).unwrap(), composed(t).unwrap());
+            assert!((fused - want).abs() < 1e-4 * want, "{fused} vs {want}");
+        }
     }
 }
