@@ -3,7 +3,7 @@
 //! batches. Prints JSON; `benches/encode_compare.sh` puts it next to
 //! sentence-transformers on the same model, batch and maximum length.
 //!
-//! `ENCODE_MODEL=DIR ENCODE_MAX_LEN=256 ENCODE_BATCH=64 cargo bench --bench encode`
+//! `ENCODE_MODEL=DIR ENCODE_MAX_LEN=256 ENCODE_BATCH=64 [ENCODE_INT8=1] cargo bench --bench encode`
 
 use std::time::Instant;
 
@@ -36,8 +36,12 @@ fn main() {
         })
         .collect();
     let device = candle_core::Device::Cpu;
-    let model =
+    let mut model =
         pretext::model::pretrained::Pretrained::load(dir.as_ref(), &device, Some(max_len)).unwrap();
+    let int8 = std::env::var("ENCODE_INT8").is_ok_and(|v| v == "1");
+    if int8 {
+        model.quantize().unwrap();
+    }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let started = Instant::now();
     let e = pretext::eval::embed_texts(
@@ -52,6 +56,6 @@ fn main() {
     assert_eq!(e.dims2().unwrap().0, texts.len());
     println!(
         "{}",
-        serde_json::json!({"system": "pretext", "docs": texts.len(), "seconds": secs, "docs_per_s": texts.len() as f64 / secs})
+        serde_json::json!({"system": if int8 { "pretext --int8" } else { "pretext" }, "docs": texts.len(), "seconds": secs, "docs_per_s": texts.len() as f64 / secs})
     );
 }

@@ -228,6 +228,66 @@ fn encode_writes_ids_and_vectors_as_the_model_embeds_them() {
     assert!(npy.len() >= rows * dim * 4);
 }
 
+/// `encode --int8` embeds as the model quantised in the library does, and
+/// close to (not exactly as) the f32 model.
+#[test]
+fn encode_int8_quantises_the_dense_layers() {
+    use pretext::model::pretrained::Pretrained;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = dir.path().join("corpus.jsonl");
+    let run = |name: &str, int8: bool| {
+        let out = dir.path().join(name);
+        let mut cmd = pretext();
+        cmd.args(["encode", "--quiet", "--model"])
+            .arg(&model)
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--out")
+            .arg(&out);
+        if int8 {
+            cmd.arg("--int8");
+        }
+        cmd.assert().success();
+        pretext::encode::read_back(&out).unwrap().1
+    };
+    let (full, int8) = (run("f32", false), run("int8", true));
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let doc = format!(
+        "{} {}",
+        first["title"].as_str().unwrap_or(""),
+        first["text"].as_str().unwrap()
+    );
+    let mut m = Pretrained::load(&model, &Device::Cpu, None).unwrap();
+    m.quantize().unwrap();
+    let direct = m.embed(&[doc.trim()]).unwrap().to_vec2::<f32>().unwrap();
+    let got = int8.narrow(0, 0, 1).unwrap().to_vec2::<f32>().unwrap();
+    let gap = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(gap(&direct[0], &got[0]) < 1e-4);
+    let (full, int8) = (
+        full.to_vec2::<f32>().unwrap(),
+        int8.to_vec2::<f32>().unwrap(),
+    );
+    let cos = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    };
+    assert!(
+        full.iter().zip(&int8).any(|(a, b)| gap(a, b) > 0.0),
+        "int8 gave the f32 bits"
+    );
+    for (a, b) in full.iter().zip(&int8) {
+        assert!(cos(a, b) > 0.99, "cosine {}", cos(a, b));
+    }
+}
+
 #[test]
 fn self_distillation_and_pair_weighting_change_the_loss() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::BertConfig;
 use super::kernels;
+use super::kernels::int8::{Activation, Int8Linear};
 use super::layers::{attention_bias, embedding, linear, LayerNorm, Mode};
 
 /// Word, position and segment embeddings, then layer norm.
@@ -86,19 +87,66 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
-        // One product for the three projections: the input is packed once
-        // and the output is wider, which the matmul kernel runs faster.
+    /// The three projections as one `(3·hidden, hidden)` weight and its
+    /// bias: one product, whose input is packed once and whose wider output
+    /// the matmul kernel runs faster.
+    fn qkv(&self) -> Result<(Tensor, Option<Tensor>)> {
         let (q, k, v) = (&self.query, &self.key, &self.value);
         let weight = Tensor::cat(&[q.weight(), k.weight(), v.weight()], 0)?;
-        let bias_qkv = match (q.bias(), k.bias(), v.bias()) {
+        let bias = match (q.bias(), k.bias(), v.bias()) {
             (Some(a), Some(b), Some(c)) => Some(Tensor::cat(&[a, b, c], 0)?),
             _ => None,
         };
-        let qkv = kernels::linear(x, &weight, bias_qkv.as_ref())?;
+        Ok((weight, bias))
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        mode: Mode,
+        q: Option<&Int8Layer>,
+    ) -> Result<Tensor> {
+        let qkv = match q {
+            Some(q) => q.qkv.forward(x, Activation::Identity)?,
+            None => {
+                let (weight, b) = self.qkv()?;
+                kernels::linear(x, &weight, b.as_ref())?
+            }
+        };
         let ctx = kernels::attention(&qkv, bias, self.heads, mode, self.attn_dropout)?;
-        self.norm
-            .dense_residual(&self.output, &ctx, x, mode, self.dropout)
+        match q {
+            Some(q) => {
+                let y = q.attention_output.forward(&ctx, Activation::Identity)?;
+                self.norm
+                    .after_dense(y, self.output.bias(), x, mode, self.dropout)
+            }
+            None => self
+                .norm
+                .dense_residual(&self.output, &ctx, x, mode, self.dropout),
+        }
+    }
+}
+
+/// One layer's dense weights in int8 ([`Bert::quantize`]). The dense
+/// layers that a residual norm follows leave their bias to it.
+#[derive(Debug)]
+struct Int8Layer {
+    qkv: Int8Linear,
+    attention_output: Int8Linear,
+    intermediate: Int8Linear,
+    output: Int8Linear,
+}
+
+impl Int8Layer {
+    fn new(layer: &Layer) -> Result<Int8Layer> {
+        let (qkv, qkv_bias) = layer.attention.qkv()?;
+        Ok(Int8Layer {
+            qkv: Int8Linear::new(&qkv, qkv_bias.as_ref())?,
+            attention_output: Int8Linear::new(layer.attention.output.weight(), None)?,
+            intermediate: Int8Linear::new(layer.intermediate.weight(), layer.intermediate.bias())?,
+            output: Int8Linear::new(layer.output.weight(), None)?,
+        })
     }
 }
 
@@ -135,11 +183,27 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
-        let a = self.attention.forward(x, bias, mode)?;
-        let ff = dense_gelu(&self.intermediate, &a, mode)?;
-        self.norm
-            .dense_residual(&self.output, &ff, &a, mode, self.dropout)
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        mode: Mode,
+        q: Option<&Int8Layer>,
+    ) -> Result<Tensor> {
+        let a = self.attention.forward(x, bias, mode, q)?;
+        match q {
+            Some(q) => {
+                let ff = q.intermediate.forward(&a, Activation::Gelu)?;
+                let y = q.output.forward(&ff, Activation::Identity)?;
+                self.norm
+                    .after_dense(y, self.output.bias(), &a, mode, self.dropout)
+            }
+            None => {
+                let ff = dense_gelu(&self.intermediate, &a, mode)?;
+                self.norm
+                    .dense_residual(&self.output, &ff, &a, mode, self.dropout)
+            }
+        }
     }
 }
 
@@ -166,6 +230,9 @@ pub struct Bert {
     /// (`Some(0)`) or after layer `n - 1` (`Some(n)`) are detached, so
     /// nothing below is differentiated.
     detach_after: Option<usize>,
+    /// The layers' dense weights in int8, used by passes without
+    /// gradients once [`Bert::quantize`] made them.
+    int8: Option<std::sync::Arc<[Int8Layer]>>,
 }
 
 /// What of a BERT is frozen (`train.freeze`): its embeddings, its lowest
@@ -204,7 +271,31 @@ impl Bert {
             layers,
             config: config.clone(),
             detach_after: None,
+            int8: None,
         })
+    }
+
+    /// Quantises the dense layers' weights to int8 for inference (what
+    /// `--int8` does): passes without gradients ([`Mode::Eval`]) then run
+    /// them as 8-bit products ([`kernels::int8`]); training passes keep
+    /// the f32 weights, and a later change to those weights is not seen
+    /// by the int8 copy. CPU and f32 only.
+    pub fn quantize(&mut self) -> Result<()> {
+        let w = self.embeddings.word.embeddings();
+        if !kernels::fused_for(w) {
+            candle_core::bail!(
+                "int8 inference runs on the CPU in f32 (this model is on {:?} in {:?})",
+                w.device(),
+                w.dtype()
+            );
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(Int8Layer::new)
+            .collect::<Result<Vec<_>>>()?;
+        self.int8 = Some(layers.into());
+        Ok(())
     }
 
     /// Stops the backward pass below the frozen part: when the embeddings
@@ -240,8 +331,12 @@ impl Bert {
         if self.detach_after == Some(0) {
             x = x.detach();
         }
+        let int8 = match mode {
+            Mode::Eval => self.int8.as_deref(),
+            Mode::Train(_) => None,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x, &bias, mode)?;
+            x = layer.forward(&x, &bias, mode, int8.map(|q| &q[i]))?;
             if self.detach_after == Some(i + 1) {
                 x = x.detach();
             }

@@ -39,7 +39,20 @@ impl LayerNorm {
         p: f64,
     ) -> Result<Tensor> {
         let y = super::kernels::linear(x, dense.weight(), None)?;
-        match dense.bias() {
+        self.after_dense(y, dense.bias(), residual, mode, p)
+    }
+
+    /// [`LayerNorm::dense_residual`] after the product: `y = x·Wᵀ`
+    /// computed elsewhere (the int8 path), `bias` its dense layer's.
+    pub fn after_dense(
+        &self,
+        y: Tensor,
+        bias: Option<&Tensor>,
+        residual: &Tensor,
+        mode: Mode,
+        p: f64,
+    ) -> Result<Tensor> {
+        match bias {
             Some(b) => super::kernels::residual_norm(
                 &y,
                 b,

@@ -141,6 +141,12 @@ impl Tower {
         self.bert.freeze(f);
     }
 
+    /// Runs the encoder's dense layers in int8 from now on, in passes
+    /// without gradients (see [`Bert::quantize`]).
+    pub fn quantize(&mut self) -> Result<()> {
+        self.bert.quantize()
+    }
+
     /// The head settings.
     pub fn head(&self) -> Head {
         Head {

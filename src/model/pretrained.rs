@@ -257,6 +257,16 @@ impl Pretrained {
         })
     }
 
+    /// Runs both towers' dense layers in int8 (`--int8`; CPU only): faster
+    /// encoding for a small loss of precision (see [`crate::model::Bert::quantize`]).
+    pub fn quantize(&mut self) -> Result<()> {
+        self.tower.quantize()?;
+        if let Some(d) = &mut self.doc_tower {
+            d.quantize()?;
+        }
+        Ok(())
+    }
+
     /// Embeds texts of `side` with its prompt (no dropout), `(texts, dim)`.
     pub fn embed_side(&self, texts: &[&str], side: Side) -> Result<Tensor> {
         let prompted = self.prompts.apply(side, texts);

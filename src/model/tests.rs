@@ -324,3 +324,32 @@ fn weighted_pooling_weighs_each_token_by_its_id() {
     let again = loaded.encode(&ids, &mask, Mode::Eval).unwrap();
     assert!(gap(&again, &out) < 1e-6);
 }
+
+/// `--int8` encodes as the f32 model does to within its rounding (cosine
+/// above 0.99 for every text), but not bit for bit (it is quantised);
+/// training passes ignore it and give the f32 model's bits.
+#[test]
+fn int8_encoding_is_close_to_f32_and_training_ignores_it() {
+    let (_vars, model) = build(&tiny(), HEAD, true, 5);
+    let (ids, mask) = batch();
+    let mut tower = model.query().clone();
+    let f32_eval = tower.encode(&ids, &mask, Mode::Eval).unwrap();
+    let rng = DropoutRng::new(1);
+    let f32_train = tower.encode(&ids, &mask, Mode::Train(&rng)).unwrap();
+    tower.quantize().unwrap();
+    let int8 = tower.encode(&ids, &mask, Mode::Eval).unwrap();
+    let cos = (l2_normalize(&int8).unwrap() * l2_normalize(&f32_eval).unwrap())
+        .unwrap()
+        .sum(1)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(cos.iter().all(|&c| c > 0.99), "cosines {cos:?}");
+    assert!(
+        gap(&int8, &f32_eval) > 0.0,
+        "int8 gave the f32 bits: not quantised"
+    );
+    let rng = DropoutRng::new(1);
+    let train = tower.encode(&ids, &mask, Mode::Train(&rng)).unwrap();
+    assert_eq!(gap(&train, &f32_train), 0.0);
+}

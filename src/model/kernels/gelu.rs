@@ -63,6 +63,15 @@ simd_kernel! {
 }
 
 simd_kernel! {
+    /// `y = gelu(y)` in place (the int8 product's output, bias added).
+    pub(super) fn in_place(y: &mut [f32]) {
+        for v in y.iter_mut() {
+            *v *= normal_cdf(*v);
+        }
+    }
+}
+
+simd_kernel! {
     fn backward_rows(x: &[f32], bias: &[f32], grad: &[f32], dx: &mut [f32], dbias: &mut [f32]) {
         let w = bias.len();
         for ((xr, gr), dr) in x

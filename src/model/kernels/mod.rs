@@ -1,7 +1,8 @@
 //! Fused CPU kernels for the ops BERT spends its non-matmul time in:
 //! dense layers (matmul + bias), multi-head attention, layer norm, the
-//! attention softmax (with the padding bias), bias + GELU and dropout; and
-//! for the training step's in-place updates (AdamW, MoCo's momentum).
+//! attention softmax (with the padding bias), bias + GELU and dropout; for
+//! the training step's in-place updates (AdamW, MoCo's momentum); and int8
+//! dense layers for inference ([`int8`]).
 //!
 //! Composed from candle's primitive ops, each of these is five to ten passes
 //! over memory, each pass a tensor allocation, and as many more in the
@@ -33,6 +34,7 @@ mod attention;
 mod dropout;
 mod gelu;
 mod gemm;
+pub mod int8;
 mod layer_norm;
 mod linear;
 pub(crate) mod math;
