@@ -11,7 +11,7 @@
 //! measured (docs/performance.md), not assumed.
 //!
 //! The integer sums are exact on every path (AVX-512 VNNI, AVX2 and the
-//! portable loops), so all three give the same bits; the tests force each
+//! baseline loops), so all three give the same bits; the tests force each
 //! one the CPU has and compare them.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
@@ -35,16 +35,23 @@ pub enum Isa {
     /// with both sides in −127..=127).
     Avx2,
     /// Plain loops, any CPU.
-    Portable,
+    Baseline,
 }
 
 impl Isa {
-    /// The best this CPU has.
+    /// The best this CPU has, within [`super::simd::level`] (so
+    /// `PRETEXT_SIMD` forces these paths as it does the other kernels').
     pub fn detect() -> Isa {
+        use super::simd::Level;
+        let allowed = |isa: Isa| match isa {
+            Isa::Vnni512 => super::simd::level() >= Level::Avx512,
+            Isa::Avx2 => super::simd::level() >= Level::Avx2,
+            Isa::Baseline => true,
+        };
         [Isa::Vnni512, Isa::Avx2]
             .into_iter()
-            .find(|isa| isa.supported())
-            .unwrap_or(Isa::Portable)
+            .find(|&isa| allowed(isa) && isa.supported())
+            .unwrap_or(Isa::Baseline)
     }
 
     /// Whether this CPU can run `self`.
@@ -60,7 +67,7 @@ impl Isa {
             Isa::Avx2 => is_x86_feature_detected!("avx2"),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Vnni512 | Isa::Avx2 => false,
-            Isa::Portable => true,
+            Isa::Baseline => true,
         }
     }
 }
@@ -270,12 +277,12 @@ fn block(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { x86::avx2(a, rows, kp, w, acc) },
-        _ => portable(a, rows, kp, w, acc),
+        _ => baseline(a, rows, kp, w, acc),
     }
 }
 
 /// The reference: plain loops.
-fn portable(a: &[i8], rows: usize, kp: usize, w: &[i8], acc: &mut [[i32; NR]; MR]) {
+fn baseline(a: &[i8], rows: usize, kp: usize, w: &[i8], acc: &mut [[i32; NR]; MR]) {
     for (row, acc) in a.chunks_exact(kp).take(rows).zip(acc.iter_mut()) {
         for (g, wg) in w.chunks_exact(GROUP).take(kp / 4).enumerate() {
             let ag = &row[g * 4..g * 4 + 4];
@@ -488,7 +495,7 @@ mod tests {
             .collect()
     }
 
-    /// Every path the CPU has gives the portable loops' bits, on shapes
+    /// Every path the CPU has gives the baseline loops' bits, on shapes
     /// with row, column and input tails (k not a multiple of 4, n not of
     /// 48, rows not of 8).
     #[test]
@@ -505,7 +512,7 @@ mod tests {
             let layer = Int8Linear::new(&w, Some(&b)).unwrap();
             let x = random(rows, k, 3);
             for act in [Activation::Identity, Activation::Gelu] {
-                let want = layer.run(&x, act, Isa::Portable);
+                let want = layer.run(&x, act, Isa::Baseline);
                 for isa in [Isa::Vnni512, Isa::Avx2] {
                     if !isa.supported() {
                         eprintln!("skipping {isa:?}: this CPU does not have it");

@@ -15,18 +15,33 @@
 //! never asks which device it is on. Tests check each fused op against its
 //! composed version, values and gradients.
 
-/// Compiles a kernel for AVX-512, AVX2 + FMA and NEON besides the baseline,
-/// and picks the best the CPU has at run time (the `multiversion` crate).
+/// Compiles a kernel three times, for AVX-512, for AVX2 + FMA and for the
+/// baseline (NEON on aarch64, where it is the baseline), and calls the one
+/// [`simd::level`] picks: the best the CPU has, or the one
+/// `PRETEXT_SIMD` forces (how the tests run every path on one machine).
 /// The kernels are plain loops the compiler vectorises for each target.
 macro_rules! simd_kernel {
-    ($(#[$meta:meta])* $vis:vis fn $($rest:tt)*) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        #[multiversion::multiversion(targets(
-            "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
-            "x86_64+avx2+fma",
-            "aarch64+neon",
-        ))]
-        $vis fn $($rest)*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? $body
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? $body
+                match $crate::model::kernels::simd::level() {
+                    // SAFETY: `level` returns a level only when the CPU has it.
+                    $crate::model::kernels::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::model::kernels::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::model::kernels::simd::Level::Baseline => {}
+                }
+            }
+            #[inline(always)]
+            fn baseline($($arg: $ty),*) $(-> $ret)? $body
+            baseline($($arg),*)
+        }
     };
 }
 
@@ -39,6 +54,7 @@ mod layer_norm;
 mod linear;
 pub(crate) mod math;
 mod residual_norm;
+pub mod simd;
 mod softmax;
 #[cfg(test)]
 mod tests;

@@ -426,3 +426,52 @@ fn dropout_off_the_fused_path_uses_the_same_seeded_mask() {
     let dropped = c.iter().filter(|&&v| v == 0.0).count() as f64 / c.len() as f64;
     assert!((dropped - p).abs() < 0.05, "dropped {dropped}");
 }
+
+/// Under `PRETEXT_SIMD` the kernels run on the level asked for (or the
+/// best below it that the CPU has): what the test below relies on.
+#[test]
+fn pretext_simd_sets_the_level() {
+    use super::simd::{level, Level};
+    let want = match std::env::var("PRETEXT_SIMD").as_deref() {
+        Ok("avx2") => Level::Avx2.min(Level::detected()),
+        Ok("baseline") => Level::Baseline,
+        _ => Level::detected(),
+    };
+    assert_eq!(level(), want);
+}
+
+/// Every kernel test again, in a child process per lower level (this
+/// machine picks AVX-512, so the AVX2 and baseline builds would otherwise
+/// never run): the same comparisons against the composed ops, the int8
+/// paths' bits, and the level check above.
+#[test]
+fn every_level_passes_the_kernel_tests() {
+    let exe = std::env::current_exe().expect("the test binary");
+    for level in ["avx2", "baseline"] {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "model::kernels::",
+                "--skip",
+                "every_level_passes_the_kernel_tests",
+            ])
+            .env("PRETEXT_SIMD", level)
+            .output()
+            .expect("running the kernel tests in a child process");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "kernel tests failed under PRETEXT_SIMD={level}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let passed: usize = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("test result: ok. "))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            passed >= 10,
+            "only {passed} kernel tests ran under {level}:\n{stdout}"
+        );
+    }
+}
