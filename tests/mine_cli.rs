@@ -242,6 +242,15 @@ fn dense_mining_caches_corpus_embeddings_and_rescoring_filters() {
         "the second run maps the cache"
     );
     assert_eq!(first, second);
+    // int8 embeddings are not the f32 ones: their own cache entry.
+    let (_, s4) = run("d4", &["--int8"]);
+    assert_eq!(
+        s4["corpus_embeddings_cached"], false,
+        "int8 reused f32 embeddings"
+    );
+    assert!(s4["hard_negatives"].as_u64().unwrap() > 0, "{s4}");
+    let (_, s5) = run("d5", &["--int8"]);
+    assert_eq!(s5["corpus_embeddings_cached"], true);
     // A rescorer that rates everything above the threshold leaves no hard negative.
     let m = model.display().to_string();
     let (_, s3) = run("d3", &["--rescore", &m, "--rescore-threshold=-1.5"]);

@@ -131,6 +131,7 @@ pub fn run(args: LabelArgs) -> Result<()> {
         device: pretext::train::device(&args.device)?,
         batch_size: args.batch_size,
         max_len: None,
+        int8: false,
         cache: None,
         blocks: Blocks::default(),
     };

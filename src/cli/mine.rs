@@ -116,6 +116,10 @@ pub struct MineArgs {
     /// Longest input in tokens (default: the model's).
     #[arg(long)]
     max_len: Option<usize>,
+    /// Run the dense encoders' dense layers as int8 products (CPU only):
+    /// about twice as fast, at a small cost in quality (docs/performance.md).
+    #[arg(long)]
+    int8: bool,
     /// Skip bad corpus records instead of stopping.
     #[arg(long)]
     skip_bad: bool,
@@ -296,6 +300,7 @@ pub fn run(args: MineArgs) -> Result<()> {
         device: pretext::train::device(&args.device)?,
         batch_size: args.batch_size,
         max_len: args.max_len,
+        int8: args.int8,
         cache: (!args.no_cache).then(|| {
             EmbeddingCache::new(
                 args.cache_dir

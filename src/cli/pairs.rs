@@ -292,6 +292,7 @@ fn dense_pairs(
         device: pretext::train::device(&config.train.device)?,
         batch_size: 64,
         max_len: Some(config.model.max_len),
+        int8: false,
         cache: Some(EmbeddingCache::new(&config.negatives.cache_dir)),
         blocks: Blocks::default(),
     };

@@ -32,7 +32,12 @@ impl EmbeddingCache {
     }
 
     /// The key of `texts` encoded by the model in `model_dir` at `max_len`.
-    pub fn key(model_dir: &Path, max_len: Option<usize>, texts: &[String]) -> Result<String> {
+    pub fn key(
+        model_dir: &Path,
+        max_len: Option<usize>,
+        int8: bool,
+        texts: &[String],
+    ) -> Result<String> {
         let mut h = blake3::Hasher::new();
         // A folder with separate towers embeds documents with `doc/`: its
         // weights are part of what the embeddings depend on.
@@ -47,6 +52,10 @@ impl EmbeddingCache {
             h.update(&bytes);
         }
         h.update(&(max_len.unwrap_or(0) as u64).to_le_bytes());
+        if int8 {
+            // Only then, so the keys of f32 embeddings stay what they were.
+            h.update(b"int8");
+        }
         h.update(&(texts.len() as u64).to_le_bytes());
         for t in texts {
             h.update(&(t.len() as u64).to_le_bytes());
@@ -138,15 +147,28 @@ mod tests {
             std::fs::write(dir.path().join(f), f).unwrap();
         }
         let texts = vec!["a".to_string(), "b".to_string()];
-        let k1 = EmbeddingCache::key(dir.path(), None, &texts).unwrap();
-        assert_eq!(k1, EmbeddingCache::key(dir.path(), None, &texts).unwrap());
+        let k1 = EmbeddingCache::key(dir.path(), None, false, &texts).unwrap();
+        assert_eq!(
+            k1,
+            EmbeddingCache::key(dir.path(), None, false, &texts).unwrap()
+        );
         let other = vec!["ab".to_string(), String::new()];
-        assert_ne!(k1, EmbeddingCache::key(dir.path(), None, &other).unwrap());
         assert_ne!(
             k1,
-            EmbeddingCache::key(dir.path(), Some(64), &texts).unwrap()
+            EmbeddingCache::key(dir.path(), None, false, &other).unwrap()
+        );
+        assert_ne!(
+            k1,
+            EmbeddingCache::key(dir.path(), Some(64), false, &texts).unwrap()
+        );
+        assert_ne!(
+            k1,
+            EmbeddingCache::key(dir.path(), None, true, &texts).unwrap()
         );
         std::fs::write(dir.path().join("model.safetensors"), "changed").unwrap();
-        assert_ne!(k1, EmbeddingCache::key(dir.path(), None, &texts).unwrap());
+        assert_ne!(
+            k1,
+            EmbeddingCache::key(dir.path(), None, false, &texts).unwrap()
+        );
     }
 }

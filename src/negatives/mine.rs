@@ -175,6 +175,8 @@ pub struct MineSettings {
     pub batch_size: usize,
     /// Input length cap of the encoders.
     pub max_len: Option<usize>,
+    /// Run the dense encoders' dense layers in int8 (`--int8`; CPU only).
+    pub int8: bool,
     /// Corpus embedding cache.
     pub cache: Option<EmbeddingCache>,
     /// Search block sizes.
@@ -207,6 +209,15 @@ pub struct Mined {
     pub cache_hit: Option<bool>,
 }
 
+/// Loads a dense encoder as the settings ask (device, length, int8).
+fn load_model(dir: &Path, s: &MineSettings) -> Result<Pretrained> {
+    let mut model = Pretrained::load(dir, &s.device, s.max_len)?;
+    if s.int8 {
+        model.quantize()?;
+    }
+    Ok(model)
+}
+
 /// Encoded corpus of a model, through the cache when there is one: the
 /// embeddings, whether the cache had them, and their cache key.
 fn corpus_embeddings(
@@ -217,7 +228,7 @@ fn corpus_embeddings(
     progress: &mut dyn MineProgress,
 ) -> Result<(Embeddings, bool, Option<String>)> {
     let key = match &s.cache {
-        Some(_) => Some(EmbeddingCache::key(model_dir, s.max_len, texts)?),
+        Some(_) => Some(EmbeddingCache::key(model_dir, s.max_len, s.int8, texts)?),
         None => None,
     };
     if let (Some(c), Some(k)) = (&s.cache, &key) {
@@ -376,7 +387,7 @@ pub fn retrieve(
                 .model
                 .as_ref()
                 .context("the dense retriever needs a model folder (--model)")?;
-            let model = Pretrained::load(dir, &s.device, s.max_len)?;
+            let model = load_model(dir, s)?;
             let (docs, hit, key) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
             cache_hit = Some(hit);
             progress.stage("searching (dense)", queries.len());
@@ -451,7 +462,7 @@ pub fn mine(
     // RocketQA-style denoising: the second encoder's cosine similarity.
     let rescore: Option<(Vec<Vec<f32>>, Embeddings)> = match &c.rescore {
         Some(dir) => {
-            let model = Pretrained::load(dir, &s.device, s.max_len)?;
+            let model = load_model(dir, s)?;
             let (docs, _, _) = corpus_embeddings(dir, &model, &corpus.texts, s, progress)?;
             let d = crate::model::l2_normalize(&docs.block(0, docs.rows(), &Device::Cpu)?)?;
             let docs = Embeddings::from_tensor(&d)?;
