@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor, Var};
 
 use super::{gelu, layer_norm, softmax};
 
-fn randn(shape: &[usize], seed: u64) -> Tensor {
+pub(super) fn randn(shape: &[usize], seed: u64) -> Tensor {
     // A fixed pseudo-random fill, so failures reproduce.
     let n: usize = shape.iter().product();
     let mut state = seed
@@ -22,7 +22,7 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
         .unwrap()
         .abs()
