@@ -948,3 +948,60 @@ fn a_model_without_positions_is_blind_to_order_and_reads_any_length() {
     );
     assert!(err.contains("model.positions = false"), "{err}");
 }
+
+/// `model.embeddings = "lsa"`: a model trained from scratch starts its word
+/// embeddings from the corpus's LSA token vectors (the rows of the tokens
+/// the corpus holds; the others keep their random start), and an `--init`
+/// model, which brings its own, is refused.
+#[test]
+fn lsa_embeddings_start_from_the_corpus() {
+    use pretext::model::lsa;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "");
+    let train = |extra: &[&str]| {
+        let mut cmd = pretext();
+        cmd.args(["train", "--quiet", "--steps", "1", "--lr", "1e-12"])
+            .args(["--set", "train.warmup_steps=0"])
+            .args(["--set", "model.embeddings=lsa", "--config"])
+            .arg(&cfg)
+            .args(extra);
+        cmd
+    };
+    train(&[]).assert().success();
+    let run = dir.path().join("run");
+    let table = common::weights(&run, 1)["embeddings.word_embeddings.weight"]
+        .to_vec2::<f32>()
+        .unwrap();
+    let tok = tokenizers::Tokenizer::from_file(run.join("tokenizer.json")).unwrap();
+    let texts: Vec<String> = std::fs::read_to_string(dir.path().join("corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let dim = table[0].len();
+    // The run's seed (3) draws the same sketch.
+    let want = lsa::token_vectors(&tok, &texts, table.len(), dim, 3).unwrap();
+    let seen = want.seen.iter().filter(|&&s| s).count();
+    assert!(seen > 100 && seen < table.len(), "{seen} tokens seen");
+    for (t, row) in table.iter().enumerate() {
+        if want.seen[t] {
+            let gap = row
+                .iter()
+                .zip(&want.vectors[t * dim..(t + 1) * dim])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(gap < 1e-4, "token {t}: {gap}");
+        } else {
+            // BERT's N(0, 0.02): far below the LSA rows' unit scale.
+            assert!(row.iter().all(|x| x.abs() < 0.2), "token {t}");
+        }
+    }
+
+    std::fs::create_dir_all(dir.path().join("init")).unwrap();
+    let init = tiny_model(&dir.path().join("init"));
+    let err = common::failure_stderr(train(&["--overwrite", "--init"]).arg(&init));
+    assert!(err.contains("model.embeddings"), "{err}");
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 use pretext_tasks::negatives::{RefreshEncoder, Source};
 use pretext_tasks::tasks::TaskSpec;
 
-use super::{Config, GroupBy, Memory, ModelKind, ScoreLoss, TrainMode};
+use super::{Config, EmbeddingInit, GroupBy, Memory, ModelKind, ScoreLoss, TrainMode};
 use crate::model::BertConfig;
 use crate::objective::Loss;
 
@@ -362,6 +362,9 @@ fn model(config: &Config) -> Result<(), String> {
     }
     if !m.positions && m.init.is_some() {
         return Err("model.positions = false trains a model without position embeddings from scratch; the --init model's own were learned with it and cannot be dropped (set model.positions = true, or start from configs/adapt.toml)".into());
+    }
+    if m.embeddings == EmbeddingInit::Lsa && m.init.is_some() {
+        return Err("model.embeddings = \"lsa\" starts the word embeddings of a model trained from scratch; the --init model brings its own (drop one of the two)".into());
     }
     let positions = match &m.init {
         Some(dir) => init_positions(dir)?,

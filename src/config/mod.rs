@@ -24,9 +24,9 @@ mod train;
 pub use bench::BenchSection;
 pub use eval::EvalSection;
 pub use train::{
-    BatchSection, ConsistencyFilter, CrossEncoderSection, CrossLoss, Distill, GroupBy, Ltre,
-    LtreTeacher, LtreWeighting, Memory, ModelKind, ModelSection, ScoreLoss, TeacherScores,
-    TrainMode, TrainSection,
+    BatchSection, ConsistencyFilter, CrossEncoderSection, CrossLoss, Distill, EmbeddingInit,
+    GroupBy, Ltre, LtreTeacher, LtreWeighting, Memory, ModelKind, ModelSection, ScoreLoss,
+    TeacherScores, TrainMode, TrainSection,
 };
 
 /// A whole run's configuration.

@@ -100,6 +100,22 @@ pub struct ModelSection {
     /// just as well, where learned positions beyond the trained length
     /// stay random; the export says so (`max_seq_length` = the table's).
     pub positions: bool,
+    /// How the word embeddings of a model trained from scratch start:
+    /// `random` (BERT's N(0, 0.02)) or `lsa` (the training corpus's LSA
+    /// token vectors, see [`crate::model::lsa`]).
+    pub embeddings: EmbeddingInit,
+}
+
+/// How the word embeddings of a model trained from scratch start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingInit {
+    /// BERT's N(0, 0.02).
+    #[default]
+    Random,
+    /// A truncated SVD of the training corpus's tf-idf matrix: tokens that
+    /// occur in the same documents start close together.
+    Lsa,
 }
 
 impl ModelSection {
@@ -140,6 +156,7 @@ impl Default for ModelSection {
             query_max_len: None,
             doc_max_len: None,
             positions: true,
+            embeddings: EmbeddingInit::Random,
         }
     }
 }

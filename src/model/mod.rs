@@ -7,6 +7,7 @@ pub mod config;
 pub mod cross;
 pub mod kernels;
 pub mod layers;
+pub mod lsa;
 pub mod pretrained;
 pub mod weights;
 pub mod word_weights;

@@ -27,28 +27,16 @@ pub const IDF_DOCS: usize = 100_000;
 /// special tokens, so `[CLS]` and `[SEP]`, in every text, weigh almost
 /// nothing, and tokens the texts never hold weigh the most.
 pub fn idf<T: AsRef<str>>(tokenizer: &Tokenizer, texts: &[T], vocab: usize) -> Result<Vec<f32>> {
-    let mut tok = tokenizer.clone();
-    tok.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
-    tok.with_padding(None);
     let mut df = vec![0u64; vocab];
     let mut docs = 0u64;
-    for chunk in texts.chunks(1024) {
-        let chunk: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
-        let encoded = tok
-            .encode_batch(chunk, true)
-            .map_err(|e| anyhow!("tokenizing for the idf: {e}"))?;
-        for e in encoded {
-            let mut ids: Vec<u32> = e.get_ids().to_vec();
-            ids.sort_unstable();
-            ids.dedup();
-            for id in ids {
-                if let Some(c) = df.get_mut(id as usize) {
-                    *c += 1;
-                }
+    for_each_token_count(tokenizer, texts, |counts| {
+        for &(id, _) in counts {
+            if let Some(c) = df.get_mut(id as usize) {
+                *c += 1;
             }
-            docs += 1;
         }
-    }
+        docs += 1;
+    })?;
     let n = docs as f64;
     Ok(df
         .into_iter()
@@ -57,6 +45,39 @@ pub fn idf<T: AsRef<str>>(tokenizer: &Tokenizer, texts: &[T], vocab: usize) -> R
             (1.0 + (n - d + 0.5) / (d + 0.5)).ln() as f32
         })
         .collect())
+}
+
+/// Calls `each` with every text's distinct token ids and their counts, in
+/// id order: texts tokenized whole (no truncation), with the special
+/// tokens, 1,024 at a time (the tokenizer's batches run in parallel).
+pub(crate) fn for_each_token_count<T: AsRef<str>>(
+    tokenizer: &Tokenizer,
+    texts: &[T],
+    mut each: impl FnMut(&[(u32, u32)]),
+) -> Result<()> {
+    let mut tok = tokenizer.clone();
+    tok.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
+    tok.with_padding(None);
+    let mut counts: Vec<(u32, u32)> = Vec::new();
+    for chunk in texts.chunks(1024) {
+        let chunk: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
+        let encoded = tok
+            .encode_batch(chunk, true)
+            .map_err(|e| anyhow!("tokenizing the corpus: {e}"))?;
+        for e in encoded {
+            let mut ids: Vec<u32> = e.get_ids().to_vec();
+            ids.sort_unstable();
+            counts.clear();
+            for id in ids {
+                match counts.last_mut() {
+                    Some((last, n)) if *last == id => *n += 1,
+                    _ => counts.push((id, 1)),
+                }
+            }
+            each(&counts);
+        }
+    }
+    Ok(())
 }
 
 /// The tokenizer's vocabulary in id order, `len` entries (ids it lacks get

@@ -20,9 +20,11 @@ use crate::eval::beir::Beir;
 use super::data::{Grouping, PairSource};
 use super::run_dir::{RunDir, Start};
 use super::{checkpoint, Trainer};
-use crate::config::{Config, Memory, TrainMode};
+use crate::config::{Config, EmbeddingInit, Memory, TrainMode};
 use crate::dist::{ProcessGroup, Single};
-use crate::model::{weights, word_weights, BertConfig, DualEncoder, Head, Pooling, LOG_WEIGHTS};
+use crate::model::{
+    lsa, weights, word_weights, BertConfig, DualEncoder, Head, Pooling, LOG_WEIGHTS,
+};
 use crate::momentum::KeyEncoder;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::queue::KeyQueue;
@@ -164,6 +166,15 @@ impl Trainer {
             weights::load_hf(&varmap, &p, "")?;
             if !m.shared_towers {
                 weights::load_hf(&varmap, &p, "doc.")?;
+            }
+        }
+        if m.embeddings == EmbeddingInit::Lsa && resume_from.is_none() {
+            let lsa = lsa_vectors(&config, &tokenizer, &bert)?;
+            let data = varmap.data().lock().expect("varmap");
+            for (name, var) in data.iter() {
+                if name.strip_prefix("doc.").unwrap_or(name) == WORD_EMBEDDINGS {
+                    var.set(&with_lsa_rows(var.as_tensor(), &lsa)?)?;
+                }
             }
         }
         if m.pooling == Pooling::Weighted && resume_from.is_none() {
@@ -467,6 +478,47 @@ fn starting_token_weights(
     let texts = first_texts(&c.open()?, read, Some(word_weights::IDF_DOCS))
         .with_context(|| format!("counting token idf over {}", c.path.display()))?;
     word_weights::idf(tokenizer.inner(), &texts, vocab)
+}
+
+/// A tower's word embedding table.
+const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+
+/// `model.embeddings = "lsa"`: the LSA token vectors of the corpus's first
+/// documents, as wide as the model.
+fn lsa_vectors(
+    config: &Config,
+    tokenizer: &TextTokenizer,
+    bert: &BertConfig,
+) -> Result<lsa::TokenVectors> {
+    let c = &config.corpus;
+    let read = ReadOptions {
+        skip_bad: c.skip_bad,
+        ..ReadOptions::default()
+    };
+    let vectors = first_texts(&c.open()?, read, Some(lsa::LSA_DOCS))
+        .and_then(|texts| {
+            lsa::token_vectors(
+                tokenizer.inner(),
+                &texts,
+                bert.vocab_size,
+                bert.hidden_size,
+                config.seed,
+            )
+        })
+        .with_context(|| format!("LSA token vectors of {}", c.path.display()))?;
+    Ok(vectors)
+}
+
+/// `table` (`vocab × dim`) with the rows of the tokens LSA saw replaced by
+/// their vectors; the others keep their random start.
+fn with_lsa_rows(table: &Tensor, lsa: &lsa::TokenVectors) -> Result<Tensor> {
+    let mut rows = table.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    for (t, row) in rows.iter_mut().enumerate() {
+        if lsa.seen.get(t).copied().unwrap_or(false) {
+            row.copy_from_slice(&lsa.vectors[t * lsa.dim..(t + 1) * lsa.dim]);
+        }
+    }
+    Ok(Tensor::new(rows, table.device())?)
 }
 
 /// Documents used to train a tokenizer from scratch (the first ones).
