@@ -336,6 +336,25 @@ fn resume_is_exact_at_the_mini_preset() {
     assert!(gap == 0.0, "mini: resumed weights differ by {gap}");
 }
 
+/// A run that starts from LSA embeddings and idf pooling weights and
+/// distils against that start resumes to the same weights: the resumed run's
+/// teacher is the same start, not the random one.
+#[test]
+fn resume_is_exact_with_lsa_embeddings_and_self_distillation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(
+        dir.path(),
+        "memory = \"none\"\ndistill = { weight = 1.0, temperature = 0.05 }",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[model]\n",
+        "[model]\nembeddings = \"lsa\"\npooling = \"weighted\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let gap = resume_gap_with(&cfg, 6, 5);
+    assert!(gap == 0.0, "resumed weights differ by {gap}");
+}
+
 /// [`resume_gap`] for a config file of its own (written in one folder,
 /// trained in two).
 fn resume_gap_with(cfg: &Path, steps: usize, abort: usize) -> f32 {

@@ -168,7 +168,10 @@ impl Trainer {
                 weights::load_hf(&varmap, &p, "doc.")?;
             }
         }
-        if m.embeddings == EmbeddingInit::Lsa && resume_from.is_none() {
+        // The start from corpus statistics is made on a resumed run too,
+        // though its checkpoint overwrites it: the teacher of
+        // self-distillation is copied from it below.
+        if m.embeddings == EmbeddingInit::Lsa {
             let lsa = lsa_vectors(&config, &tokenizer, &bert)?;
             let data = varmap.data().lock().expect("varmap");
             for (name, var) in data.iter() {
@@ -177,7 +180,7 @@ impl Trainer {
                 }
             }
         }
-        if m.pooling == Pooling::Weighted && resume_from.is_none() {
+        if m.pooling == Pooling::Weighted {
             let w = starting_token_weights(&config, &tokenizer, bert.vocab_size)?;
             let log = Tensor::from_vec(w, bert.vocab_size, &device)?.log()?;
             let data = varmap.data().lock().expect("varmap");
