@@ -94,35 +94,22 @@ pub fn token_vectors<T: AsRef<str>>(
     order.sort_by(|&i, &j| eigen.eigenvalues[j].total_cmp(&eigen.eigenvalues[i]));
     let top = DMatrix::from_fn(width, rank, |r, c| eigen.eigenvectors[(r, order[c])]);
     let v = bt * top;
-    let mut seen = vec![false; vocab];
-    for &t in &at_rows_with_entries(&at) {
-        seen[t] = true;
-    }
-    let mut vectors = vec![0f32; vocab * dim];
-    let (mut sum, mut n) = (0f64, 0usize);
-    for t in (0..vocab).filter(|&t| seen[t]) {
-        for c in 0..rank {
-            sum += v[(t, c)] * v[(t, c)];
-        }
-        n += dim;
-    }
+    // A token the documents lack has an empty row in Aᵀ, so a zero row in
+    // V Σ: the sum of squares is over the seen rows alone.
+    let seen: Vec<bool> = at.starts.windows(2).map(|w| w[1] > w[0]).collect();
+    let entries = seen.iter().filter(|&&s| s).count() * dim;
+    let sum: f64 = v.iter().map(|x| x * x).sum();
     let scale = match sum > 0.0 {
-        true => (n as f64 / sum).sqrt(),
+        true => (entries as f64 / sum).sqrt(),
         false => 0.0,
     };
-    for t in (0..vocab).filter(|&t| seen[t]) {
+    let mut vectors = vec![0f32; vocab * dim];
+    for t in 0..vocab {
         for c in 0..rank {
             vectors[t * dim + c] = (v[(t, c)] * scale) as f32;
         }
     }
     Ok(TokenVectors { dim, vectors, seen })
-}
-
-/// The rows of a transposed matrix that hold an entry: the tokens seen.
-fn at_rows_with_entries(at: &Csr) -> Vec<usize> {
-    (0..at.rows())
-        .filter(|&t| at.starts[t + 1] > at.starts[t])
-        .collect()
 }
 
 /// The tf-idf matrix (documents × `vocab`): sublinear term frequency

@@ -171,24 +171,15 @@ impl Trainer {
         // The start from corpus statistics is made on a resumed run too,
         // though its checkpoint overwrites it: the teacher of
         // self-distillation is copied from it below.
+        let mut sample = CorpusSample::new(&config);
         if m.embeddings == EmbeddingInit::Lsa {
-            let lsa = lsa_vectors(&config, &tokenizer, &bert)?;
-            let data = varmap.data().lock().expect("varmap");
-            for (name, var) in data.iter() {
-                if name.strip_prefix("doc.").unwrap_or(name) == WORD_EMBEDDINGS {
-                    var.set(&with_lsa_rows(var.as_tensor(), &lsa)?)?;
-                }
-            }
+            let lsa = lsa_vectors(&mut sample, &tokenizer, &bert, config.seed)?;
+            set_in_each_tower(&varmap, WORD_EMBEDDINGS, |t| with_lsa_rows(t, &lsa))?;
         }
         if m.pooling == Pooling::Weighted {
-            let w = starting_token_weights(&config, &tokenizer, bert.vocab_size)?;
+            let w = starting_token_weights(&config, &mut sample, &tokenizer, bert.vocab_size)?;
             let log = Tensor::from_vec(w, bert.vocab_size, &device)?.log()?;
-            let data = varmap.data().lock().expect("varmap");
-            for (name, var) in data.iter() {
-                if name.strip_prefix("doc.").unwrap_or(name) == LOG_WEIGHTS {
-                    var.set(&log)?;
-                }
-            }
+            set_in_each_tower(&varmap, LOG_WEIGHTS, |_| Ok(log.clone()))?;
         }
         let key = match memory {
             Memory::Moco => Some(KeyEncoder::new(
@@ -459,11 +450,70 @@ fn set_vars(
     Ok(())
 }
 
+/// The corpus's first documents, read once for the starts made from its
+/// statistics (LSA vectors, idf weights), and only if one asks.
+struct CorpusSample<'c> {
+    config: &'c Config,
+    texts: Option<Vec<String>>,
+}
+
+impl<'c> CorpusSample<'c> {
+    /// The most any start asks for.
+    const DOCS: usize = if word_weights::IDF_DOCS > lsa::LSA_DOCS {
+        word_weights::IDF_DOCS
+    } else {
+        lsa::LSA_DOCS
+    };
+
+    fn new(config: &'c Config) -> Self {
+        CorpusSample {
+            config,
+            texts: None,
+        }
+    }
+
+    /// The first `n` documents (fewer in a smaller corpus).
+    fn first(&mut self, n: usize) -> Result<&[String]> {
+        let texts = match &mut self.texts {
+            Some(texts) => texts,
+            empty => {
+                let c = &self.config.corpus;
+                let read = ReadOptions {
+                    skip_bad: c.skip_bad,
+                    ..ReadOptions::default()
+                };
+                let texts = first_texts(&c.open()?, read, Some(Self::DOCS)).with_context(|| {
+                    format!("reading the first documents of {}", c.path.display())
+                })?;
+                empty.insert(texts)
+            }
+        };
+        Ok(&texts[..n.min(texts.len())])
+    }
+}
+
+/// Sets the variable `name` of each tower (`name` and `doc.name`) to
+/// `value` of its current value.
+fn set_in_each_tower(
+    varmap: &VarMap,
+    name: &str,
+    value: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap");
+    for (full, var) in data.iter() {
+        if full.strip_prefix("doc.").unwrap_or(full) == name {
+            var.set(&value(var.as_tensor())?)?;
+        }
+    }
+    Ok(())
+}
+
 /// `Pooling::Weighted`'s starting weights: the init folder's own
 /// (`WordWeights`, as `pretext export` writes them) when it has them, else
 /// the idf of each token over the corpus's first documents.
 fn starting_token_weights(
     config: &Config,
+    sample: &mut CorpusSample,
     tokenizer: &TextTokenizer,
     vocab: usize,
 ) -> Result<Vec<f32>> {
@@ -473,14 +523,8 @@ fn starting_token_weights(
             return Ok(w);
         }
     }
-    let c = &config.corpus;
-    let read = ReadOptions {
-        skip_bad: c.skip_bad,
-        ..ReadOptions::default()
-    };
-    let texts = first_texts(&c.open()?, read, Some(word_weights::IDF_DOCS))
-        .with_context(|| format!("counting token idf over {}", c.path.display()))?;
-    word_weights::idf(tokenizer.inner(), &texts, vocab)
+    let texts = sample.first(word_weights::IDF_DOCS)?;
+    word_weights::idf(tokenizer.inner(), texts, vocab).context("counting token idf")
 }
 
 /// A tower's word embedding table.
@@ -489,27 +533,20 @@ const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
 /// `model.embeddings = "lsa"`: the LSA token vectors of the corpus's first
 /// documents, as wide as the model.
 fn lsa_vectors(
-    config: &Config,
+    sample: &mut CorpusSample,
     tokenizer: &TextTokenizer,
     bert: &BertConfig,
+    seed: u64,
 ) -> Result<lsa::TokenVectors> {
-    let c = &config.corpus;
-    let read = ReadOptions {
-        skip_bad: c.skip_bad,
-        ..ReadOptions::default()
-    };
-    let vectors = first_texts(&c.open()?, read, Some(lsa::LSA_DOCS))
-        .and_then(|texts| {
-            lsa::token_vectors(
-                tokenizer.inner(),
-                &texts,
-                bert.vocab_size,
-                bert.hidden_size,
-                config.seed,
-            )
-        })
-        .with_context(|| format!("LSA token vectors of {}", c.path.display()))?;
-    Ok(vectors)
+    let texts = sample.first(lsa::LSA_DOCS)?;
+    lsa::token_vectors(
+        tokenizer.inner(),
+        texts,
+        bert.vocab_size,
+        bert.hidden_size,
+        seed,
+    )
+    .context("LSA token vectors")
 }
 
 /// `table` (`vocab × dim`) with the rows of the tokens LSA saw replaced by
