@@ -302,12 +302,25 @@ pub fn listwise_kl(
         ],
         1,
     )?;
-    let penalty = ((present - 1.0)? * 1e9)?;
+    present_kl(student, teacher, &present, student_t, teacher_t)
+}
+
+/// [`listwise_kl`] over the columns `present` (1) marks, every one of them
+/// maskable: a row with none present contributes 0.
+pub fn present_kl(
+    student: &Tensor,
+    teacher: &Tensor,
+    present: &Tensor,
+    student_t: f64,
+    teacher_t: f64,
+) -> Result<Tensor> {
+    let present = present.to_dtype(DType::F32)?;
+    let penalty = ((&present - 1.0)? * 1e9)?;
     let s = ((student / student_t)? + &penalty)?;
     let t = ((teacher.detach() / teacher_t)? + &penalty)?;
     let log_s = candle_nn::ops::log_softmax(&s, D::Minus1)?;
     let log_t = candle_nn::ops::log_softmax(&t, D::Minus1)?;
-    (log_t.exp()? * (log_t - log_s)?)?
+    (log_t.exp()? * (log_t - log_s)? * present)?
         .sum(D::Minus1)?
         .mean_all()
 }

@@ -333,6 +333,14 @@ pub struct LtreTeacher {
     /// documents are not pushed down (false negatives, as RocketQA
     /// denoises them).
     pub filter: bool,
+    /// Whether the KL term's distributions include the relevant document
+    /// (the pseudo-query's own). Without it (`false`) the term spans the
+    /// retrieved documents only: a pseudo-query cut from its document is
+    /// matched verbatim, so the teacher puts nearly all its mass there and
+    /// says little about the rest, while LTRe's pairwise loss already
+    /// places the relevant one. What the fusion knows and the model does
+    /// not is how the *other* documents rank (docs/adapt.md).
+    pub relevant: bool,
 }
 
 impl LtreTeacher {
@@ -360,6 +368,7 @@ impl Default for LtreTeacher {
             init: 1.0,
             temperature: 1.0,
             filter: false,
+            relevant: true,
         }
     }
 }

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::config::{Ltre, LtreWeighting};
 use crate::negatives::{top_k, Blocks, Embeddings};
-use crate::objective::{listwise_kl, standardize};
+use crate::objective::{listwise_kl, present_kl, standardize};
 
 /// The frozen index and what the loss could not use.
 pub struct LtreIndex {
@@ -223,7 +223,18 @@ impl LtreIndex {
         let t = settings.teacher;
         let loss = match teacher.filter(|_| t.weight > 0.0) {
             Some(logits) => {
-                let kl = listwise_kl(&scores, &logits, &mask, 1.0, t.temperature)?;
+                let kl = match t.relevant {
+                    true => listwise_kl(&scores, &logits, &mask, 1.0, t.temperature)?,
+                    // The pairwise loss already places the relevant
+                    // document; the teacher orders the rest.
+                    false => present_kl(
+                        &scores.narrow(1, 1, n)?,
+                        &logits.narrow(1, 1, n)?,
+                        &mask,
+                        1.0,
+                        t.temperature,
+                    )?,
+                };
                 (loss + (kl * t.weight)?)?
             }
             None => loss,
@@ -415,6 +426,25 @@ mod tests {
         let want_kl: f32 = (0..3).map(|i| t[i] * (t[i] / s[i]).ln()).sum();
         let want = plain + 2.0 * want_kl;
         assert!((got - want).abs() < 1e-5, "with KL: {got} vs {want}");
+
+        // Without the relevant document, the KL spans d1 and d2 alone.
+        let others = Ltre {
+            teacher: LtreTeacher {
+                relevant: false,
+                ..kl.teacher
+            },
+            ..base
+        };
+        let got = loss(&mut index, &others);
+        let pair = |x: [f32; 2]| {
+            let z: f32 = x.iter().map(|v| v.exp()).sum();
+            x.map(|v| v.exp() / z)
+        };
+        let t = pair([2.0 * r, -r]);
+        let s = pair([0.96, 0.8]);
+        let want_kl: f32 = (0..2).map(|i| t[i] * (t[i] / s[i]).ln()).sum();
+        let want = plain + 2.0 * want_kl;
+        assert!((got - want).abs() < 1e-5, "others only: {got} vs {want}");
     }
 
     #[test]
