@@ -149,6 +149,18 @@ fn ltre_refuses_what_it_cannot_use() {
     assert!(err.contains("score every candidate the same"), "{err}");
     let err = run(&[ok[0], ok[1], "train.ltre.teacher.temperature=0"]);
     assert!(err.contains("train.ltre.teacher.temperature = 0"), "{err}");
+    // Outside LTRe its settings are refused rather than ignored.
+    let err = run(&[
+        ok[0],
+        ok[1],
+        "train.mode=contrastive",
+        "model.shared_towers=true",
+        "train.ltre.teacher.weight=1",
+    ]);
+    assert!(
+        err.contains("train.ltre is set but train.mode is not"),
+        "{err}"
+    );
 }
 
 #[test]

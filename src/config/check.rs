@@ -87,6 +87,10 @@ fn group_by(config: &Config) -> Result<(), String> {
 fn ltre(config: &Config) -> Result<(), String> {
     let (m, t) = (&config.model, &config.train);
     if t.mode != TrainMode::Ltre {
+        // Settings a run would not read are refused, not ignored.
+        if t.ltre != Default::default() {
+            return Err("train.ltre is set but train.mode is not \"ltre\": its settings would be ignored (remove train.ltre, or set train.mode = \"ltre\")".into());
+        }
         return Ok(());
     }
     if m.kind != ModelKind::DualEncoder {
