@@ -547,6 +547,9 @@ mod tests {
                         .unwrap()
                         .set_pair("model.max_len=32")
                         .unwrap();
+                    if text.contains("\ndoc_max_len =") {
+                        b.set_pair("model.doc_max_len=32").unwrap();
+                    }
                 }
                 b.build().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             }
