@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::Document;
@@ -65,6 +64,11 @@ pub fn flat<'t>(t: &'t Text<'_>) -> Cow<'t, str> {
 /// Writes one pair as a JSON line (newline included) to `out`.
 /// `index` is the pair's position among its document's pairs; with the
 /// document id it makes the Tevatron `query_id`.
+///
+/// The line is written by hand rather than through `serde_json`'s
+/// serializer so that its strings, nearly all of the bytes, go through
+/// [`json::push_escaped`]; the bytes are `serde_json`'s (the test
+/// `hand_written_lines_are_serde_jsons` holds the two to each other).
 pub fn write_pair(
     out: &mut Vec<u8>,
     format: PairFormat,
@@ -73,23 +77,144 @@ pub fn write_pair(
     pair: &Pair<'_>,
     with_meta: bool,
 ) {
-    let row = Row {
-        format,
-        doc,
-        index,
-        pair,
-        with_meta,
-    };
-    serde_json::to_writer(&mut *out, &row).expect("serialising to a Vec cannot fail");
-    out.push(b'\n');
+    let (p, id) = (pair, &*doc.id);
+    let mut line = Line::open(out);
+    match format {
+        PairFormat::SentenceTransformers => {
+            line.key("anchor");
+            push_flat(line.out, &p.query);
+            line.key("positive");
+            push_flat(line.out, &p.positive);
+            for (i, n) in p.negatives.iter().enumerate() {
+                line.key(&format!("negative_{}", i + 1));
+                push_flat(line.out, n);
+            }
+            if let Some(scores) = &p.scores {
+                line.key("scores");
+                push_value(line.out, scores);
+            }
+        }
+        PairFormat::Flag => {
+            line.key("query");
+            push_flat(line.out, &p.query);
+            line.key("pos");
+            push_list(line.out, std::slice::from_ref(&p.positive), |o, t| {
+                push_flat(o, t)
+            });
+            line.key("neg");
+            push_list(line.out, &p.negatives, |o, t| push_flat(o, t));
+            if let Some(scores) = &p.scores {
+                line.key("pos_scores");
+                push_value(line.out, &scores[..1]);
+                line.key("neg_scores");
+                push_value(line.out, &scores[1..]);
+            }
+        }
+        PairFormat::Tevatron => {
+            line.key("query_id");
+            json::push_str(line.out, &format!("{id}#{index}"));
+            line.key("query");
+            push_flat(line.out, &p.query);
+            let score = |i: usize| p.scores.as_ref().and_then(|s| s.get(i).copied());
+            line.key("positive_passages");
+            line.out.push(b'[');
+            push_passage(line.out, id, &p.positive, score(0));
+            line.out.push(b']');
+            line.key("negative_passages");
+            let numbered: Vec<(usize, &Text)> = p.negatives.iter().enumerate().collect();
+            push_list(line.out, &numbered, |o, &(i, n)| {
+                push_passage(o, id, n, score(i + 1))
+            });
+        }
+    }
+    if with_meta {
+        line.key("meta");
+        let meta = Meta {
+            doc_id: id,
+            task: p.task,
+            query_span: p.query.span,
+            positive_span: p.positive.span,
+            shared_span: p.shared,
+        };
+        push_value(line.out, &meta);
+    }
+    out.extend_from_slice(b"}\n");
 }
 
-struct Row<'r, 'a> {
-    format: PairFormat,
-    doc: &'r Document<'a>,
-    index: usize,
-    pair: &'r Pair<'a>,
-    with_meta: bool,
+/// A JSON object being written: keys get their separating commas.
+struct Line<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Line<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Line<'o> {
+        out.push(b'{');
+        Line { out, first: true }
+    }
+
+    /// The next key and its colon.
+    fn key(&mut self, key: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        json::push_str(self.out, key);
+        self.out.push(b':');
+    }
+}
+
+/// A side as [`flat`] makes it, as a JSON string, without building the
+/// joined string: escaping works character by character, so escaping the
+/// title, a space and the text is escaping their concatenation.
+fn push_flat(out: &mut Vec<u8>, t: &Text<'_>) {
+    out.push(b'"');
+    if let Some(title) = &t.title {
+        json::push_escaped(out, title);
+        out.push(b' ');
+    }
+    json::push_escaped(out, &t.text);
+    out.push(b'"');
+}
+
+/// `[a,b,…]`, each item written by `item`.
+fn push_list<T>(out: &mut Vec<u8>, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, x);
+    }
+    out.push(b']');
+}
+
+/// A small value (scores, the meta object) through `serde_json`.
+fn push_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(&mut *out, value).expect("serialising to a Vec cannot fail");
+}
+
+/// A Tevatron passage: `{"docid","title","text"[,"score"]}`. The docid is
+/// the passage's own document's where it has one (`spar`), else the
+/// pair's document's, `@` its byte offset when it is a span of it.
+fn push_passage(out: &mut Vec<u8>, doc_id: &str, t: &Text<'_>, score: Option<f32>) {
+    out.extend_from_slice(b"{\"docid\":\"");
+    match (&t.doc_id, t.span) {
+        (Some(other), _) => json::push_escaped(out, other),
+        (None, Some(s)) => {
+            json::push_escaped(out, doc_id);
+            out.extend_from_slice(format!("@{}", s.start).as_bytes());
+        }
+        (None, None) => json::push_escaped(out, doc_id),
+    }
+    out.extend_from_slice(b"\",\"title\":");
+    json::push_str(out, t.title.as_deref().unwrap_or(""));
+    out.extend_from_slice(b",\"text\":");
+    json::push_str(out, &t.text);
+    if let Some(score) = score {
+        out.extend_from_slice(b",\"score\":");
+        push_value(out, &score);
+    }
+    out.push(b'}');
 }
 
 #[derive(Serialize)]
@@ -102,85 +227,7 @@ struct Meta<'r> {
     shared_span: Option<Span>,
 }
 
-#[derive(Serialize)]
-struct TevatronPassage<'r> {
-    docid: String,
-    title: &'r str,
-    text: &'r str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    score: Option<f32>,
-}
-
-impl<'r> TevatronPassage<'r> {
-    fn new(doc_id: &str, t: &'r Text<'_>, score: Option<f32>) -> Self {
-        TevatronPassage {
-            docid: match (&t.doc_id, t.span) {
-                (Some(other), _) => other.to_string(),
-                (None, Some(s)) => format!("{doc_id}@{}", s.start),
-                (None, None) => doc_id.to_string(),
-            },
-            title: t.title.as_deref().unwrap_or(""),
-            text: &t.text,
-            score,
-        }
-    }
-}
-
-impl Serialize for Row<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (p, id) = (self.pair, &*self.doc.id);
-        let mut m = s.serialize_map(None)?;
-        match self.format {
-            PairFormat::SentenceTransformers => {
-                m.serialize_entry("anchor", &flat(&p.query))?;
-                m.serialize_entry("positive", &flat(&p.positive))?;
-                for (i, n) in p.negatives.iter().enumerate() {
-                    m.serialize_entry(&format!("negative_{}", i + 1), &flat(n))?;
-                }
-                if let Some(scores) = &p.scores {
-                    m.serialize_entry("scores", scores)?;
-                }
-            }
-            PairFormat::Flag => {
-                m.serialize_entry("query", &flat(&p.query))?;
-                m.serialize_entry("pos", &[flat(&p.positive)])?;
-                let neg: Vec<Cow<str>> = p.negatives.iter().map(flat).collect();
-                m.serialize_entry("neg", &neg)?;
-                if let Some(scores) = &p.scores {
-                    m.serialize_entry("pos_scores", &scores[..1])?;
-                    m.serialize_entry("neg_scores", &scores[1..])?;
-                }
-            }
-            PairFormat::Tevatron => {
-                m.serialize_entry("query_id", &format!("{id}#{}", self.index))?;
-                m.serialize_entry("query", &flat(&p.query))?;
-                let score = |i: usize| p.scores.as_ref().and_then(|s| s.get(i).copied());
-                m.serialize_entry(
-                    "positive_passages",
-                    &[TevatronPassage::new(id, &p.positive, score(0))],
-                )?;
-                let neg: Vec<TevatronPassage> = p
-                    .negatives
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| TevatronPassage::new(id, n, score(i + 1)))
-                    .collect();
-                m.serialize_entry("negative_passages", &neg)?;
-            }
-        }
-        if self.with_meta {
-            let meta = Meta {
-                doc_id: id,
-                task: p.task,
-                query_span: p.query.span,
-                positive_span: p.positive.span,
-                shared_span: p.shared,
-            };
-            m.serialize_entry("meta", &meta)?;
-        }
-        m.end()
-    }
-}
+mod json;
 
 #[cfg(test)]
 mod tests;

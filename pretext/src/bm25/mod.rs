@@ -236,17 +236,24 @@ impl Analyzer {
 }
 
 /// The documents of one chunk, analysed with the chunk's own vocabulary.
-struct Chunk {
+struct Chunk<'d> {
     /// Local term id → term.
     vocab: Vec<String>,
     /// Per document: its length in terms and its (local term, tf), sorted.
     docs: Vec<(u32, Vec<(u32, u32)>)>,
+    /// Every token of the chunk with its local term (`None`: a stopword),
+    /// when asked for ([`Bm25Index::build_with_tokens`]).
+    tokens: Option<FxHashMap<&'d str, Option<u32>>>,
 }
 
 /// Analyses a chunk of documents. A word seen before in the chunk is looked
 /// up, not lower-cased and stemmed again: most occurrences are repeats, and
 /// stemming was most of the indexing time.
-fn analyze_chunk(analyzer: &Analyzer, docs: &[(String, String)]) -> Chunk {
+fn analyze_chunk<'d>(
+    analyzer: &Analyzer,
+    docs: &'d [(String, String)],
+    keep_tokens: bool,
+) -> Chunk<'d> {
     let mut words: FxHashMap<&str, Option<u32>> = FxHashMap::default();
     let mut ids: FxHashMap<String, u32> = FxHashMap::default();
     let mut vocab = Vec::new();
@@ -277,7 +284,32 @@ fn analyze_chunk(analyzer: &Analyzer, docs: &[(String, String)]) -> Chunk {
         c.sort_unstable();
         out.push((len, c));
     }
-    Chunk { vocab, docs: out }
+    Chunk {
+        vocab,
+        docs: out,
+        tokens: keep_tokens.then_some(words),
+    }
+}
+
+/// Every distinct token of an index's texts with the number of its term
+/// (`None`: a stopword), so that a query made of the corpus's own words
+/// (`spar`'s pseudo-queries) is analysed by lookups: lower-casing,
+/// stemming and the vocabulary's binary search were two fifths of such a
+/// search. A token not in the map is analysed as usual. It holds every
+/// distinct token once, far less than the texts it comes from.
+#[derive(Debug, Default)]
+pub struct TokenTerms(FxHashMap<Box<str>, Option<u32>>);
+
+impl TokenTerms {
+    /// Distinct tokens held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// An in-memory or memory-mapped BM25 index.
@@ -356,11 +388,29 @@ impl Bm25Index {
     /// their own vocabularies, merged into one sorted vocabulary, and the
     /// postings laid out term by term in document order.
     pub fn build(docs: &[(String, String)], config: Bm25Config) -> Bm25Index {
+        Bm25Index::build_inner(docs, config, false).0
+    }
+
+    /// [`Bm25Index::build`], and every token of the texts with its term
+    /// for [`Bm25Index::search_docs_known`].
+    pub fn build_with_tokens(
+        docs: &[(String, String)],
+        config: Bm25Config,
+    ) -> (Bm25Index, TokenTerms) {
+        let (index, tokens) = Bm25Index::build_inner(docs, config, true);
+        (index, tokens.unwrap_or_default())
+    }
+
+    fn build_inner(
+        docs: &[(String, String)],
+        config: Bm25Config,
+        keep_tokens: bool,
+    ) -> (Bm25Index, Option<TokenTerms>) {
         let analyzer = Analyzer::new(config);
         let size = (docs.len() / (rayon::current_num_threads() * 8)).clamp(64, 16_384);
         let chunks: Vec<Chunk> = docs
             .par_chunks(size)
-            .map(|c| analyze_chunk(&analyzer, c))
+            .map(|c| analyze_chunk(&analyzer, c, keep_tokens))
             .collect();
         let mut vocab: Vec<&str> = chunks
             .iter()
@@ -411,7 +461,18 @@ impl Bm25Index {
         }
         let postings = Postings::compress(&offsets, &pdocs, &ptfs);
         drop((pdocs, ptfs));
-        Bm25Index {
+        let tokens = keep_tokens.then(|| {
+            let mut all: FxHashMap<Box<str>, Option<u32>> = FxHashMap::default();
+            for (c, g) in chunks.iter().zip(&global) {
+                for (&word, id) in c.tokens.iter().flatten() {
+                    if !all.contains_key(word) {
+                        all.insert(word.into(), id.map(|l| g[l as usize]));
+                    }
+                }
+            }
+            TokenTerms(all)
+        });
+        let index = Bm25Index {
             stats: Stats::of(&config, &lengths),
             config,
             postings,
@@ -420,7 +481,8 @@ impl Bm25Index {
             terms: vocab.into_iter().map(str::to_string).collect(),
         }
         .bounded()
-        .expect("postings built here are well formed")
+        .expect("postings built here are well formed");
+        (index, tokens)
     }
 
     /// Checks the postings against the documents and records each block's
@@ -481,6 +543,36 @@ impl Bm25Index {
                 out
             }
         }
+    }
+
+    /// The query's terms found in the index, by number, with how often
+    /// each occurs, as [`Bm25Index::query_terms`] counts them (in order of
+    /// first occurrence). A token `known` holds is looked up rather than
+    /// analysed.
+    fn query_term_ids(
+        &self,
+        analyzer: &Analyzer,
+        query: &str,
+        known: Option<&TokenTerms>,
+    ) -> Vec<(usize, u32)> {
+        let mut out: Vec<(usize, u32)> = Vec::new();
+        for token in analyzer.tokens(query) {
+            let id = match known.and_then(|k| k.0.get(token)) {
+                Some(id) => id.map(|i| i as usize),
+                None => analyzer.term(token).and_then(|t| self.term_index(&t)),
+            };
+            let Some(id) = id else {
+                continue;
+            };
+            match self.config.analyzer {
+                AnalyzerKind::Nltk => out.push((id, 1)),
+                AnalyzerKind::Lucene => match out.iter_mut().find(|(u, _)| *u == id) {
+                    Some((_, c)) => *c += 1,
+                    None => out.push((id, 1)),
+                },
+            }
+        }
+        out
     }
 
     /// A query term's weight: `count · idf` (Lucene's boost times idf), or

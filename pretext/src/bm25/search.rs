@@ -25,7 +25,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::postings::{Cursor, Decoded};
-use super::{Analyzer, AnalyzerKind, Bm25Config, Bm25Index, Stats};
+use super::{Analyzer, AnalyzerKind, Bm25Config, Bm25Index, Stats, TokenTerms};
 
 /// How a search walks the postings. Both give the same ranking, bit for
 /// bit; only the time differs.
@@ -81,23 +81,46 @@ impl Bm25Index {
         k: usize,
         traversal: Traversal,
     ) -> Vec<(u32, f32)> {
+        self.search_terms(self.query_term_ids(analyzer, query, None), k, traversal)
+    }
+
+    /// [`Bm25Index::search_docs`] for a query whose tokens `known` mostly
+    /// holds (built with the index by [`Bm25Index::build_with_tokens`]):
+    /// the same ranking and scores, the tokens looked up rather than
+    /// analysed.
+    pub fn search_docs_known(
+        &self,
+        analyzer: &Analyzer,
+        known: &TokenTerms,
+        query: &str,
+        k: usize,
+    ) -> Vec<(u32, f32)> {
+        let terms = self.query_term_ids(analyzer, query, Some(known));
+        self.search_terms(terms, k, Traversal::MaxScore)
+    }
+
+    /// The top `k` for query terms given by number, with their counts.
+    fn search_terms(
+        &self,
+        query: Vec<(usize, u32)>,
+        k: usize,
+        traversal: Traversal,
+    ) -> Vec<(u32, f32)> {
         let prune = traversal == Traversal::MaxScore;
         if self.ids.is_empty() || k == 0 {
             return Vec::new();
         }
         let stats = &self.stats;
-        let mut terms: Vec<Term> = self
-            .query_terms(analyzer, query)
+        let mut terms: Vec<Term> = query
             .into_iter()
-            .filter_map(|(term, count)| {
-                let index = self.term_index(&term)?;
+            .map(|(index, count)| {
                 let weight = self.weight(stats, count, self.postings.df(index));
                 let bound = self.bound(weight, self.postings.term_max(index));
-                Some(Term {
+                Term {
                     index,
                     weight,
                     bound,
-                })
+                }
             })
             .collect();
         if prune {
@@ -236,10 +259,7 @@ impl Bm25Index {
             .collect();
         order.sort_by_key(|&i| docs[i]);
         let stats = &self.stats;
-        for (term, count) in self.query_terms(analyzer, query) {
-            let Some(t) = self.term_index(&term) else {
-                continue;
-            };
+        for (t, count) in self.query_term_ids(analyzer, query, None) {
             let weight = self.weight(stats, count, self.postings.df(t));
             let mut cursor = Cursor::new(&self.postings, t);
             for &i in &order {
@@ -404,6 +424,93 @@ mod tests {
             assert_eq!(part, part_sorted);
             ascending(&mut docs, n);
             assert_eq!(docs, sorted);
+        }
+    }
+
+    #[test]
+    fn known_tokens_analyse_and_rank_as_the_analyzer_does() {
+        let words = [
+            "The",
+            "cats",
+            "Cat's",
+            "RUNNING",
+            "runs",
+            "runner",
+            "and",
+            "of",
+            "parks",
+            "park",
+            "Python's",
+            "dictionaries",
+            "dictionary",
+            "é",
+            "naïve",
+            "x2",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut text = |n: usize| -> String {
+            (0..n)
+                .map(|_| words[rng.random_range(0..words.len())])
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let docs: Vec<(String, String)> = (0..300).map(|i| (format!("d{i}"), text(12))).collect();
+        // Queries of the corpus's tokens, and of tokens it never holds.
+        let mut queries: Vec<String> = (0..200).map(|_| text(6)).collect();
+        queries.extend(
+            [
+                "zebra cats zebras",
+                "THE the The",
+                "Runs runs RUNS park's",
+                "",
+            ]
+            .map(String::from),
+        );
+        for analyzer in [AnalyzerKind::Lucene, AnalyzerKind::Nltk] {
+            let config = Bm25Config {
+                analyzer,
+                ..Default::default()
+            };
+            let (index, known) = Bm25Index::build_with_tokens(&docs, config);
+            let a = Analyzer::new(config);
+            assert!(
+                known.len() >= words.len(),
+                "{analyzer:?}: {} tokens",
+                known.len()
+            );
+            assert_eq!(
+                known.0.get("The"),
+                Some(&None),
+                "a stopword is known as one"
+            );
+            for q in &queries {
+                // The string-keyed reference: terms, counted, then found.
+                let want: Vec<(usize, u32)> = index
+                    .query_terms(&a, q)
+                    .into_iter()
+                    .filter_map(|(t, c)| Some((index.term_index(&t)?, c)))
+                    .collect();
+                assert_eq!(
+                    index.query_term_ids(&a, q, None),
+                    want,
+                    "{analyzer:?} {q:?}"
+                );
+                assert_eq!(
+                    index.query_term_ids(&a, q, Some(&known)),
+                    want,
+                    "{analyzer:?} {q:?}"
+                );
+                for k in [1, 5, 300] {
+                    let bits = |v: Vec<(u32, f32)>| -> Vec<(u32, u32)> {
+                        v.into_iter().map(|(d, s)| (d, s.to_bits())).collect()
+                    };
+                    assert_eq!(
+                        bits(index.search_docs_known(&a, &known, q, k)),
+                        bits(index.search_docs(&a, q, k)),
+                        "{analyzer:?} {q:?} k={k}"
+                    );
+                }
+            }
         }
     }
 

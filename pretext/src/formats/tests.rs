@@ -182,3 +182,197 @@ fn teacher_scores_read_in_all_three_layouts() {
         assert!(parse_pair_line(bad).is_err(), "{bad}");
     }
 }
+
+/// The lines as `serde_json` serialised them before `write_pair` wrote
+/// them by hand: the reference the hand-written bytes are held to.
+mod reference {
+    use serde::ser::{SerializeMap, Serializer};
+
+    use super::*;
+
+    pub(super) struct Row<'r, 'a> {
+        pub format: PairFormat,
+        pub doc: &'r Document<'a>,
+        pub index: usize,
+        pub pair: &'r Pair<'a>,
+        pub with_meta: bool,
+    }
+
+    #[derive(Serialize)]
+    struct Meta<'r> {
+        doc_id: &'r str,
+        task: &'r str,
+        query_span: Option<Span>,
+        positive_span: Option<Span>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shared_span: Option<Span>,
+    }
+
+    #[derive(Serialize)]
+    struct TevatronPassage<'r> {
+        docid: String,
+        title: &'r str,
+        text: &'r str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        score: Option<f32>,
+    }
+
+    impl<'r> TevatronPassage<'r> {
+        fn new(doc_id: &str, t: &'r Text<'_>, score: Option<f32>) -> Self {
+            TevatronPassage {
+                docid: match (&t.doc_id, t.span) {
+                    (Some(other), _) => other.to_string(),
+                    (None, Some(s)) => format!("{doc_id}@{}", s.start),
+                    (None, None) => doc_id.to_string(),
+                },
+                title: t.title.as_deref().unwrap_or(""),
+                text: &t.text,
+                score,
+            }
+        }
+    }
+
+    impl Serialize for Row<'_, '_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let (p, id) = (self.pair, &*self.doc.id);
+            let mut m = s.serialize_map(None)?;
+            match self.format {
+                PairFormat::SentenceTransformers => {
+                    m.serialize_entry("anchor", &flat(&p.query))?;
+                    m.serialize_entry("positive", &flat(&p.positive))?;
+                    for (i, n) in p.negatives.iter().enumerate() {
+                        m.serialize_entry(&format!("negative_{}", i + 1), &flat(n))?;
+                    }
+                    if let Some(scores) = &p.scores {
+                        m.serialize_entry("scores", scores)?;
+                    }
+                }
+                PairFormat::Flag => {
+                    m.serialize_entry("query", &flat(&p.query))?;
+                    m.serialize_entry("pos", &[flat(&p.positive)])?;
+                    let neg: Vec<Cow<str>> = p.negatives.iter().map(flat).collect();
+                    m.serialize_entry("neg", &neg)?;
+                    if let Some(scores) = &p.scores {
+                        m.serialize_entry("pos_scores", &scores[..1])?;
+                        m.serialize_entry("neg_scores", &scores[1..])?;
+                    }
+                }
+                PairFormat::Tevatron => {
+                    m.serialize_entry("query_id", &format!("{id}#{}", self.index))?;
+                    m.serialize_entry("query", &flat(&p.query))?;
+                    let score = |i: usize| p.scores.as_ref().and_then(|s| s.get(i).copied());
+                    m.serialize_entry(
+                        "positive_passages",
+                        &[TevatronPassage::new(id, &p.positive, score(0))],
+                    )?;
+                    let neg: Vec<TevatronPassage> = p
+                        .negatives
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| TevatronPassage::new(id, n, score(i + 1)))
+                        .collect();
+                    m.serialize_entry("negative_passages", &neg)?;
+                }
+            }
+            if self.with_meta {
+                let meta = Meta {
+                    doc_id: id,
+                    task: p.task,
+                    query_span: p.query.span,
+                    positive_span: p.positive.span,
+                    shared_span: p.shared,
+                };
+                m.serialize_entry("meta", &meta)?;
+            }
+            m.end()
+        }
+    }
+}
+
+#[test]
+fn hand_written_lines_are_serde_jsons() {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(11);
+    let pieces = [
+        "",
+        "plain text",
+        "é€😀",
+        "a \"quoted\" word",
+        "back\\slash",
+        "tab\tnew\nline\r",
+        "\u{0}\u{1f}\u{7f}",
+        "ends with a long run of clean ascii text to fill words",
+    ];
+    let mut text = |rng: &mut rand::rngs::Xoshiro256PlusPlus| -> String {
+        (0..rng.random_range(0..4))
+            .map(|_| pieces[rng.random_range(0..pieces.len())])
+            .collect()
+    };
+    for round in 0..400 {
+        let side =
+            |rng: &mut rand::rngs::Xoshiro256PlusPlus,
+             text: &mut dyn FnMut(&mut rand::rngs::Xoshiro256PlusPlus) -> String| {
+                Text {
+                    text: Cow::Owned(text(rng)),
+                    title: rng.random_bool(0.5).then(|| Cow::Owned(text(rng))),
+                    span: rng
+                        .random_bool(0.5)
+                        .then(|| Span::new(rng.random_range(0..9), 9 + rng.random_range(0..9))),
+                    doc_id: rng.random_bool(0.3).then(|| Cow::Owned(text(rng))),
+                }
+            };
+        let negatives = (0..rng.random_range(0..4))
+            .map(|_| side(&mut rng, &mut text))
+            .collect::<Vec<_>>();
+        let scores = rng.random_bool(0.5).then(|| {
+            (0..=negatives.len())
+                .map(|i| match (round + i) % 7 {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    2 => 1e-38,
+                    _ => rng.random_range(-30.0..30.0),
+                })
+                .collect()
+        });
+        let pair = Pair {
+            query: side(&mut rng, &mut text),
+            positive: side(&mut rng, &mut text),
+            negatives,
+            shared: rng.random_bool(0.5).then(|| Span::new(1, 2)),
+            scores,
+            task: "spar",
+        };
+        let doc = Document {
+            id: Cow::Owned(format!("d\"{}\\{round}", text(&mut rng))),
+            title: None,
+            text: Cow::Borrowed(""),
+            ordinal: round as u64,
+            line: None,
+            source: 0,
+        };
+        for format in [
+            PairFormat::SentenceTransformers,
+            PairFormat::Flag,
+            PairFormat::Tevatron,
+        ] {
+            for with_meta in [false, true] {
+                let mut ours = Vec::new();
+                write_pair(&mut ours, format, &doc, round, &pair, with_meta);
+                let row = reference::Row {
+                    format,
+                    doc: &doc,
+                    index: round,
+                    pair: &pair,
+                    with_meta,
+                };
+                let mut theirs = serde_json::to_vec(&row).unwrap();
+                theirs.push(b'\n');
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(theirs).unwrap(),
+                    "{format} meta {with_meta}"
+                );
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@ use rand::Rng;
 use super::select::{Candidate, Kind, Miner, Query, Raters, TextPool};
 use super::stats::MiningStats;
 use super::{NegativesConfig, Source};
-use crate::bm25::{Analyzer, Bm25Index};
+use crate::bm25::{Analyzer, Bm25Index, TokenTerms};
 use crate::corpus::{Corpus, Document};
 use crate::error::{Error, Result};
 use crate::formats::flat;
@@ -84,13 +84,21 @@ impl CorpusTexts {
 
     /// A BM25 index of the documents (`title text`), by document number.
     pub fn bm25(&self, config: crate::bm25::Bm25Config) -> Bm25Index {
-        let docs: Vec<(String, String)> = self
-            .ids
+        Bm25Index::build(&self.id_texts(), config)
+    }
+
+    /// [`CorpusTexts::bm25`], and every token of the documents with its
+    /// term ([`TokenTerms`]).
+    pub fn bm25_with_tokens(&self, config: crate::bm25::Bm25Config) -> (Bm25Index, TokenTerms) {
+        Bm25Index::build_with_tokens(&self.id_texts(), config)
+    }
+
+    fn id_texts(&self) -> Vec<(String, String)> {
+        self.ids
             .iter()
             .cloned()
             .zip(self.texts.iter().cloned())
-            .collect();
-        Bm25Index::build(&docs, config)
+            .collect()
     }
 
     /// Document `item` as the tasks see it.

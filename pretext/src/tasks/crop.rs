@@ -68,7 +68,7 @@ impl PretextTask for RandomCrop {
         "crop"
     }
 
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
         let text: &'a str = &doc.text;
         let words = words(text, self.unit);
         let limit = if self.max_pairs_per_doc == 0 {

@@ -73,7 +73,7 @@ impl PretextTask for InverseCloze {
         "ict"
     }
 
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
         let text: &'a str = &doc.text;
         let sents = sentences(text);
         let counts: Vec<usize> = sents.iter().map(|s| word_count(s.of(text))).collect();

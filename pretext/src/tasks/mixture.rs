@@ -71,7 +71,7 @@ impl PretextTask for Mixture {
         "mix"
     }
 
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
         let total: f64 = self.tasks.iter().map(|w| w.weight).sum();
         let mut x = rng.random::<f64>() * total;
         let pick = self

@@ -90,8 +90,10 @@ pub trait PretextTask {
     fn name(&self) -> &'static str;
 
     /// The pairs of one document. The text of `doc` (whose `text` may be
-    /// owned when JSON needed unescaping) is borrowed for `'a`.
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>>;
+    /// owned when JSON needed unescaping) is borrowed for `'a`, and so is
+    /// the task: a side may borrow what the task holds (`spar`'s passages
+    /// are its index's texts, not copies of them).
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>>;
 }
 
 /// Any task, as a config names it (`type = "crop"` and the task's fields).
@@ -295,7 +297,7 @@ impl PretextTask for TaskSpec {
         }
     }
 
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
         if doc.text.len() <= MAX_DOC_BYTES {
             return self.pairs_whole(doc, rng);
         }
@@ -403,7 +405,7 @@ impl TaskSpec {
 
     /// The pairs of a document of at most [`MAX_DOC_BYTES`].
     fn pairs_whole<'a, R: Rng + ?Sized>(
-        &self,
+        &'a self,
         doc: &'a Document<'a>,
         rng: &mut R,
     ) -> Vec<Pair<'a>> {

@@ -58,7 +58,7 @@ impl PretextTask for Neighbors {
         "neighbors"
     }
 
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, _rng: &mut R) -> Vec<Pair<'a>> {
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, _rng: &mut R) -> Vec<Pair<'a>> {
         let text: &'a str = &doc.text;
         let pieces = passages(&words(text, self.unit), self.piece_words);
         let limit = if self.max_pairs_per_doc == 0 {

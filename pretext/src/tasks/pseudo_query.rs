@@ -153,7 +153,7 @@ impl PretextTask for PseudoQuery {
         "pseudo-query"
     }
 
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, _rng: &mut R) -> Vec<Pair<'a>> {
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, _rng: &mut R) -> Vec<Pair<'a>> {
         let text: &'a str = &doc.text;
         let ws = words(text, WordUnit::Unicode);
         let max = self.max_positive_words.max(1);

@@ -209,7 +209,7 @@ impl PretextTask for RecurringSpans {
         "spans"
     }
 
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
         let text: &'a str = &doc.text;
         let ws = words(text, WordUnit::Unicode);
         let ps = passages(&ws, self.passage_words);

@@ -17,23 +17,27 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Pair, PretextTask, PseudoQuery, Text};
-use crate::bm25::{Analyzer, Bm25Config, Bm25Index};
+use crate::bm25::{Analyzer, Bm25Config, Bm25Index, TokenTerms};
 use crate::corpus::Document;
 use crate::formats::flat;
 use crate::negatives::CorpusTexts;
 
-/// A BM25 index over a corpus, with the texts it returns.
+/// A BM25 index over a corpus, with the texts it returns and the terms of
+/// their tokens (pseudo-queries are made of them).
 pub struct LexicalIndex {
     texts: CorpusTexts,
     index: Bm25Index,
+    tokens: TokenTerms,
     analyzer: Analyzer,
 }
 
 impl LexicalIndex {
     /// Indexes `texts` with `config`.
     pub fn new(texts: CorpusTexts, config: Bm25Config) -> LexicalIndex {
+        let (index, tokens) = texts.bm25_with_tokens(config);
         LexicalIndex {
-            index: texts.bm25(config),
+            index,
+            tokens,
             analyzer: Analyzer::new(config),
             texts,
         }
@@ -47,7 +51,8 @@ impl LexicalIndex {
     /// BM25's top `k` documents for `query`: document numbers and scores,
     /// best first.
     pub fn search(&self, query: &str, k: usize) -> Vec<(u32, f32)> {
-        self.index.search_docs(&self.analyzer, query, k)
+        self.index
+            .search_docs_known(&self.analyzer, &self.tokens, query, k)
     }
 }
 
@@ -110,14 +115,17 @@ impl Spar {
         self.index = Some(index);
     }
 
-    fn passage(texts: &CorpusTexts, item: u32) -> Text<'static> {
+    /// Passage `item` of the corpus, borrowed from the index: a document's
+    /// pairs hold 24 passages by default, and copying them was a tenth of
+    /// the task's time.
+    fn passage(texts: &CorpusTexts, item: u32) -> Text<'_> {
         let i = item as usize;
         let title = &texts.titles[i];
         Text {
-            text: Cow::Owned(texts.bodies[i].clone()),
-            title: (!title.is_empty()).then(|| Cow::Owned(title.clone())),
+            text: Cow::Borrowed(&texts.bodies[i]),
+            title: (!title.is_empty()).then_some(Cow::Borrowed(title.as_str())),
             span: None,
-            doc_id: Some(Cow::Owned(texts.ids[i].clone())),
+            doc_id: Some(Cow::Borrowed(&texts.ids[i])),
         }
     }
 }
@@ -129,7 +137,7 @@ impl PretextTask for Spar {
 
     /// Without an index (a caller that skipped [`Spar::set_index`]) there is
     /// nothing to rank against, and the task makes no pairs.
-    fn pairs<'a, R: Rng + ?Sized>(&self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
+    fn pairs<'a, R: Rng + ?Sized>(&'a self, doc: &'a Document<'a>, rng: &mut R) -> Vec<Pair<'a>> {
         let Some(index) = &self.index else {
             return Vec::new();
         };
