@@ -159,12 +159,12 @@ fn readable(dir: &Path) -> Result<()> {
 /// The longest text the exported model reads: its training length, or for
 /// a model without positions (which reads every length the same way) the
 /// position table's size.
-fn read_length(m: &crate::config::ModelSection, bert: &BertConfig) -> usize {
-    if m.positions {
-        m.lengths().1
+fn read_length(m: &crate::config::ModelSection, bert: &BertConfig) -> Result<usize> {
+    Ok(if m.positions {
+        m.lengths().map_err(anyhow::Error::msg)?.1
     } else {
         bert.max_position_embeddings
-    }
+    })
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
@@ -262,7 +262,7 @@ fn write_tower(
     )?;
     write_json(
         &out.join("sentence_bert_config.json"),
-        &json!({"max_seq_length": read_length(m, bert), "do_lower_case": false}),
+        &json!({"max_seq_length": read_length(m, bert)?, "do_lower_case": false}),
     )?;
     let similarity = match m.similarity {
         Similarity::Dot => "dot",

@@ -208,3 +208,46 @@ fn ltre_learns_with_a_fusion_teacher() {
         "the taught run did not learn"
     );
 }
+
+#[test]
+fn init_document_length_is_the_inits_and_is_saved_as_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("init")).unwrap();
+    let init = tiny_model(&dir.path().join("init"));
+    let cfg = ltre_config(dir.path(), &init, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_len = 32\n", "max_len = 16\ndoc_max_len = \"init\"\n")
+        .replace("steps = 40", "steps = 2");
+    std::fs::write(&cfg, text).unwrap();
+    pretext()
+        .args(["train", "--quiet", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let sbert = |dir: &Path| -> u64 {
+        let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["max_seq_length"]
+            .as_u64()
+            .unwrap()
+    };
+    let own = sbert(&init);
+    assert_ne!(
+        own, 16,
+        "the init's length must differ from max_len to tell them apart"
+    );
+    let saved = std::fs::read_to_string(dir.path().join("run/run.toml")).unwrap();
+    assert!(saved.contains(&format!("doc_max_len = {own}\n")), "{saved}");
+    // The export's document tower reads as the init does (both towers
+    // say the document length: a query is cut where a document is); and
+    // the run resumes with "init" in its configuration.
+    let out = dir.path().join("model");
+    common::export(&dir.path().join("run"), &out);
+    assert_eq!(sbert(&out.join("doc")), own);
+    assert_eq!(sbert(&out), own);
+    pretext()
+        .args(["train", "--quiet", "--resume", "--steps", "3", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+}

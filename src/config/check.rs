@@ -383,10 +383,14 @@ fn model(config: &Config) -> Result<(), String> {
             }
         },
     };
+    // `"init"` lengths as training will read them.
+    let mut resolved = m.clone();
+    resolved.resolve_init_lengths()?;
+    let (query_len, doc_len) = resolved.lengths()?;
     for (field, len) in [
         ("max_len", Some(m.max_len)),
-        ("query_max_len", m.query_max_len),
-        ("doc_max_len", m.doc_max_len),
+        ("query_max_len", resolved.query_max_len.map(|_| query_len)),
+        ("doc_max_len", resolved.doc_max_len.map(|_| doc_len)),
     ] {
         if let Some(len) = len.filter(|&l| l < 2 || l > positions) {
             return Err(format!(

@@ -25,7 +25,7 @@ pub use bench::BenchSection;
 pub use eval::EvalSection;
 pub use train::{
     BatchSection, ConsistencyFilter, CrossEncoderSection, CrossLoss, Distill, EmbeddingInit,
-    GroupBy, Ltre, LtreTeacher, LtreWeighting, Memory, ModelKind, ModelSection, ScoreLoss,
+    GroupBy, Ltre, LtreTeacher, LtreWeighting, MaxLen, Memory, ModelKind, ModelSection, ScoreLoss,
     TeacherScores, TrainMode, TrainSection,
 };
 

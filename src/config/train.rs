@@ -88,10 +88,12 @@ pub struct ModelSection {
     /// Text before every document (E5: `"passage: "`), exported as the
     /// prompt `document`.
     pub doc_prefix: String,
-    /// Longest query in tokens (default: `max_len`).
-    pub query_max_len: Option<usize>,
-    /// Longest document in tokens (default: `max_len`).
-    pub doc_max_len: Option<usize>,
+    /// Longest query in tokens (default: `max_len`), or `"init"`.
+    pub query_max_len: Option<MaxLen>,
+    /// Longest document in tokens (default: `max_len`), or `"init"`: the
+    /// `--init` model's own length, so a frozen document tower reads
+    /// documents as an index built with the init does.
+    pub doc_max_len: Option<MaxLen>,
     /// Learned position embeddings (default). `false`, for a model trained
     /// from scratch: the position table stays zero and out of the
     /// optimizer, so the encoder reads a bag of words in context, blind to
@@ -118,6 +120,57 @@ pub enum EmbeddingInit {
     Lsa,
 }
 
+/// A side's longest text: a number of tokens, or `"init"`, the `--init`
+/// model's own `max_seq_length` (its `sentence_bert_config.json`; without
+/// one, its position table). `"init"` is read from the init folder when
+/// training starts ([`ModelSection::resolve_init_lengths`]) and the run
+/// saves the number, so an export or a resume needs no init folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxLen {
+    /// This many tokens, `[CLS]` and `[SEP]` included.
+    Tokens(usize),
+    /// The init model's own length.
+    Init,
+}
+
+impl Serialize for MaxLen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxLen::Tokens(n) => s.serialize_u64(*n as u64),
+            MaxLen::Init => s.serialize_str("init"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxLen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxLen, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = MaxLen;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of tokens or \"init\" (the --init model's own length)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<MaxLen, E> {
+                usize::try_from(n)
+                    .map(MaxLen::Tokens)
+                    .map_err(|_| E::custom(format!("{n} tokens is too many")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<MaxLen, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("{n}: a length cannot be negative")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MaxLen, E> {
+                match v {
+                    "init" => Ok(MaxLen::Init),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 impl ModelSection {
     /// The prompts of the two sides.
     pub fn prompts(&self) -> crate::tokenize::Prompts {
@@ -127,12 +180,41 @@ impl ModelSection {
         }
     }
 
-    /// Longest query and document, in tokens.
-    pub fn lengths(&self) -> (usize, usize) {
-        (
-            self.query_max_len.unwrap_or(self.max_len),
-            self.doc_max_len.unwrap_or(self.max_len),
-        )
+    /// Longest query and document, in tokens. An `"init"` length left
+    /// unresolved is an error: it is a number once training has started.
+    pub fn lengths(&self) -> Result<(usize, usize), String> {
+        let side = |field: &str, len: Option<MaxLen>| {
+            match len {
+            None => Ok(self.max_len),
+            Some(MaxLen::Tokens(n)) => Ok(n),
+            Some(MaxLen::Init) => Err(format!(
+                "model.{field} = \"init\" is read from the --init model when training starts; this configuration was never trained (set a number of tokens)"
+            )),
+        }
+        };
+        Ok((
+            side("query_max_len", self.query_max_len)?,
+            side("doc_max_len", self.doc_max_len)?,
+        ))
+    }
+
+    /// Replaces each `"init"` length by the `--init` model's own (see
+    /// [`MaxLen`]), at most its position table.
+    pub fn resolve_init_lengths(&mut self) -> Result<(), String> {
+        let wants = [self.query_max_len, self.doc_max_len].contains(&Some(MaxLen::Init));
+        if !wants {
+            return Ok(());
+        }
+        let Some(dir) = &self.init else {
+            return Err("model.query_max_len / doc_max_len = \"init\" reads the --init model's own length, and there is no --init model (set a number of tokens)".into());
+        };
+        let len = init_max_seq_length(dir)?;
+        for side in [&mut self.query_max_len, &mut self.doc_max_len] {
+            if *side == Some(MaxLen::Init) {
+                *side = Some(MaxLen::Tokens(len));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -569,5 +651,90 @@ impl TrainSection {
             }
         }
         Ok(())
+    }
+}
+
+/// An init folder's own input length: `max_seq_length` of its
+/// `sentence_bert_config.json` (what sentence-transformers, and an index
+/// built with the model, cut at), else its position table; at most the
+/// table either way.
+pub fn init_max_seq_length(dir: &std::path::Path) -> Result<usize, String> {
+    let read = |name: &str| -> Result<Option<serde_json::Value>, String> {
+        let p = dir.join(name);
+        if !p.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| format!("model.init: cannot read {}: {e}", p.display()))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("model.init: {} is not JSON: {e}", p.display()))
+    };
+    let positions = read("config.json")?
+        .and_then(|c| c["max_position_embeddings"].as_u64())
+        .ok_or_else(|| {
+            format!(
+                "model.init: {} has no max_position_embeddings",
+                dir.join("config.json").display()
+            )
+        })?;
+    let own = read("sentence_bert_config.json")?.and_then(|c| c["max_seq_length"].as_u64());
+    Ok(own.unwrap_or(positions).min(positions) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &str) -> Result<ModelSection, String> {
+        toml::from_str(&format!("doc_max_len = {value}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_length_is_a_number_or_init() {
+        assert_eq!(parse("200").unwrap().doc_max_len, Some(MaxLen::Tokens(200)));
+        assert_eq!(parse("\"init\"").unwrap().doc_max_len, Some(MaxLen::Init));
+        let err = parse("\"long\"").unwrap_err();
+        assert!(err.contains("a number of tokens or \"init\""), "{err}");
+        assert!(parse("-3").unwrap_err().contains("cannot be negative"));
+        // Saved as it was written: a resolved run saves the number.
+        let m = parse("\"init\"").unwrap();
+        assert!(toml::to_string(&m)
+            .unwrap()
+            .contains("doc_max_len = \"init\""));
+        let err = m.lengths().unwrap_err();
+        assert!(err.contains("never trained"), "{err}");
+    }
+
+    #[test]
+    fn init_lengths_come_from_the_init_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("config.json"), r#"{"max_position_embeddings": 512}"#).unwrap();
+        let mut m = ModelSection {
+            init: Some(d.to_path_buf()),
+            max_len: 64,
+            doc_max_len: Some(MaxLen::Init),
+            ..Default::default()
+        };
+        let resolved = |m: &ModelSection| {
+            let mut m = m.clone();
+            m.resolve_init_lengths().map(|()| m.lengths().unwrap())
+        };
+        // No sentence-transformers config: the position table.
+        assert_eq!(resolved(&m), Ok((64, 512)));
+        // Its max_seq_length, at most the table.
+        let sbert = d.join("sentence_bert_config.json");
+        std::fs::write(&sbert, r#"{"max_seq_length": 256}"#).unwrap();
+        assert_eq!(resolved(&m), Ok((64, 256)));
+        m.query_max_len = Some(MaxLen::Init);
+        assert_eq!(resolved(&m), Ok((256, 256)));
+        std::fs::write(&sbert, r#"{"max_seq_length": 4096}"#).unwrap();
+        assert_eq!(resolved(&m), Ok((512, 512)));
+        // A number stays; without an init, "init" is refused.
+        m.query_max_len = Some(MaxLen::Tokens(20));
+        assert_eq!(resolved(&m), Ok((20, 512)));
+        m.init = None;
+        assert!(resolved(&m).unwrap_err().contains("no --init model"));
     }
 }

@@ -59,6 +59,13 @@ impl Trainer {
         start: Start,
         group: Box<dyn ProcessGroup>,
     ) -> Result<Trainer> {
+        // `"init"` lengths become the init's numbers before the run folder
+        // saves the configuration: an export or a resume reads them there.
+        let mut config = config;
+        config
+            .model
+            .resolve_init_lengths()
+            .map_err(anyhow::Error::msg)?;
         let world = group.world_size();
         config
             .negatives
@@ -134,7 +141,7 @@ impl Trainer {
         if !run_dir.tokenizer().exists() {
             tokenizer.save(&run_dir.tokenizer())?;
         }
-        let (query_len, doc_len) = m.lengths();
+        let (query_len, doc_len) = m.lengths().map_err(anyhow::Error::msg)?;
         let sides = PairTokenizer::new(&tokenizer, query_len, doc_len, m.prompts())?;
         let head = Head {
             pooling: m.pooling,
