@@ -216,12 +216,8 @@ impl TaskSpec {
     /// [`DocFreq`] and hands it to [`TaskSpec::set_doc_freq`]).
     pub fn needs_doc_freq(&self) -> bool {
         match self {
-            TaskSpec::PseudoQuery(t) => {
-                t.kinds.contains(&PseudoKind::Salient) && t.doc_freq.is_none()
-            }
-            TaskSpec::Spar(t) => {
-                t.queries.kinds.contains(&PseudoKind::Salient) && t.queries.doc_freq.is_none()
-            }
+            TaskSpec::PseudoQuery(t) => t.uses_salience() && t.doc_freq.is_none(),
+            TaskSpec::Spar(t) => t.queries.uses_salience() && t.queries.doc_freq.is_none(),
             TaskSpec::Mix(m) => m.tasks.iter().any(|w| w.task.needs_doc_freq()),
             _ => false,
         }

@@ -52,6 +52,13 @@ pub struct PseudoQuery {
     pub min_sentence_words: usize,
     /// BM25 k1 for the salience weight of a word's frequency in the document.
     pub k1: f64,
+    /// A document none of the kinds fits (no title, one sentence, too short
+    /// for a salient chunk: a question, a tweet, a one-line definition)
+    /// still gets a query when it has at least `2 × min_sentence_words`
+    /// words: its most salient run of half its words, for the whole
+    /// document (`pseudo-query/short`). Without it such a corpus gives no
+    /// pairs at all. A document that has a query of a kind never gets one.
+    pub short_documents: bool,
     /// Corpus document frequencies; set by the caller before use (see
     /// [`super::TaskSpec::needs_doc_freq`]). Without them every word has the
     /// same idf and salience is term frequency alone.
@@ -66,8 +73,11 @@ impl PartialEq for PseudoQuery {
             self.salient_words,
             self.max_positive_words,
         ) == (o.kinds.as_slice(), o.salient_words, o.max_positive_words)
-            && (self.min_sentence_words, self.k1.to_bits())
-                == (o.min_sentence_words, o.k1.to_bits())
+            && (
+                self.min_sentence_words,
+                self.k1.to_bits(),
+                self.short_documents,
+            ) == (o.min_sentence_words, o.k1.to_bits(), o.short_documents)
     }
 }
 
@@ -83,6 +93,7 @@ impl Default for PseudoQuery {
             max_positive_words: 256,
             min_sentence_words: 4,
             k1: 0.9,
+            short_documents: true,
             doc_freq: None,
         }
     }
@@ -101,9 +112,21 @@ impl PseudoQuery {
         Ok(())
     }
 
+    /// Whether the task weighs words by salience, and so wants corpus
+    /// document frequencies.
+    pub(crate) fn uses_salience(&self) -> bool {
+        self.short_documents || self.kinds.contains(&PseudoKind::Salient)
+    }
+
     /// Start index of the chunk of `salient_words` words with the highest
     /// sum of per-word salience (idf × saturated document frequency).
     fn salient_chunk(&self, text: &str, ws: &[Span]) -> usize {
+        self.salient_run(text, ws, self.salient_words)
+    }
+
+    /// Start index of the run of `len` words with the highest sum of
+    /// per-word salience.
+    fn salient_run(&self, text: &str, ws: &[Span], len: usize) -> usize {
         // Per distinct word (by key): (frequency in the document, idf);
         // each word keeps its entry's index, so the weights need no second lookup.
         let mut ids: FxHashMap<u64, u32> = FxHashMap::default();
@@ -135,7 +158,7 @@ impl PseudoQuery {
                 idf * f * (self.k1 + 1.0) / (f + self.k1)
             })
             .collect();
-        let n = self.salient_words.min(ws.len());
+        let n = len.min(ws.len());
         let mut sum: f64 = weight[..n].iter().sum();
         let (mut best, mut best_sum) = (0, sum);
         for i in n..weight.len() {
@@ -221,6 +244,20 @@ impl PretextTask for PseudoQuery {
                 }
             }
         }
+        if out.is_empty() && self.short_documents && ws.len() >= 2 * self.min_sentence_words {
+            let len = ws.len() / 2;
+            let start = self.salient_run(text, &ws, len);
+            let run = Span::covering(&ws[start..start + len]).expect("non-empty");
+            let whole = Span::covering(&ws[..ws.len().min(max)]).expect("non-empty");
+            out.push(Pair {
+                query: Text::slice(text, run),
+                positive: Text::slice(text, whole).with_title(doc, true),
+                negatives: Vec::new(),
+                shared: None,
+                scores: None,
+                task: "pseudo-query/short",
+            });
+        }
         out
     }
 }
@@ -270,6 +307,38 @@ mod tests {
         for p in &pairs {
             assert!(words(&p.positive.text, WordUnit::Unicode).len() <= 40);
         }
+    }
+
+    #[test]
+    fn a_short_document_no_kind_fits_gets_its_salient_half() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+        let task = PseudoQuery::default();
+        // No title, one sentence, 10 words: no kind fits.
+        let text = "How do I convert a string to a datetime object";
+        let d = doc(text, None);
+        let pairs = task.pairs(&d, &mut rng);
+        assert_eq!(pairs.len(), 1);
+        let p = &pairs[0];
+        assert_eq!(p.task, "pseudo-query/short");
+        assert_eq!(words(&p.query.text, WordUnit::Unicode).len(), 5);
+        assert_eq!(p.positive.text, text);
+        assert!(p.positive.span.unwrap().contains(p.query.span.unwrap()));
+        // Off, or too short, or a document a kind fits: no such pair.
+        let off = PseudoQuery {
+            short_documents: false,
+            ..Default::default()
+        };
+        assert!(off.pairs(&d, &mut rng).is_empty());
+        assert!(task
+            .pairs(&doc("Too short to ask", None), &mut rng)
+            .is_empty());
+        let titled = doc(text, Some("Dates"));
+        let names: Vec<&str> = task
+            .pairs(&titled, &mut rng)
+            .iter()
+            .map(|p| p.task)
+            .collect();
+        assert_eq!(names, ["pseudo-query/title"]);
     }
 
     #[test]
