@@ -198,15 +198,8 @@ mod reference {
         pub with_meta: bool,
     }
 
-    #[derive(Serialize)]
-    struct Meta<'r> {
-        doc_id: &'r str,
-        task: &'r str,
-        query_span: Option<Span>,
-        positive_span: Option<Span>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        shared_span: Option<Span>,
-    }
+    // The `meta` object is `formats::Meta`, serialised by serde_json in
+    // both writers.
 
     #[derive(Serialize)]
     struct TevatronPassage<'r> {
