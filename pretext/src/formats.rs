@@ -129,14 +129,7 @@ pub fn write_pair(
     }
     if with_meta {
         line.key("meta");
-        let meta = Meta {
-            doc_id: id,
-            task: p.task,
-            query_span: p.query.span,
-            positive_span: p.positive.span,
-            shared_span: p.shared,
-        };
-        push_value(line.out, &meta);
+        push_value(line.out, &Meta::of(id, p));
     }
     out.extend_from_slice(b"}\n");
 }
@@ -225,6 +218,19 @@ struct Meta<'r> {
     positive_span: Option<Span>,
     #[serde(skip_serializing_if = "Option::is_none")]
     shared_span: Option<Span>,
+}
+
+impl<'r> Meta<'r> {
+    /// The meta object of `pair`, made from document `doc_id`.
+    fn of(doc_id: &'r str, pair: &'r Pair<'_>) -> Meta<'r> {
+        Meta {
+            doc_id,
+            task: pair.task,
+            query_span: pair.query.span,
+            positive_span: pair.positive.span,
+            shared_span: pair.shared,
+        }
+    }
 }
 
 mod json;

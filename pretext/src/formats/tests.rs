@@ -268,14 +268,7 @@ mod reference {
                 }
             }
             if self.with_meta {
-                let meta = Meta {
-                    doc_id: id,
-                    task: p.task,
-                    query_span: p.query.span,
-                    positive_span: p.positive.span,
-                    shared_span: p.shared,
-                };
-                m.serialize_entry("meta", &meta)?;
+                m.serialize_entry("meta", &Meta::of(id, p))?;
             }
             m.end()
         }
