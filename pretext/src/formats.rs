@@ -63,7 +63,8 @@ pub fn flat<'t>(t: &'t Text<'_>) -> Cow<'t, str> {
 
 /// Writes one pair as a JSON line (newline included) to `out`.
 /// `index` is the pair's position among its document's pairs; with the
-/// document id it makes the Tevatron `query_id`.
+/// document id it makes the Tevatron `query_id`. Sides that `known` holds
+/// are copied already escaped ([`KnownTexts`]); the bytes are the same.
 ///
 /// The line is written by hand rather than through `serde_json`'s
 /// serializer so that its strings, nearly all of the bytes, go through
@@ -76,18 +77,20 @@ pub fn write_pair(
     index: usize,
     pair: &Pair<'_>,
     with_meta: bool,
+    known: Option<&dyn KnownTexts>,
 ) {
     let (p, id) = (pair, &*doc.id);
+    let side = |out: &mut Vec<u8>, t: &Text<'_>| push_flat(out, t, known);
     let mut line = Line::open(out);
     match format {
         PairFormat::SentenceTransformers => {
             line.key("anchor");
-            push_flat(line.out, &p.query);
+            side(line.out, &p.query);
             line.key("positive");
-            push_flat(line.out, &p.positive);
+            side(line.out, &p.positive);
             for (i, n) in p.negatives.iter().enumerate() {
                 line.key(&format!("negative_{}", i + 1));
-                push_flat(line.out, n);
+                side(line.out, n);
             }
             if let Some(scores) = &p.scores {
                 line.key("scores");
@@ -96,13 +99,11 @@ pub fn write_pair(
         }
         PairFormat::Flag => {
             line.key("query");
-            push_flat(line.out, &p.query);
+            side(line.out, &p.query);
             line.key("pos");
-            push_list(line.out, std::slice::from_ref(&p.positive), |o, t| {
-                push_flat(o, t)
-            });
+            push_list(line.out, std::slice::from_ref(&p.positive), side);
             line.key("neg");
-            push_list(line.out, &p.negatives, |o, t| push_flat(o, t));
+            push_list(line.out, &p.negatives, side);
             if let Some(scores) = &p.scores {
                 line.key("pos_scores");
                 push_value(line.out, &scores[..1]);
@@ -114,16 +115,16 @@ pub fn write_pair(
             line.key("query_id");
             json::push_str(line.out, &format!("{id}#{index}"));
             line.key("query");
-            push_flat(line.out, &p.query);
+            side(line.out, &p.query);
             let score = |i: usize| p.scores.as_ref().and_then(|s| s.get(i).copied());
             line.key("positive_passages");
             line.out.push(b'[');
-            push_passage(line.out, id, &p.positive, score(0));
+            push_passage(line.out, id, &p.positive, score(0), known);
             line.out.push(b']');
             line.key("negative_passages");
             let numbered: Vec<(usize, &Text)> = p.negatives.iter().enumerate().collect();
             push_list(line.out, &numbered, |o, &(i, n)| {
-                push_passage(o, id, n, score(i + 1))
+                push_passage(o, id, n, score(i + 1), known)
             });
         }
     }
@@ -159,8 +160,17 @@ impl<'o> Line<'o> {
 /// A side as [`flat`] makes it, as a JSON string, without building the
 /// joined string: escaping works character by character, so escaping the
 /// title, a space and the text is escaping their concatenation.
-fn push_flat(out: &mut Vec<u8>, t: &Text<'_>) {
+fn push_flat(out: &mut Vec<u8>, t: &Text<'_>, known: Option<&dyn KnownTexts>) {
     out.push(b'"');
+    if let Some(e) = known.and_then(|k| k.escaped(t)) {
+        if t.title.is_some() {
+            out.extend_from_slice(e.title);
+            out.push(b' ');
+        }
+        out.extend_from_slice(e.text);
+        out.push(b'"');
+        return;
+    }
     if let Some(title) = &t.title {
         json::push_escaped(out, title);
         out.push(b' ');
@@ -189,7 +199,13 @@ fn push_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 /// A Tevatron passage: `{"docid","title","text"[,"score"]}`. The docid is
 /// the passage's own document's where it has one (`spar`), else the
 /// pair's document's, `@` its byte offset when it is a span of it.
-fn push_passage(out: &mut Vec<u8>, doc_id: &str, t: &Text<'_>, score: Option<f32>) {
+fn push_passage(
+    out: &mut Vec<u8>,
+    doc_id: &str,
+    t: &Text<'_>,
+    score: Option<f32>,
+    known: Option<&dyn KnownTexts>,
+) {
     out.extend_from_slice(b"{\"docid\":\"");
     match (&t.doc_id, t.span) {
         (Some(other), _) => json::push_escaped(out, other),
@@ -199,10 +215,20 @@ fn push_passage(out: &mut Vec<u8>, doc_id: &str, t: &Text<'_>, score: Option<f32
         }
         (None, None) => json::push_escaped(out, doc_id),
     }
-    out.extend_from_slice(b"\",\"title\":");
-    json::push_str(out, t.title.as_deref().unwrap_or(""));
-    out.extend_from_slice(b",\"text\":");
-    json::push_str(out, &t.text);
+    out.extend_from_slice(b"\",\"title\":\"");
+    match known.and_then(|k| k.escaped(t)) {
+        Some(e) => {
+            out.extend_from_slice(e.title);
+            out.extend_from_slice(b"\",\"text\":\"");
+            out.extend_from_slice(e.text);
+        }
+        None => {
+            json::push_escaped(out, t.title.as_deref().unwrap_or(""));
+            out.extend_from_slice(b"\",\"text\":\"");
+            json::push_escaped(out, &t.text);
+        }
+    }
+    out.push(b'"');
     if let Some(score) = score {
         out.extend_from_slice(b",\"score\":");
         push_value(out, &score);
@@ -234,6 +260,9 @@ impl<'r> Meta<'r> {
 }
 
 mod json;
+mod known;
+
+pub use known::{Escaped, EscapedTexts, KnownTexts};
 
 #[cfg(test)]
 mod tests;

@@ -511,6 +511,9 @@ impl PairsJob {
         let task = ready_task(&self.task, corpus, self.read.skip_bad)?;
         let augment = ready_augment(&self.augment, corpus, self.read.skip_bad)?;
         let mut summary = PairsSummary::default();
+        let known = task
+            .known_texts()
+            .map(|k| k as &dyn crate::formats::KnownTexts);
         let work = |doc: &Document<'_>| {
             let mut rng = doc_rng(self.seed, doc.ordinal);
             let mut neg_rng = doc_rng(self.seed ^ NEGATIVES_SALT, doc.ordinal);
@@ -535,7 +538,7 @@ impl PairsJob {
                         doc_id: None,
                     }));
                 }
-                write_pair(&mut buf, self.format, doc, i, pair, self.with_meta);
+                write_pair(&mut buf, self.format, doc, i, pair, self.with_meta, known);
                 names.push(pair.task);
             }
             (buf, names, stats)

@@ -42,7 +42,7 @@ fn sample() -> (Document<'static>, Pair<'static>) {
 fn line(format: PairFormat, meta: bool) -> Value {
     let (doc, pair) = sample();
     let mut buf = Vec::new();
-    write_pair(&mut buf, format, &doc, 3, &pair, meta);
+    write_pair(&mut buf, format, &doc, 3, &pair, meta, None);
     assert_eq!(buf.last(), Some(&b'\n'));
     assert_eq!(
         buf.iter().filter(|&&b| b == b'\n').count(),
@@ -112,7 +112,7 @@ fn every_written_format_reads_back() {
         PairFormat::Tevatron,
     ] {
         let mut buf = Vec::new();
-        write_pair(&mut buf, format, &doc, 0, &pair, true);
+        write_pair(&mut buf, format, &doc, 0, &pair, true, None);
         let got = parse_pair_line(std::str::from_utf8(&buf).unwrap().trim()).unwrap();
         assert_eq!(
             got,
@@ -343,7 +343,7 @@ fn hand_written_lines_are_serde_jsons() {
         ] {
             for with_meta in [false, true] {
                 let mut ours = Vec::new();
-                write_pair(&mut ours, format, &doc, round, &pair, with_meta);
+                write_pair(&mut ours, format, &doc, round, &pair, with_meta, None);
                 let row = reference::Row {
                     format,
                     doc: &doc,

@@ -267,6 +267,17 @@ impl TaskSpec {
         }
     }
 
+    /// The corpus passages the task's pairs borrow and that a writer can
+    /// copy already escaped: `spar`'s index (a mixture's, when it holds
+    /// `spar`).
+    pub fn known_texts(&self) -> Option<&LexicalIndex> {
+        match self {
+            TaskSpec::Spar(t) => t.index.as_deref(),
+            TaskSpec::Mix(m) => m.tasks.iter().find_map(|w| w.task.known_texts()),
+            _ => None,
+        }
+    }
+
     /// Hands a corpus index to every task that ranks the corpus.
     pub fn set_index(&mut self, index: Arc<LexicalIndex>) {
         match self {

@@ -11,15 +11,16 @@
 //! does) and hands it over with [`Spar::set_index`].
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rand::Rng;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Pair, PretextTask, PseudoQuery, Text};
 use crate::bm25::{Analyzer, Bm25Config, Bm25Index, TokenTerms};
 use crate::corpus::Document;
-use crate::formats::flat;
+use crate::formats::{flat, Escaped, EscapedTexts, KnownTexts};
 use crate::negatives::CorpusTexts;
 
 /// A BM25 index over a corpus, with the texts it returns and the terms of
@@ -29,6 +30,16 @@ pub struct LexicalIndex {
     index: Bm25Index,
     tokens: TokenTerms,
     analyzer: Analyzer,
+    /// The passages JSON-escaped, made when first written
+    /// ([`KnownTexts`]): a task that only trains never pays for them.
+    escaped: OnceLock<EscapedPassages>,
+}
+
+/// The corpus's titles and texts escaped, and each text's document number
+/// by the address of its string.
+struct EscapedPassages {
+    texts: EscapedTexts,
+    by_address: FxHashMap<usize, u32>,
 }
 
 impl LexicalIndex {
@@ -40,6 +51,7 @@ impl LexicalIndex {
             tokens,
             analyzer: Analyzer::new(config),
             texts,
+            escaped: OnceLock::new(),
         }
     }
 
@@ -53,6 +65,44 @@ impl LexicalIndex {
     pub fn search(&self, query: &str, k: usize) -> Vec<(u32, f32)> {
         self.index
             .search_docs_known(&self.analyzer, &self.tokens, query, k)
+    }
+}
+
+impl KnownTexts for LexicalIndex {
+    /// The escaped passage when `t` borrows document `i`'s very strings,
+    /// as [`Spar`]'s passages do: the same address and length is the same
+    /// bytes. A rewritten text (an augmentation's) is owned elsewhere and
+    /// is not found.
+    fn escaped(&self, t: &Text<'_>) -> Option<Escaped<'_>> {
+        let Cow::Borrowed(body) = &t.text else {
+            return None;
+        };
+        let known = self.escaped.get_or_init(|| {
+            let texts = &self.texts;
+            EscapedPassages {
+                texts: EscapedTexts::new(
+                    texts
+                        .titles
+                        .iter()
+                        .zip(&texts.bodies)
+                        .map(|(a, b)| (a.as_str(), b.as_str())),
+                ),
+                // Empty strings share one dangling address: never found.
+                by_address: (texts.bodies.iter().enumerate())
+                    .filter(|(_, b)| !b.is_empty())
+                    .map(|(i, b)| (b.as_ptr() as usize, i as u32))
+                    .collect(),
+            }
+        });
+        let i = *known.by_address.get(&(body.as_ptr() as usize))? as usize;
+        let same = |a: &str, b: &str| a.as_ptr() == b.as_ptr() && a.len() == b.len();
+        let title = &self.texts.titles[i];
+        let title_same = match &t.title {
+            None => title.is_empty(),
+            Some(Cow::Borrowed(x)) => !x.is_empty() && same(x, title),
+            Some(Cow::Owned(_)) => false,
+        };
+        (same(body, &self.texts.bodies[i]) && title_same).then(|| known.texts.get(i))
     }
 }
 
@@ -168,5 +218,118 @@ impl PretextTask for Spar {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{write_pair, PairFormat};
+
+    fn index() -> LexicalIndex {
+        let (titles, bodies) = (
+            ["Quotes \"here\"", "", ""],
+            ["a line\nwith \\ and \"quotes\"\u{1}", "plain text", ""],
+        );
+        let texts = CorpusTexts {
+            ids: vec!["a".into(), "b\"".into(), "c".into()],
+            titles: titles.map(String::from).to_vec(),
+            bodies: bodies.map(String::from).to_vec(),
+            texts: (0..3)
+                .map(|i| format!("{} {}", titles[i], bodies[i]).trim().to_string())
+                .collect(),
+            ordinals: vec![0, 1, 2],
+        };
+        LexicalIndex::new(texts, Bm25Config::default())
+    }
+
+    /// A passage is known only when it borrows the corpus's very strings;
+    /// a copy, a slice, another title or an empty text is escaped anew.
+    #[test]
+    fn known_passages_are_found_by_identity_only() {
+        let index = index();
+        let texts = index.texts();
+        let (p0, p1) = (Spar::passage(texts, 0), Spar::passage(texts, 1));
+        assert_eq!(
+            index.escaped(&p0),
+            Some(Escaped {
+                title: br#"Quotes \"here\""#,
+                text: br#"a line\nwith \\ and \"quotes\"\u0001"#,
+            })
+        );
+        assert_eq!(
+            index.escaped(&p1),
+            Some(Escaped {
+                title: b"",
+                text: b"plain text",
+            })
+        );
+        let not_known = [
+            Text {
+                text: Cow::Owned(texts.bodies[0].clone()),
+                ..p0.clone()
+            },
+            Text {
+                text: Cow::Borrowed(&texts.bodies[0][..6]),
+                ..p0.clone()
+            },
+            Text {
+                title: None,
+                ..p0.clone()
+            },
+            Text {
+                title: Some(Cow::Owned(texts.titles[0].clone())),
+                ..p0.clone()
+            },
+            Text {
+                title: Some(Cow::Borrowed("a title")),
+                ..p1.clone()
+            },
+            Spar::passage(texts, 2),
+        ];
+        for t in &not_known {
+            assert_eq!(index.escaped(t), None, "{t:?}");
+        }
+    }
+
+    /// Lines written with the index's escaped passages are the bytes of
+    /// lines escaped anew, in every layout, known sides or not.
+    #[test]
+    fn known_passages_write_the_same_lines() {
+        let index = index();
+        let texts = index.texts();
+        let mut sides: Vec<Text> = (0..3).map(|i| Spar::passage(texts, i)).collect();
+        sides.push(Text {
+            text: Cow::Owned(texts.bodies[0].replace('\n', "\t")),
+            ..Spar::passage(texts, 0)
+        });
+        let pair = Pair {
+            query: Text {
+                text: Cow::Borrowed("with \"quotes\""),
+                title: None,
+                span: None,
+                doc_id: None,
+            },
+            positive: sides[0].clone(),
+            negatives: sides[1..].to_vec(),
+            shared: None,
+            scores: Some(vec![3.0, 2.0, 1.0, 0.5]),
+            task: "spar",
+        };
+        let doc = texts.document(1);
+        for format in [
+            PairFormat::SentenceTransformers,
+            PairFormat::Flag,
+            PairFormat::Tevatron,
+        ] {
+            let (mut anew, mut copied) = (Vec::new(), Vec::new());
+            write_pair(&mut anew, format, &doc, 0, &pair, true, None);
+            write_pair(&mut copied, format, &doc, 0, &pair, true, Some(&index));
+            assert_eq!(
+                String::from_utf8(copied).unwrap(),
+                String::from_utf8(anew).unwrap(),
+                "{format}"
+            );
+        }
     }
 }
