@@ -135,6 +135,21 @@ pub fn write_pair(
     out.extend_from_slice(b"}\n");
 }
 
+/// About the bytes [`write_pair`] writes for `pair`, a little more rather
+/// than less: its strings, a sixteenth for their escapes (text holds one
+/// every 64 bytes or so), and room for keys, scores and the meta object.
+/// A writer reserves it up front instead of growing its buffer by
+/// doubling.
+pub fn line_size_hint(pair: &Pair<'_>) -> usize {
+    let side = |t: &Text<'_>| {
+        let len = |s: &Option<Cow<'_, str>>| s.as_ref().map_or(0, |s| s.len());
+        t.text.len() + len(&t.title) + len(&t.doc_id) + 40
+    };
+    let strings =
+        side(&pair.query) + side(&pair.positive) + pair.negatives.iter().map(side).sum::<usize>();
+    strings + strings / 16 + pair.scores.as_ref().map_or(0, |s| 24 * s.len()) + 160
+}
+
 /// A JSON object being written: keys get their separating commas.
 struct Line<'o> {
     out: &'o mut Vec<u8>,

@@ -16,7 +16,7 @@ use std::sync::mpsc::Receiver;
 use crate::corpus::stream::{self, Parsed, Plan, Unit};
 use crate::corpus::{Body, Corpus, Cutter, Document, Record, Start};
 use crate::error::{Error, Result};
-use crate::formats::{flat, write_pair, PairFormat};
+use crate::formats::{flat, line_size_hint, write_pair, PairFormat};
 use crate::idf::DocFreq;
 use crate::negatives::{MiningStats, PairNegatives};
 use crate::shard::Shard;
@@ -445,6 +445,9 @@ pub fn ready_augment(
     Ok(a)
 }
 
+/// The size from which a document's lines are reserved up front.
+const LARGE_LINES: usize = 64 << 10;
+
 /// A complete `pairs` job.
 #[derive(Debug, Clone)]
 pub struct PairsJob {
@@ -519,7 +522,11 @@ impl PairsJob {
             let mut neg_rng = doc_rng(self.seed ^ NEGATIVES_SALT, doc.ordinal);
             let mut stats = MiningStats::default();
             let mut pairs = task.pairs(doc, &mut rng);
-            let mut buf = Vec::new();
+            // A large buffer is sized once: a `spar` document's lines
+            // (~100 KB) grown by doubling were copied and faulted in again
+            // and again. Small ones grow faster than they are estimated.
+            let hint: usize = pairs.iter().map(line_size_hint).sum();
+            let mut buf = Vec::with_capacity(if hint >= LARGE_LINES { hint } else { 0 });
             let mut names = Vec::with_capacity(pairs.len());
             for (i, pair) in pairs.iter_mut().enumerate() {
                 augment.apply(pair, &mut rng);

@@ -224,7 +224,7 @@ impl PretextTask for Spar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::{write_pair, PairFormat};
+    use crate::formats::{line_size_hint, write_pair, PairFormat};
 
     fn index() -> LexicalIndex {
         let (titles, bodies) = (
@@ -325,6 +325,8 @@ mod tests {
             let (mut anew, mut copied) = (Vec::new(), Vec::new());
             write_pair(&mut anew, format, &doc, 0, &pair, true, None);
             write_pair(&mut copied, format, &doc, 0, &pair, true, Some(&index));
+            // The hint a writer reserves by holds the whole line.
+            assert!(line_size_hint(&pair) >= anew.len(), "{format}");
             assert_eq!(
                 String::from_utf8(copied).unwrap(),
                 String::from_utf8(anew).unwrap(),
