@@ -81,17 +81,21 @@ pub fn export(path: &Path, out: &Path) -> Result<()> {
     let pooler = init_pooler(&config, &bert)?;
     let tokenizer = run.tokenizer();
     crate::atomic::write_dir(out, |tmp| {
-        write_tower(&tensors.model, "", &bert, &config, &pooler, &tokenizer, tmp)?;
-        if !config.model.shared_towers {
-            write_tower(
-                &tensors.model,
-                "doc.",
-                &bert,
-                &config,
-                &pooler,
-                &tokenizer,
-                &tmp.join("doc"),
-            )?;
+        let shared = config.model.shared_towers;
+        let reads = match shared {
+            true => TowerReads::Both,
+            false => TowerReads::Queries,
+        };
+        let parts = Shared {
+            bert: &bert,
+            config: &config,
+            pooler: &pooler,
+            tokenizer: &tokenizer,
+        };
+        write_tower(&tensors.model, "", &parts, reads, tmp)?;
+        if !shared {
+            let doc = tmp.join("doc");
+            write_tower(&tensors.model, "doc.", &parts, TowerReads::Documents, &doc)?;
         }
         readable(tmp)
     })
@@ -156,15 +160,33 @@ fn readable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The longest text the exported model reads: its training length, or for
-/// a model without positions (which reads every length the same way) the
-/// position table's size.
-fn read_length(m: &crate::config::ModelSection, bert: &BertConfig) -> Result<usize> {
-    Ok(if m.positions {
-        m.lengths().map_err(anyhow::Error::msg)?.1
-    } else {
-        bert.max_position_embeddings
+/// The longest text a tower of the exported model reads: the length it
+/// was trained at (a query tower's `query_max_len`, a document tower's
+/// `doc_max_len`, a shared tower's longer of the two), or for a model
+/// without positions (which reads every length the same way) the position
+/// table's size.
+fn read_length(
+    m: &crate::config::ModelSection,
+    bert: &BertConfig,
+    reads: TowerReads,
+) -> Result<usize> {
+    if !m.positions {
+        return Ok(bert.max_position_embeddings);
+    }
+    let (query, doc) = m.lengths().map_err(anyhow::Error::msg)?;
+    Ok(match reads {
+        TowerReads::Queries => query,
+        TowerReads::Documents => doc,
+        TowerReads::Both => query.max(doc),
     })
+}
+
+/// What a tower of the export encodes.
+#[derive(Debug, Clone, Copy)]
+enum TowerReads {
+    Queries,
+    Documents,
+    Both,
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
@@ -175,15 +197,29 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// What every tower of an export is written with.
+struct Shared<'a> {
+    bert: &'a BertConfig,
+    config: &'a Config,
+    pooler: &'a HashMap<String, Tensor>,
+    tokenizer: &'a Path,
+}
+
+/// Writes the tower whose weights are `all`'s under `prefix` as a
+/// sentence-transformers folder `out`.
 fn write_tower(
     all: &HashMap<String, Tensor>,
     prefix: &str,
-    bert: &BertConfig,
-    config: &Config,
-    pooler: &HashMap<String, Tensor>,
-    tokenizer: &Path,
+    parts: &Shared<'_>,
+    reads: TowerReads,
     out: &Path,
 ) -> Result<()> {
+    let Shared {
+        bert,
+        config,
+        pooler,
+        tokenizer,
+    } = *parts;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut encoder = HashMap::new();
     let mut dense = HashMap::new();
@@ -262,7 +298,7 @@ fn write_tower(
     )?;
     write_json(
         &out.join("sentence_bert_config.json"),
-        &json!({"max_seq_length": read_length(m, bert)?, "do_lower_case": false}),
+        &json!({"max_seq_length": read_length(m, bert, reads)?, "do_lower_case": false}),
     )?;
     let similarity = match m.similarity {
         Similarity::Dot => "dot",

@@ -238,13 +238,13 @@ fn init_document_length_is_the_inits_and_is_saved_as_a_number() {
     );
     let saved = std::fs::read_to_string(dir.path().join("run/run.toml")).unwrap();
     assert!(saved.contains(&format!("doc_max_len = {own}\n")), "{saved}");
-    // The export's document tower reads as the init does (both towers
-    // say the document length: a query is cut where a document is); and
-    // the run resumes with "init" in its configuration.
+    // The export's document tower reads as the init does, its query tower
+    // at the query length it was trained at (`max_len`); and the run
+    // resumes with "init" in its configuration.
     let out = dir.path().join("model");
     common::export(&dir.path().join("run"), &out);
     assert_eq!(sbert(&out.join("doc")), own);
-    assert_eq!(sbert(&out), own);
+    assert_eq!(sbert(&out), 16);
     pretext()
         .args(["train", "--quiet", "--resume", "--steps", "3", "--config"])
         .arg(&cfg)

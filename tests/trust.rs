@@ -392,9 +392,10 @@ fn resume_gap_with(cfg: &Path, steps: usize, abort: usize) -> f32 {
 fn separate_towers_train_with_a_moco_queue() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path(), "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("[model]\n", "[model]\nshared_towers = false\n");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[model]\n",
+        "[model]\nshared_towers = false\nquery_max_len = 12\n",
+    );
     std::fs::write(&cfg, text).unwrap();
     train(&cfg, &["--steps", "4"]).assert().success();
     let w = weights(&dir.path().join("run"), 4);
@@ -431,6 +432,18 @@ fn separate_towers_train_with_a_moco_queue() {
     assert_eq!(as_doc, vec(doc.embed(&text).unwrap()));
     assert_eq!(as_query, vec(model.embed(&text).unwrap()));
     assert_ne!(as_doc, as_query, "two towers, two embeddings");
+    // Each tower declares, and is read at, the length it was trained at:
+    // queries 12 tokens, documents the config's 32.
+    let declared = |dir: &std::path::Path| {
+        let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["max_seq_length"].clone()
+    };
+    assert_eq!(declared(&out), 12);
+    assert_eq!(declared(&out.join("doc")), 32);
+    let long = "word ".repeat(100);
+    let seq = |t: &pretext::tokenize::TextTokenizer| t.encode(&[long.as_str()]).unwrap().seq;
+    assert_eq!(seq(&model.tokenizer), 12);
+    assert_eq!(seq(model.doc_tokenizer.as_ref().unwrap()), 32);
 }
 
 #[test]

@@ -21,7 +21,9 @@ pub struct EvalSection {
     /// The metric that picks the best checkpoint (an ir-measures name:
     /// nDCG@10, R@100, R@1000, RR@10, AP@100).
     pub metric: String,
-    /// Longest input in tokens (default: `model.max_len`).
+    /// Longest input in tokens, queries and documents alike (default:
+    /// `model.query_max_len` for queries, `model.doc_max_len` for
+    /// documents, as the model is trained and exported).
     pub max_len: Option<usize>,
     /// Texts per encoding batch.
     pub batch_size: usize,

@@ -22,8 +22,12 @@ pub struct Pretrained {
     /// documents encoded with the query tower would score a model with
     /// another encoder than it was trained with.
     pub doc_tower: Option<Tower>,
-    /// Its tokenizer.
+    /// Its tokenizer (the query tower's length).
     pub tokenizer: TextTokenizer,
+    /// The tokenizer at the document tower's own length, when the folder
+    /// has one (`doc/`): a two-tower export reads queries and documents at
+    /// the lengths each was trained at.
+    pub doc_tokenizer: Option<TextTokenizer>,
     /// The device.
     pub device: Device,
     /// How the folder says its embeddings are compared. Embeddings come out
@@ -194,6 +198,7 @@ impl Pretrained {
             // Normalising twice changes nothing when a Normalize module is there.
             head.normalize = true;
         }
+        let explicit_len = max_len;
         let max_len = match max_len {
             Some(n) => n,
             None => {
@@ -233,9 +238,11 @@ impl Pretrained {
         }
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len)?;
         let doc = dir.join("doc");
-        let doc_tower = match doc.join("config.json").exists() {
+        // The document tower at its own length, unless the caller caps
+        // both (older exports wrote the document length for both towers).
+        let (doc_tower, doc_tokenizer) = match doc.join("config.json").exists() {
             true => {
-                let d = Pretrained::load(&doc, device, Some(max_len))
+                let d = Pretrained::load(&doc, device, explicit_len)
                     .with_context(|| format!("loading the document tower {}", doc.display()))?;
                 if d.similarity != similarity {
                     anyhow::bail!(
@@ -243,14 +250,15 @@ impl Pretrained {
                         doc.display()
                     );
                 }
-                Some(d.tower)
+                (Some(d.tower), Some(d.tokenizer))
             }
-            false => None,
+            false => (None, None),
         };
         Ok(Pretrained {
             tower,
             doc_tower,
             tokenizer,
+            doc_tokenizer,
             device: device.clone(),
             similarity,
             prompts: declared_prompts(dir)?,
@@ -271,21 +279,29 @@ impl Pretrained {
     pub fn embed_side(&self, texts: &[&str], side: Side) -> Result<Tensor> {
         let prompted = self.prompts.apply(side, texts);
         let refs: Vec<&str> = prompted.iter().map(|c| c.as_ref()).collect();
-        let tower = match side {
-            Side::Document => self.doc_tower.as_ref().unwrap_or(&self.tower),
-            Side::Query => &self.tower,
+        let (tower, tokenizer) = match side {
+            Side::Document => (
+                self.doc_tower.as_ref().unwrap_or(&self.tower),
+                self.doc_tokenizer.as_ref().unwrap_or(&self.tokenizer),
+            ),
+            Side::Query => (&self.tower, &self.tokenizer),
         };
-        self.encode_with(tower, &refs)
+        self.encode_with(tower, tokenizer, &refs)
     }
 
     /// Embeds texts as they are with the query tower (no prompt, no
     /// dropout), `(texts, dim)`.
     pub fn embed(&self, texts: &[&str]) -> Result<Tensor> {
-        self.encode_with(&self.tower, texts)
+        self.encode_with(&self.tower, &self.tokenizer, texts)
     }
 
-    fn encode_with(&self, tower: &Tower, texts: &[&str]) -> Result<Tensor> {
-        let b = self.tokenizer.encode(texts)?;
+    fn encode_with(
+        &self,
+        tower: &Tower,
+        tokenizer: &TextTokenizer,
+        texts: &[&str],
+    ) -> Result<Tensor> {
+        let b = tokenizer.encode(texts)?;
         let ids = Tensor::from_slice(&b.ids, (b.rows, b.seq), &self.device)?;
         let mask = Tensor::from_slice(&b.mask, (b.rows, b.seq), &self.device)?;
         Ok(tower.encode(&ids, &mask, Mode::Eval)?)

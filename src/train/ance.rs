@@ -54,6 +54,7 @@ pub(super) fn encode_corpus(
         tower: tower.clone(),
         doc_tower: None,
         tokenizer: tokenizer.doc.clone(),
+        doc_tokenizer: None,
         device: device.clone(),
         similarity,
         prompts: tokenizer.prompts.clone(),

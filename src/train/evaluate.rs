@@ -33,10 +33,17 @@ pub struct Best {
     pub best_trained: Option<f64>,
 }
 
+/// One vocabulary at the query and the document length.
+struct PairLengths {
+    query: TextTokenizer,
+    doc: TextTokenizer,
+}
+
 /// The eval set and the state of model selection.
 pub struct Evaluator {
     data: Beir,
-    tokenizer: TextTokenizer,
+    /// Queries and documents cut at the lengths the model reads them at.
+    tokenizer: PairLengths,
     section: EvalSection,
     prompts: Prompts,
     /// The best so far (restored from `best/eval.json` on resume).
@@ -48,12 +55,15 @@ pub struct Evaluator {
 impl Evaluator {
     /// The evaluator of `[eval]` over `data` (its BEIR set, or the
     /// self-supervised dev set of [`super::dev`]), if there is one; texts
-    /// are cut at `eval.max_len`, else `max_len`.
+    /// are cut at `eval.max_len`, else queries at `lengths.0` and documents
+    /// at `lengths.1` (`model.query_max_len`, `model.doc_max_len`): the
+    /// lengths training reads them at and the export declares, so the
+    /// scores that choose the best step are those the model will get.
     pub fn new(
         section: &EvalSection,
         data: Option<Beir>,
         tokenizer: &std::path::Path,
-        max_len: usize,
+        lengths: (usize, usize),
         prompts: Prompts,
     ) -> Result<Option<Evaluator>> {
         let Some(data) = data else {
@@ -64,7 +74,17 @@ impl Evaluator {
         }
         Ok(Some(Evaluator {
             data,
-            tokenizer: TextTokenizer::from_file(tokenizer, section.max_len.unwrap_or(max_len))?,
+            tokenizer: {
+                let (query, doc) = match section.max_len {
+                    Some(n) => (n, n),
+                    None => lengths,
+                };
+                let query = TextTokenizer::from_file(tokenizer, query)?;
+                PairLengths {
+                    doc: query.with_max_len(doc)?,
+                    query,
+                }
+            },
             section: section.clone(),
             prompts,
             best: None,
@@ -104,7 +124,8 @@ impl Evaluator {
             let model = Pretrained {
                 tower: tower.clone(),
                 doc_tower: None,
-                tokenizer: self.tokenizer.clone(),
+                tokenizer: self.tokenizer.query.clone(),
+                doc_tokenizer: Some(self.tokenizer.doc.clone()),
                 device: device.clone(),
                 similarity,
                 prompts: self.prompts.clone(),
@@ -157,5 +178,40 @@ impl Evaluator {
     /// Whether `eval.patience` evaluations passed without a new best.
     pub fn out_of_patience(&self) -> bool {
         self.section.patience > 0 && self.since_best >= self.section.patience
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evaluator(section: &EvalSection, lengths: (usize, usize)) -> Evaluator {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let data = Beir {
+            corpus: Vec::new(),
+            queries: Vec::new(),
+            qrels: Default::default(),
+            warnings: Vec::new(),
+        };
+        let tokenizer = root.join("corpora/python-docs.tokenizer.json");
+        Evaluator::new(section, Some(data), &tokenizer, lengths, Prompts::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Queries and documents are read at the lengths the model is trained
+    /// and exported with, unless `eval.max_len` sets one for both.
+    #[test]
+    fn queries_and_documents_are_cut_at_their_own_lengths() {
+        let long = "word ".repeat(100);
+        let seq = |t: &TextTokenizer| t.encode(&[long.as_str()]).unwrap().seq;
+        let e = evaluator(&EvalSection::default(), (8, 24));
+        assert_eq!((seq(&e.tokenizer.query), seq(&e.tokenizer.doc)), (8, 24));
+        let both = EvalSection {
+            max_len: Some(16),
+            ..EvalSection::default()
+        };
+        let e = evaluator(&both, (8, 24));
+        assert_eq!((seq(&e.tokenizer.query), seq(&e.tokenizer.doc)), (16, 16));
     }
 }

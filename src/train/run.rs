@@ -120,7 +120,7 @@ impl Trainer {
                 &self.config.eval,
                 eval_data(&self.config)?,
                 &run.tokenizer(),
-                self.config.model.max_len,
+                self.config.model.lengths().map_err(anyhow::Error::msg)?,
                 self.config.model.prompts(),
             )?,
             false => None,
