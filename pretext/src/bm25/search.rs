@@ -500,6 +500,25 @@ mod tests {
                     want,
                     "{analyzer:?} {q:?}"
                 );
+                // A text's score, by lookup or analysis, is the score the
+                // search gives it as a document; and a text with words
+                // the corpus never holds scores the same either way.
+                for d in [0u32, 7, 150] {
+                    let text = &docs[d as usize].1;
+                    let searched = index.score_docs(&a, q, &[d])[0];
+                    assert_eq!(index.score_text(&a, q, text).to_bits(), searched.to_bits());
+                    assert_eq!(
+                        index.score_text_known(&a, &known, q, text).to_bits(),
+                        searched.to_bits(),
+                        "{analyzer:?} {q:?} {text:?}"
+                    );
+                    let odd = format!("zebras {text} Zebra's quagga");
+                    assert_eq!(
+                        index.score_text_known(&a, &known, q, &odd).to_bits(),
+                        index.score_text(&a, q, &odd).to_bits(),
+                        "{analyzer:?} {q:?} {odd:?}"
+                    );
+                }
                 for k in [1, 5, 300] {
                     let bits = |v: Vec<(u32, f32)>| -> Vec<(u32, u32)> {
                         v.into_iter().map(|(d, s)| (d, s.to_bits())).collect()

@@ -166,7 +166,9 @@ impl std::fmt::Debug for PairNegatives {
 pub struct PairNegatives {
     config: NegativesConfig,
     corpus: Arc<CorpusTexts>,
-    bm25: Option<Bm25Index>,
+    /// The index, with the corpus's tokens: queries and positives cut from
+    /// the corpus are analysed by lookup ([`TokenTerms`]).
+    bm25: Option<(Bm25Index, TokenTerms)>,
     analyzer: Analyzer,
     task: Option<TaskSpec>,
     seed: u64,
@@ -206,7 +208,7 @@ impl PairNegatives {
                 "negatives: the corpus has no documents".into(),
             ));
         }
-        let bm25 = (config.source == Source::Bm25).then(|| corpus.bm25(config.bm25));
+        let bm25 = (config.source == Source::Bm25).then(|| corpus.bm25_with_tokens(config.bm25));
         Ok(PairNegatives {
             analyzer: Analyzer::new(config.bm25),
             config,
@@ -236,13 +238,13 @@ impl PairNegatives {
             return Vec::new();
         }
         let (ranked, positive_score) = match &self.bm25 {
-            Some(index) => (
+            Some((index, known)) => (
                 index
-                    .search_docs(&self.analyzer, query, self.config.range_max)
+                    .search_docs_known(&self.analyzer, known, query, self.config.range_max)
                     .into_iter()
                     .map(|(item, score)| Candidate { item, score })
                     .collect(),
-                Some(index.score_text(&self.analyzer, query, positive)),
+                Some(index.score_text_known(&self.analyzer, known, query, positive)),
             ),
             None => (Vec::new(), None),
         };
