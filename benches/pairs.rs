@@ -2,7 +2,8 @@
 //! (per-core figures) and on all cores; and the `crop` task on the same
 //! corpus compressed each way (gzip, zstd, bzip2 at their tools' default
 //! levels) against the uncompressed file, throughput counted in
-//! uncompressed bytes so the figures compare. `cargo bench --bench pairs`.
+//! uncompressed bytes so the figures compare; and `crop` with BM25
+//! negatives. `cargo bench --bench pairs`.
 
 use std::path::Path;
 
@@ -71,6 +72,38 @@ fn bench_tasks(c: &mut Criterion) {
     group.finish();
 }
 
+/// `crop` with one BM25 negative per pair (`pretext pairs --negatives
+/// bm25`): a search of the corpus and the positive's score per pair, on
+/// one thread and on all cores.
+fn bench_bm25_negatives(c: &mut Criterion) {
+    use pretext_tasks::negatives::{CorpusTexts, NegativesConfig, PairNegatives, Source};
+    use std::sync::Arc;
+    pretext::alloc::keep_freed_memory();
+    let corpus = corpus();
+    let texts = CorpusTexts::load(&corpus, ReadOptions::default()).unwrap();
+    let config = NegativesConfig {
+        source: Source::Bm25,
+        ..NegativesConfig::default()
+    };
+    let mut job = job("crop", &corpus);
+    let negatives = PairNegatives::new(config, Arc::new(texts), Some(job.task.clone()), 42);
+    job.negatives = Some(Arc::new(negatives.unwrap()));
+    let mut group = c.benchmark_group("negatives");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(corpus.total_bytes()));
+    for (label, pool) in pools() {
+        group.bench_with_input(BenchmarkId::new(label, "crop+bm25"), &job, |b, job| {
+            b.iter(|| {
+                pool.install(|| {
+                    job.run(&corpus, &mut std::io::sink(), &mut |_, _, _| {})
+                        .unwrap()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 /// `crop` over the shipped corpus as gzip, zstd and bzip2 files, against
 /// the mapped uncompressed file, on one thread and on all cores.
 fn bench_compressed(c: &mut Criterion) {
@@ -126,6 +159,6 @@ criterion_group! {
     // The figures are read off the terminal; criterion's plots panic on
     // some sample sets (criterion 0.8, plotters backend).
     config = Criterion::default().without_plots();
-    targets = bench_tasks, bench_compressed
+    targets = bench_tasks, bench_bm25_negatives, bench_compressed
 }
 criterion_main!(benches);
