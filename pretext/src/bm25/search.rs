@@ -147,10 +147,20 @@ impl Bm25Index {
             // θ: the k-th best score so far, computed only once the terms
             // left could add less than the best score (θ is at most that).
             let mut theta = 0f64;
+            // Postings scored since θ was last computed. θ only grows, so
+            // an older θ is still a lower bound: it is recomputed (a pass
+            // over every seen document) only once as many postings were
+            // scored as there are seen documents, which bounds that work by
+            // the scoring's; recomputed after every term, it was an eighth
+            // of a long query's time.
+            let mut scored = usize::MAX;
             let mut i = 0;
             while i < terms.len() {
                 if prune && seen.len() >= k && rest[i] * (1.0 + MARGIN) < best {
-                    theta = kth(&scores, &seen, k);
+                    if rest[i] * (1.0 + MARGIN) >= theta && scored >= seen.len() {
+                        theta = kth(&scores, &seen, k);
+                        scored = 0;
+                    }
                     if rest[i] * (1.0 + MARGIN) < theta {
                         #[cfg(test)]
                         PRUNED.with(|p| p.set(p.get() + 1));
@@ -158,6 +168,7 @@ impl Bm25Index {
                     }
                 }
                 let t = &terms[i];
+                scored = scored.saturating_add(self.postings.df(t.index));
                 for b in self.postings.blocks(t.index) {
                     self.postings.decode(t.index, b, &mut out);
                     for (d, tf) in out.iter() {
