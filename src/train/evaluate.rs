@@ -16,7 +16,7 @@ use crate::eval::metrics::{evaluate, Measure};
 use crate::eval::{embed_all, search};
 use crate::model::pretrained::Pretrained;
 use crate::model::{l2_normalize, Similarity, Tower};
-use crate::tokenize::{Prompts, Side, TextTokenizer};
+use crate::tokenize::{PairTokenizer, Prompts, Side, TextTokenizer};
 
 /// The best evaluation of a run (`RUN/best/eval.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,19 +33,13 @@ pub struct Best {
     pub best_trained: Option<f64>,
 }
 
-/// One vocabulary at the query and the document length.
-struct PairLengths {
-    query: TextTokenizer,
-    doc: TextTokenizer,
-}
-
 /// The eval set and the state of model selection.
 pub struct Evaluator {
     data: Beir,
-    /// Queries and documents cut at the lengths the model reads them at.
-    tokenizer: PairLengths,
+    /// Queries and documents cut at the lengths the model reads them at,
+    /// with their prompts.
+    tokenizer: PairTokenizer,
     section: EvalSection,
-    prompts: Prompts,
     /// The best so far (restored from `best/eval.json` on resume).
     pub best: Option<Best>,
     /// Evaluations since the best one.
@@ -75,18 +69,11 @@ impl Evaluator {
         Ok(Some(Evaluator {
             data,
             tokenizer: {
-                let (query, doc) = match section.max_len {
-                    Some(n) => (n, n),
-                    None => lengths,
-                };
-                let query = TextTokenizer::from_file(tokenizer, query)?;
-                PairLengths {
-                    doc: query.with_max_len(doc)?,
-                    query,
-                }
+                let (query, doc) = section.max_len.map_or(lengths, |n| (n, n));
+                let base = TextTokenizer::from_file(tokenizer, query)?;
+                PairTokenizer::new(&base, query, doc, prompts)?
             },
             section: section.clone(),
-            prompts,
             best: None,
             since_best: 0,
         }))
@@ -128,7 +115,7 @@ impl Evaluator {
                 doc_tokenizer: Some(self.tokenizer.doc.clone()),
                 device: device.clone(),
                 similarity,
-                prompts: self.prompts.clone(),
+                prompts: self.tokenizer.prompts.clone(),
             };
             let e = embed_all(&model, items, side, self.section.batch_size, &mut |_| {})?;
             match similarity {
