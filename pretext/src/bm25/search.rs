@@ -49,12 +49,36 @@ struct Term {
     bound: f64,
 }
 
+/// A thread's working space, reused by each of its queries and reset
+/// where touched, so a query costs its postings, not the corpus size.
+#[derive(Default)]
+struct Scratch {
+    /// One score per document. Term scores are summed in double, as
+    /// Lucene's disjunctions sum them, and rounded once; 0 is a document
+    /// no term touched, a negative score one dropped from the top k.
+    scores: Vec<f64>,
+    /// The documents touched, in the order first touched, in the first
+    /// `seen` places: one more place than documents, so that every posting
+    /// writes its document there and counts it only when it is new (a
+    /// store and an add where a branch mispredicted on every other
+    /// posting).
+    seen: Vec<u32>,
+}
+
+impl Scratch {
+    /// Room for a corpus of `n` documents.
+    fn fit(&mut self, n: usize) {
+        if self.scores.len() < n {
+            self.scores.resize(n, 0.0);
+        }
+        if self.seen.len() < n + 1 {
+            self.seen.resize(n + 1, 0);
+        }
+    }
+}
+
 thread_local! {
-    // One score per document, reused by every query of the thread and
-    // reset where touched, so a query costs its postings, not the corpus
-    // size. Term scores are summed in double, as Lucene's disjunctions sum
-    // them, and rounded once.
-    static SCORES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 #[cfg(test)]
@@ -131,16 +155,11 @@ impl Bm25Index {
         for i in (0..terms.len()).rev() {
             rest[i] = rest[i + 1] + terms[i].bound;
         }
-        SCORES.with(|cell| {
-            let mut scores = cell.borrow_mut();
-            if scores.len() < self.ids.len() {
-                scores.resize(self.ids.len(), 0.0);
-            }
-            // Room for every touched document at once: growing the list
-            // by doubling copied it over and over for common terms.
-            let postings: usize = terms.iter().map(|t| self.postings.df(t.index)).sum();
-            let mut seen: Vec<u32> = Vec::with_capacity(postings.min(self.ids.len()));
-            let mut out = Decoded::default();
+        SCRATCH.with(|cell| {
+            let scratch = &mut *cell.borrow_mut();
+            scratch.fit(self.ids.len());
+            let Scratch { scores, seen } = scratch;
+            let mut touched = 0usize;
             // The best score so far: θ is at most that, so while the terms
             // left could add as much, θ need not be computed.
             let mut best = 0f64;
@@ -156,9 +175,9 @@ impl Bm25Index {
             let mut scored = usize::MAX;
             let mut i = 0;
             while i < terms.len() {
-                if prune && seen.len() >= k && rest[i] * (1.0 + MARGIN) < best {
-                    if rest[i] * (1.0 + MARGIN) >= theta && scored >= seen.len() {
-                        theta = kth(&scores, &seen, k);
+                if prune && touched >= k && rest[i] * (1.0 + MARGIN) < best {
+                    if rest[i] * (1.0 + MARGIN) >= theta && scored >= touched {
+                        theta = kth(scores, &seen[..touched], k);
                         scored = 0;
                     }
                     if rest[i] * (1.0 + MARGIN) < theta {
@@ -169,37 +188,62 @@ impl Bm25Index {
                 }
                 let t = &terms[i];
                 scored = scored.saturating_add(self.postings.df(t.index));
-                for b in self.postings.blocks(t.index) {
-                    self.postings.decode(t.index, b, &mut out);
-                    for (d, tf) in out.iter() {
-                        let s = &mut scores[d as usize];
-                        if *s == 0.0 {
-                            seen.push(d);
-                        }
-                        // Every contribution is positive (idf > 0, tf > 0).
-                        *s += f64::from(self.score(stats, t.weight, tf, d as usize));
-                        // A comparison, not `f64::max` and its NaN rule.
-                        best = if *s > best { *s } else { best };
+                let (n, b) = match self.term_scorer(t.weight) {
+                    TermScorer::Lucene { weight, stats } => {
+                        add_term(&self.postings, t.index, scores, seen, touched, |tf, d| {
+                            lucene_score(stats, weight, tf, d)
+                        })
                     }
-                }
+                    TermScorer::Nltk { weight, index } => {
+                        add_term(&self.postings, t.index, scores, seen, touched, |tf, d| {
+                            index.robertson(&index.stats, weight, tf, index.lengths[d])
+                        })
+                    }
+                };
+                (touched, best) = (n, best.max(b));
                 i += 1;
             }
+            let seen = &seen[..touched];
             let mut candidates = if i < terms.len() {
-                self.finish_seen(&terms[i..], &rest[i..], &mut scores, &seen, k, theta)
+                self.finish_seen(&terms[i..], &rest[i..], scores, seen, k, theta)
             } else {
-                seen.clone()
+                seen.to_vec()
             };
-            let top = self.select_top(&scores, &mut candidates, k);
-            for &d in &seen {
+            let top = self.select_top(scores, &mut candidates, k);
+            for &d in seen {
                 scores[d as usize] = 0.0;
             }
             top
         })
     }
 
+    /// A term's score at weight `weight`, as a function of the term
+    /// frequency and the document number: [`Bm25Index::score`] with the
+    /// analyzer chosen once per term, not at every posting (the match kept
+    /// the scoring loop from holding its state in registers).
+    #[inline(always)]
+    fn term_scorer(&self, weight: f32) -> TermScorer<'_> {
+        match self.config.analyzer {
+            AnalyzerKind::Lucene => TermScorer::Lucene {
+                weight,
+                stats: &self.stats,
+            },
+            AnalyzerKind::Nltk => TermScorer::Nltk {
+                weight,
+                index: self,
+            },
+        }
+    }
+
     /// Adds the remaining terms' scores to the documents already seen that
-    /// can still reach the top k, in document order so each term's postings
-    /// are walked once, forward. Returns those documents.
+    /// can still reach the top k. Returns those documents.
+    ///
+    /// A document that drops out is marked by a negative score (the final
+    /// reset clears it with the others). A term whose postings are mostly
+    /// in blocks holding a document still alive is then walked whole,
+    /// adding to the positive scores only, as the first terms were scored
+    /// and without a branch; one whose alive documents are few walks those
+    /// in document order, skipping the blocks none of them is in.
     fn finish_seen(
         &self,
         terms: &[Term],
@@ -209,24 +253,57 @@ impl Bm25Index {
         k: usize,
         mut theta: f64,
     ) -> Vec<u32> {
-        let mut alive: Vec<u32> = seen
-            .iter()
-            .copied()
-            .filter(|&d| (scores[d as usize] + rest[0]) * (1.0 + MARGIN) >= theta)
-            .collect();
-        ascending(&mut alive, self.ids.len());
+        let mut alive: Vec<u32> = Vec::with_capacity(seen.len());
+        for &d in seen {
+            let s = &mut scores[d as usize];
+            if (*s + rest[0]) * (1.0 + MARGIN) >= theta {
+                alive.push(d);
+            } else {
+                *s = -1.0;
+            }
+        }
+        let mut ascending_yet = false;
         for (j, t) in terms.iter().enumerate() {
-            let mut cursor = Cursor::new(&self.postings, t.index);
-            for &d in &alive {
-                if let Some(tf) = cursor.tf(d) {
-                    scores[d as usize] +=
-                        f64::from(self.score(&self.stats, t.weight, tf, d as usize));
+            let blocks = self.postings.blocks(t.index).len();
+            let walk_all = alive.len() >= blocks;
+            if !walk_all && !ascending_yet {
+                ascending(&mut alive, self.ids.len());
+                ascending_yet = true;
+            }
+            let postings = &self.postings;
+            match (self.term_scorer(t.weight), walk_all) {
+                (TermScorer::Lucene { weight, stats }, true) => {
+                    add_to_positive(postings, t.index, scores, |tf, d| {
+                        lucene_score(stats, weight, tf, d)
+                    })
+                }
+                (TermScorer::Lucene { weight, stats }, false) => {
+                    add_to_listed(postings, t.index, scores, &alive, |tf, d| {
+                        lucene_score(stats, weight, tf, d)
+                    })
+                }
+                (TermScorer::Nltk { weight, index }, true) => {
+                    add_to_positive(postings, t.index, scores, |tf, d| {
+                        index.robertson(&index.stats, weight, tf, index.lengths[d])
+                    })
+                }
+                (TermScorer::Nltk { weight, index }, false) => {
+                    add_to_listed(postings, t.index, scores, &alive, |tf, d| {
+                        index.robertson(&index.stats, weight, tf, index.lengths[d])
+                    })
                 }
             }
             if alive.len() > k {
                 theta = theta.max(kth(scores, &alive, k));
             }
-            alive.retain(|&d| (scores[d as usize] + rest[j + 1]) * (1.0 + MARGIN) >= theta);
+            alive.retain(|&d| {
+                let s = &mut scores[d as usize];
+                let keep = (*s + rest[j + 1]) * (1.0 + MARGIN) >= theta;
+                if !keep {
+                    *s = -1.0;
+                }
+                keep
+            });
         }
         alive
     }
@@ -292,6 +369,89 @@ impl Bm25Index {
             // `idf · tf·(k1+1)/(tf+norm)` is rounded in another order than
             // `idf · max`: a few float steps of slack.
             AnalyzerKind::Nltk => f64::from(weight) * f64::from(max) * (1.0 + 1e-5),
+        }
+    }
+}
+
+/// A term's scoring, by analyzer (see [`Bm25Index::term_scorer`]).
+enum TermScorer<'a> {
+    Lucene { weight: f32, stats: &'a Stats },
+    Nltk { weight: f32, index: &'a Bm25Index },
+}
+
+/// Lucene's term score of a posting ([`Bm25Index::score`]'s, inlined).
+#[inline(always)]
+fn lucene_score(stats: &Stats, weight: f32, tf: u32, doc: usize) -> f32 {
+    super::lucene::term_score(weight, tf as f32, stats.cache[stats.norms[doc] as usize])
+}
+
+/// Adds term `term`'s score (`score(tf, doc)`) to every document in its
+/// postings, recording the documents touched for the first time in
+/// `seen` after the first `touched`. Returns the new count of touched
+/// documents and the best score among those this term reached.
+#[inline(always)]
+fn add_term(
+    postings: &super::postings::Postings,
+    term: usize,
+    scores: &mut [f64],
+    seen: &mut [u32],
+    mut touched: usize,
+    score: impl Fn(u32, usize) -> f32,
+) -> (usize, f64) {
+    let mut out = Decoded::default();
+    let mut best = 0f64;
+    for b in postings.blocks(term) {
+        postings.decode(term, b, &mut out);
+        for (d, tf) in out.iter() {
+            let s = scores[d as usize];
+            // Every contribution is positive (idf > 0, tf > 0), so 0 is
+            // a document not touched before.
+            let new = s + f64::from(score(tf, d as usize));
+            scores[d as usize] = new;
+            seen[touched] = d;
+            touched += usize::from(s == 0.0);
+            // A comparison, not `f64::max` and its NaN rule.
+            best = if new > best { new } else { best };
+        }
+    }
+    (touched, best)
+}
+
+/// Adds term `term`'s score to every document of its postings whose
+/// score is positive (seen and still alive), leaving the others as
+/// they are.
+#[inline(always)]
+fn add_to_positive(
+    postings: &super::postings::Postings,
+    term: usize,
+    scores: &mut [f64],
+    score: impl Fn(u32, usize) -> f32,
+) {
+    let mut out = Decoded::default();
+    for b in postings.blocks(term) {
+        postings.decode(term, b, &mut out);
+        for (d, tf) in out.iter() {
+            let s = scores[d as usize];
+            let new = s + f64::from(score(tf, d as usize));
+            scores[d as usize] = if s > 0.0 { new } else { s };
+        }
+    }
+}
+
+/// Adds term `term`'s score to the documents `docs` (ascending) that it
+/// holds, skipping the blocks none of them is in.
+#[inline(always)]
+fn add_to_listed(
+    postings: &super::postings::Postings,
+    term: usize,
+    scores: &mut [f64],
+    docs: &[u32],
+    score: impl Fn(u32, usize) -> f32,
+) {
+    let mut cursor = Cursor::new(postings, term);
+    for &d in docs {
+        if let Some(tf) = cursor.tf(d) {
+            scores[d as usize] += f64::from(score(tf, d as usize));
         }
     }
 }
