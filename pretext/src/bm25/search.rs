@@ -85,6 +85,8 @@ thread_local! {
 thread_local! {
     /// Queries whose last terms only visited documents already seen.
     static PRUNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Terms of those queries walked whole, and walked by cursor.
+    static WALKED: std::cell::Cell<[usize; 2]> = const { std::cell::Cell::new([0; 2]) };
 }
 
 impl Bm25Index {
@@ -265,7 +267,18 @@ impl Bm25Index {
         let mut ascending_yet = false;
         for (j, t) in terms.iter().enumerate() {
             let blocks = self.postings.blocks(t.index).len();
-            let walk_all = alive.len() >= blocks;
+            // With four live documents a block, all but ~2 % of the blocks
+            // hold one (e^-4), and the cursor's branches cost more than
+            // scoring the postings it steps over; fewer, and the skipped
+            // blocks pay (measured on `spar`: 1 per block was 10 % slower,
+            // never walking whole 20 %).
+            let walk_all = alive.len() >= 4 * blocks;
+            #[cfg(test)]
+            WALKED.with(|w| {
+                let mut n = w.get();
+                n[usize::from(!walk_all)] += 1;
+                w.set(n);
+            });
             if !walk_all && !ascending_yet {
                 ascending(&mut alive, self.ids.len());
                 ascending_yet = true;
@@ -748,6 +761,7 @@ mod tests {
             let index = Bm25Index::build(&docs, config);
             let a = Analyzer::new(config);
             PRUNED.with(|p| p.set(0));
+            WALKED.with(|w| w.set([0; 2]));
             for k in [1, 10, 100] {
                 for q in &queries {
                     let fast = index.search_docs(&a, q, k);
@@ -759,6 +773,12 @@ mod tests {
                 }
             }
             let pruned = PRUNED.with(|p| p.get());
+            // Both ways of adding the last terms were compared.
+            let [whole, cursor] = WALKED.with(|w| w.get());
+            assert!(
+                whole > 100 && cursor > 100,
+                "{analyzer:?}: {whole} terms walked whole, {cursor} by cursor"
+            );
             assert!(
                 pruned > 300,
                 "{analyzer:?}: only {pruned} of 900 searches pruned"
