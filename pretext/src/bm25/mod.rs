@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::segment::{words, WordUnit};
 use crate::stopwords::is_stopword;
 
+mod dense;
 pub mod lucene;
 mod postings;
 mod search;
@@ -325,6 +326,9 @@ pub struct Bm25Index {
     ids: Vec<String>,
     /// Collection statistics.
     stats: Stats,
+    /// The common terms' frequencies by document, made when a search
+    /// first needs them ([`dense`]).
+    dense: std::sync::OnceLock<dense::DenseTerms>,
 }
 
 /// What scoring needs beyond the postings, derived from the lengths.
@@ -479,6 +483,7 @@ impl Bm25Index {
             lengths,
             ids: docs.iter().map(|(id, _)| id.clone()).collect(),
             terms: vocab.into_iter().map(str::to_string).collect(),
+            dense: std::sync::OnceLock::new(),
         }
         .bounded()
         .expect("postings built here are well formed");
@@ -870,6 +875,7 @@ impl Bm25Index {
             postings,
             lengths,
             ids,
+            dense: std::sync::OnceLock::new(),
         }
         .bounded()
         .map_err(|e| bad(&e))

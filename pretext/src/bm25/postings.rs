@@ -220,6 +220,16 @@ impl Postings {
         }
     }
 
+    /// How many terms there are.
+    pub fn terms(&self) -> usize {
+        self.df.len()
+    }
+
+    /// The size of the compressed postings, in bytes.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload.len()
+    }
+
     /// Documents holding term `t`.
     pub fn df(&self, t: usize) -> usize {
         self.df[t] as usize

@@ -85,8 +85,9 @@ thread_local! {
 thread_local! {
     /// Queries whose last terms only visited documents already seen.
     static PRUNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// Terms of those queries walked whole, and walked by cursor.
-    static WALKED: std::cell::Cell<[usize; 2]> = const { std::cell::Cell::new([0; 2]) };
+    /// Terms of those queries walked whole, walked by cursor, and read
+    /// from their rows of frequencies.
+    static WALKED: std::cell::Cell<[usize; 3]> = const { std::cell::Cell::new([0; 3]) };
 }
 
 impl Bm25Index {
@@ -219,6 +220,23 @@ impl Bm25Index {
         })
     }
 
+    /// The common terms' rows of frequencies, made on first use.
+    fn dense_terms(&self) -> &super::dense::DenseTerms {
+        self.dense.get_or_init(|| {
+            let budget = (self.postings.payload_bytes() / 2).max(1 << 20);
+            super::dense::DenseTerms::build(&self.postings, self.ids.len(), budget)
+        })
+    }
+
+    /// Makes the search add every term from its postings, never from rows
+    /// of frequencies (the reference the rows are tested against).
+    #[cfg(test)]
+    pub(crate) fn without_dense_rows(self) -> Self {
+        let none = super::dense::DenseTerms::build(&self.postings, self.ids.len(), 0);
+        assert!(self.dense.set(none).is_ok(), "rows not made yet");
+        self
+    }
+
     /// A term's score at weight `weight`, as a function of the term
     /// frequency and the document number: [`Bm25Index::score`] with the
     /// analyzer chosen once per term, not at every posting (the match kept
@@ -255,17 +273,12 @@ impl Bm25Index {
         k: usize,
         mut theta: f64,
     ) -> Vec<u32> {
-        let mut alive: Vec<u32> = Vec::with_capacity(seen.len());
-        for &d in seen {
-            let s = &mut scores[d as usize];
-            if (*s + rest[0]) * (1.0 + MARGIN) >= theta {
-                alive.push(d);
-            } else {
-                *s = -1.0;
-            }
-        }
+        let mut alive = seen.to_vec();
+        keep_live(&mut alive, scores, rest[0], theta);
         let mut ascending_yet = false;
+        let dense = self.dense_terms();
         for (j, t) in terms.iter().enumerate() {
+            let row = dense.row(t.index);
             let blocks = self.postings.blocks(t.index).len();
             // With four live documents a block, all but ~2 % of the blocks
             // hold one (e^-4), and the cursor's branches cost more than
@@ -273,50 +286,46 @@ impl Bm25Index {
             // blocks pay (measured on `spar`: 1 per block was 10 % slower,
             // never walking whole 20 %).
             let walk_all = alive.len() >= 4 * blocks;
+            let way = match (&row, walk_all) {
+                (Some(_), _) => Way::Row,
+                (None, true) => Way::Whole,
+                (None, false) => Way::Cursor,
+            };
             #[cfg(test)]
             WALKED.with(|w| {
                 let mut n = w.get();
-                n[usize::from(!walk_all)] += 1;
+                n[way as usize] += 1;
                 w.set(n);
             });
-            if !walk_all && !ascending_yet {
+            if way == Way::Cursor && !ascending_yet {
                 ascending(&mut alive, self.ids.len());
                 ascending_yet = true;
             }
             let postings = &self.postings;
-            match (self.term_scorer(t.weight), walk_all) {
-                (TermScorer::Lucene { weight, stats }, true) => {
-                    add_to_positive(postings, t.index, scores, |tf, d| {
-                        lucene_score(stats, weight, tf, d)
-                    })
+            let term = t.index;
+            match self.term_scorer(t.weight) {
+                TermScorer::Lucene { weight, stats } => {
+                    let score = |tf, d| lucene_score(stats, weight, tf, d);
+                    match (way, &row) {
+                        (Way::Row, Some(row)) => add_from_row(row, scores, &alive, score),
+                        (Way::Whole, _) => add_to_positive(postings, term, scores, score),
+                        _ => add_to_listed(postings, term, scores, &alive, score),
+                    }
                 }
-                (TermScorer::Lucene { weight, stats }, false) => {
-                    add_to_listed(postings, t.index, scores, &alive, |tf, d| {
-                        lucene_score(stats, weight, tf, d)
-                    })
-                }
-                (TermScorer::Nltk { weight, index }, true) => {
-                    add_to_positive(postings, t.index, scores, |tf, d| {
-                        index.robertson(&index.stats, weight, tf, index.lengths[d])
-                    })
-                }
-                (TermScorer::Nltk { weight, index }, false) => {
-                    add_to_listed(postings, t.index, scores, &alive, |tf, d| {
-                        index.robertson(&index.stats, weight, tf, index.lengths[d])
-                    })
+                TermScorer::Nltk { weight, index } => {
+                    let score =
+                        |tf, d: usize| index.robertson(&index.stats, weight, tf, index.lengths[d]);
+                    match (way, &row) {
+                        (Way::Row, Some(row)) => add_from_row(row, scores, &alive, score),
+                        (Way::Whole, _) => add_to_positive(postings, term, scores, score),
+                        _ => add_to_listed(postings, term, scores, &alive, score),
+                    }
                 }
             }
             if alive.len() > k {
                 theta = theta.max(kth(scores, &alive, k));
             }
-            alive.retain(|&d| {
-                let s = &mut scores[d as usize];
-                let keep = (*s + rest[j + 1]) * (1.0 + MARGIN) >= theta;
-                if !keep {
-                    *s = -1.0;
-                }
-                keep
-            });
+            keep_live(&mut alive, scores, rest[j + 1], theta);
         }
         alive
     }
@@ -412,22 +421,85 @@ fn add_term(
     score: impl Fn(u32, usize) -> f32,
 ) -> (usize, f64) {
     let mut out = Decoded::default();
-    let mut best = 0f64;
+    // The new scores of a block, whose best is taken after it: a running
+    // maximum in the loop was a chain through memory, half its time.
+    let mut news = [0f64; super::postings::BLOCK];
+    let mut best = [0f64; 4];
     for b in postings.blocks(term) {
         postings.decode(term, b, &mut out);
-        for (d, tf) in out.iter() {
+        for (j, (d, tf)) in out.iter().enumerate() {
             let s = scores[d as usize];
             // Every contribution is positive (idf > 0, tf > 0), so 0 is
             // a document not touched before.
             let new = s + f64::from(score(tf, d as usize));
             scores[d as usize] = new;
+            news[j] = new;
             seen[touched] = d;
             touched += usize::from(s == 0.0);
-            // A comparison, not `f64::max` and its NaN rule.
-            best = if new > best { new } else { best };
+        }
+        // Four running maxima (a comparison, not `f64::max` and its NaN
+        // rule), over the block rounded up to four: past its end, `news`
+        // holds zeros or scores this term reached before, no higher than
+        // those documents' scores now, so they cannot raise the best.
+        let used = out.len.next_multiple_of(4);
+        for four in news[..used].chunks_exact(4) {
+            for (b, &x) in best.iter_mut().zip(four) {
+                *b = if x > *b { x } else { *b };
+            }
         }
     }
+    let best = best
+        .into_iter()
+        .fold(0f64, |a, x| if x > a { x } else { a });
     (touched, best)
+}
+
+/// Keeps the documents of `docs` whose score plus `rest` can still reach
+/// θ, in order, and marks the others dropped (a negative score). Without
+/// a branch: whether a document stays is a coin toss the predictor lost.
+fn keep_live(docs: &mut Vec<u32>, scores: &mut [f64], rest: f64, theta: f64) {
+    let mut kept = 0;
+    for i in 0..docs.len() {
+        let d = docs[i];
+        let s = scores[d as usize];
+        let keep = (s + rest) * (1.0 + MARGIN) >= theta;
+        scores[d as usize] = if keep { s } else { -1.0 };
+        docs[kept] = d;
+        kept += usize::from(keep);
+    }
+    docs.truncate(kept);
+}
+
+/// How [`Bm25Index::finish_seen`] adds a term to the live documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// Every posting, to the positive scores.
+    Whole = 0,
+    /// The live documents' postings, by cursor.
+    Cursor = 1,
+    /// The live documents' frequencies, from the term's row.
+    Row = 2,
+}
+
+/// Adds a term's score to the documents `docs`, their frequencies read
+/// from its row; 0 adds nothing, without a branch: a document lacks a
+/// common term about as often as it holds it.
+#[inline(always)]
+fn add_from_row(
+    row: &super::dense::Row<'_>,
+    scores: &mut [f64],
+    docs: &[u32],
+    score: impl Fn(u32, usize) -> f32,
+) {
+    for &d in docs {
+        let tf = row.tf(d);
+        let add = f64::from(score(tf, d as usize));
+        // All bits cleared for a frequency of 0: the score of a missing
+        // term need not even be a number (0/0 with k1 = 0), and a select
+        // here was compiled into the branch it was meant to avoid.
+        let mask = u64::from(tf != 0).wrapping_neg();
+        scores[d as usize] += f64::from_bits(add.to_bits() & mask);
+    }
 }
 
 /// Adds term `term`'s score to every document of its postings whose
@@ -758,30 +830,45 @@ mod tests {
                 analyzer,
                 ..Default::default()
             };
-            let index = Bm25Index::build(&docs, config);
             let a = Analyzer::new(config);
-            PRUNED.with(|p| p.set(0));
-            WALKED.with(|w| w.set([0; 2]));
-            for k in [1, 10, 100] {
-                for q in &queries {
-                    let fast = index.search_docs(&a, q, k);
-                    let full = index.search_docs_with(&a, q, k, Traversal::Exhaustive);
-                    let bits = |v: &[(u32, f32)]| -> Vec<(u32, u32)> {
-                        v.iter().map(|&(d, s)| (d, s.to_bits())).collect()
-                    };
-                    assert_eq!(bits(&fast), bits(&full), "{analyzer:?} k={k} {q:?}");
+            // The common terms read from their rows, then from postings only.
+            let mut ways = [0; 3];
+            for rows in [true, false] {
+                let index = Bm25Index::build(&docs, config);
+                let index = if rows {
+                    index
+                } else {
+                    index.without_dense_rows()
+                };
+                PRUNED.with(|p| p.set(0));
+                WALKED.with(|w| w.set([0; 3]));
+                for k in [1, 10, 100] {
+                    for q in &queries {
+                        let fast = index.search_docs(&a, q, k);
+                        let full = index.search_docs_with(&a, q, k, Traversal::Exhaustive);
+                        let bits = |v: &[(u32, f32)]| -> Vec<(u32, u32)> {
+                            v.iter().map(|&(d, s)| (d, s.to_bits())).collect()
+                        };
+                        assert_eq!(
+                            bits(&fast),
+                            bits(&full),
+                            "{analyzer:?} k={k} rows {rows} {q:?}"
+                        );
+                    }
                 }
+                let pruned = PRUNED.with(|p| p.get());
+                assert!(
+                    pruned > 300,
+                    "{analyzer:?}: only {pruned} of 900 searches pruned"
+                );
+                let n = WALKED.with(|w| w.get());
+                (0..3).for_each(|i| ways[i] += n[i]);
             }
-            let pruned = PRUNED.with(|p| p.get());
-            // Both ways of adding the last terms were compared.
-            let [whole, cursor] = WALKED.with(|w| w.get());
+            // Every way of adding the last terms was compared.
+            let [whole, cursor, row] = ways;
             assert!(
-                whole > 100 && cursor > 100,
-                "{analyzer:?}: {whole} terms walked whole, {cursor} by cursor"
-            );
-            assert!(
-                pruned > 300,
-                "{analyzer:?}: only {pruned} of 900 searches pruned"
+                whole > 100 && cursor > 100 && row > 100,
+                "{analyzer:?}: {whole} terms walked whole, {cursor} by cursor, {row} from rows"
             );
         }
     }
