@@ -10,8 +10,10 @@
 //! of the final k-th, since scores only grow), no unseen document can make
 //! it: the remaining terms, usually the common ones with huge postings
 //! (`what`, `how` under Lucene's 33 stopwords), only visit the documents
-//! already seen, skipping whole blocks by their last document, and drop
-//! every document whose score plus the bounds left falls below θ.
+//! already seen (read from the term's row of frequencies when it has one,
+//! [`super::dense`], else skipping whole blocks by their last document),
+//! and drop every document whose score plus the bounds left falls below
+//! θ.
 //!
 //! Why the ranking is the exhaustive one, bit for bit: a document is only
 //! dropped when its score is below θ by a relative margin (1e-6) far wider
@@ -58,7 +60,8 @@ struct Scratch {
     /// no term touched, a negative score one dropped from the top k.
     scores: Vec<f64>,
     /// The documents touched, in the order first touched, in the first
-    /// `seen` places: one more place than documents, so that every posting
+    /// places (as many as the query touched): one more place than
+    /// documents, so that every posting
     /// writes its document there and counts it only when it is new (a
     /// store and an add where a branch mispredicted on every other
     /// posting).
@@ -259,11 +262,12 @@ impl Bm25Index {
     /// can still reach the top k. Returns those documents.
     ///
     /// A document that drops out is marked by a negative score (the final
-    /// reset clears it with the others). A term whose postings are mostly
-    /// in blocks holding a document still alive is then walked whole,
-    /// adding to the positive scores only, as the first terms were scored
-    /// and without a branch; one whose alive documents are few walks those
-    /// in document order, skipping the blocks none of them is in.
+    /// reset clears it with the others). A common term with a row of
+    /// frequencies ([`super::dense`]) is read there for each live
+    /// document. Another whose postings are mostly in blocks holding a
+    /// live document is walked whole, adding to the positive scores only,
+    /// without a branch; one whose live documents are few walks those in
+    /// document order, skipping the blocks none of them is in.
     fn finish_seen(
         &self,
         terms: &[Term],
