@@ -183,7 +183,7 @@ impl Bm25Index {
             while i < terms.len() {
                 if prune && touched >= k && rest[i] * (1.0 + MARGIN) < best {
                     if rest[i] * (1.0 + MARGIN) >= theta && scored >= touched {
-                        theta = kth(scores, &seen[..touched], k);
+                        theta = kth(scores, &seen[..touched], k, theta);
                         scored = 0;
                     }
                     if rest[i] * (1.0 + MARGIN) < theta {
@@ -327,7 +327,7 @@ impl Bm25Index {
                 }
             }
             if alive.len() > k {
-                theta = theta.max(kth(scores, &alive, k));
+                theta = theta.max(kth(scores, &alive, k, theta));
             }
             keep_live(&mut alive, scores, rest[j + 1], theta);
         }
@@ -588,24 +588,45 @@ fn ascending(docs: &mut Vec<u32>, n: usize) {
     }
 }
 
-/// The k-th best score among `docs` (0 when there are fewer).
+/// The k-th best score among `docs` (0 when there are fewer), given
+/// `floor`, a score at least k of them reach: θ as last computed (scores
+/// only grow, so the documents that made it still reach it), or 0.
 ///
 /// A heap of the best k so far, not a selection over all of them: this
 /// runs over every document a query's terms touched (most of the corpus
 /// with a common term), and copying their scores out to select among them
 /// was a third of a query's time, where a score below the heap's least
-/// costs one comparison. Scores are positive or zero, so their bits order
+/// costs one comparison. The heap is filled with documents at or above
+/// the floor only, so the many below it never enter it (with the BM25
+/// negatives' k of 100, filling and refilling the heap was most of this
+/// function's time). Should fewer than k reach the floor, it is not one,
+/// and all are counted. Scores are positive or zero, so their bits order
 /// as they do.
-fn kth(scores: &[f64], docs: &[u32], k: usize) -> f64 {
+fn kth(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> f64 {
     if docs.len() < k || k == 0 {
         return 0.0;
     }
-    let mut best: BinaryHeap<Reverse<u64>> = docs[..k]
-        .iter()
-        .map(|&d| Reverse(scores[d as usize].to_bits()))
-        .collect();
+    let floor = floor.to_bits();
+    let mut best: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(k);
+    let mut rest = docs.iter();
+    for &d in rest.by_ref() {
+        let bits = scores[d as usize].to_bits();
+        if bits >= floor {
+            best.push(Reverse(bits));
+            if best.len() == k {
+                break;
+            }
+        }
+    }
+    if best.len() < k {
+        return if floor == 0 {
+            0.0
+        } else {
+            kth(scores, docs, k, 0.0)
+        };
+    }
     let mut least = best.peek().map_or(0, |r| r.0);
-    for &d in &docs[k..] {
+    for &d in rest {
         let bits = scores[d as usize].to_bits();
         if bits > least {
             if let Some(mut top) = best.peek_mut() {
@@ -669,7 +690,15 @@ mod tests {
                         .1
                 }
             };
-            assert_eq!(kth(&scores, &docs, k), want, "n {n} k {k}");
+            // No floor, floors at or below the answer, and ones above it
+            // (not floors: fewer than k reach them) give the same.
+            for floor in [0.0, want / 2.0, want, want + 0.125, 1e9] {
+                assert_eq!(
+                    kth(&scores, &docs, k, floor),
+                    want,
+                    "n {n} k {k} floor {floor}"
+                );
+            }
             let mut sorted = docs.clone();
             sorted.sort();
             // Shuffled, both paths (few and many documents).
