@@ -597,9 +597,7 @@ impl Bm25Index {
     #[inline]
     fn score(&self, stats: &Stats, weight: f32, tf: u32, doc: usize) -> f32 {
         match self.config.analyzer {
-            AnalyzerKind::Lucene => {
-                lucene::term_score(weight, tf as f32, stats.cache[stats.norms[doc] as usize])
-            }
+            AnalyzerKind::Lucene => search::lucene_score(stats, weight, tf, doc),
             AnalyzerKind::Nltk => self.robertson(stats, weight, tf, self.lengths[doc]),
         }
     }

@@ -282,48 +282,37 @@ impl Bm25Index {
         let mut ascending_yet = false;
         let dense = self.dense_terms();
         for (j, t) in terms.iter().enumerate() {
-            let row = dense.row(t.index);
-            let blocks = self.postings.blocks(t.index).len();
             // With four live documents a block, all but ~2 % of the blocks
             // hold one (e^-4), and the cursor's branches cost more than
             // scoring the postings it steps over; fewer, and the skipped
             // blocks pay (measured on `spar`: 1 per block was 10 % slower,
             // never walking whole 20 %).
-            let walk_all = alive.len() >= 4 * blocks;
-            let way = match (&row, walk_all) {
-                (Some(_), _) => Way::Row,
-                (None, true) => Way::Whole,
-                (None, false) => Way::Cursor,
+            let way = match dense.row(t.index) {
+                Some(row) => Way::Row(row),
+                None if alive.len() >= 4 * self.postings.blocks(t.index).len() => Way::Whole,
+                None => Way::Cursor,
             };
             #[cfg(test)]
             WALKED.with(|w| {
                 let mut n = w.get();
-                n[way as usize] += 1;
+                n[way.number()] += 1;
                 w.set(n);
             });
-            if way == Way::Cursor && !ascending_yet {
+            if matches!(way, Way::Cursor) && !ascending_yet {
                 ascending(&mut alive, self.ids.len());
                 ascending_yet = true;
             }
-            let postings = &self.postings;
-            let term = t.index;
+            let (postings, term) = (&self.postings, t.index);
             match self.term_scorer(t.weight) {
                 TermScorer::Lucene { weight, stats } => {
-                    let score = |tf, d| lucene_score(stats, weight, tf, d);
-                    match (way, &row) {
-                        (Way::Row, Some(row)) => add_from_row(row, scores, &alive, score),
-                        (Way::Whole, _) => add_to_positive(postings, term, scores, score),
-                        _ => add_to_listed(postings, term, scores, &alive, score),
-                    }
+                    add_live(way, postings, term, scores, &alive, |tf, d| {
+                        lucene_score(stats, weight, tf, d)
+                    })
                 }
                 TermScorer::Nltk { weight, index } => {
-                    let score =
-                        |tf, d: usize| index.robertson(&index.stats, weight, tf, index.lengths[d]);
-                    match (way, &row) {
-                        (Way::Row, Some(row)) => add_from_row(row, scores, &alive, score),
-                        (Way::Whole, _) => add_to_positive(postings, term, scores, score),
-                        _ => add_to_listed(postings, term, scores, &alive, score),
-                    }
+                    add_live(way, postings, term, scores, &alive, |tf, d| {
+                        index.robertson(&index.stats, weight, tf, index.lengths[d])
+                    })
                 }
             }
             if alive.len() > k {
@@ -405,9 +394,10 @@ enum TermScorer<'a> {
     Nltk { weight: f32, index: &'a Bm25Index },
 }
 
-/// Lucene's term score of a posting ([`Bm25Index::score`]'s, inlined).
+/// Lucene's term score of a posting: `w − w / (1 + tf · norm⁻¹)` with the
+/// document's cached reciprocal norm.
 #[inline(always)]
-fn lucene_score(stats: &Stats, weight: f32, tf: u32, doc: usize) -> f32 {
+pub(super) fn lucene_score(stats: &Stats, weight: f32, tf: u32, doc: usize) -> f32 {
     super::lucene::term_score(weight, tf as f32, stats.cache[stats.norms[doc] as usize])
 }
 
@@ -475,14 +465,43 @@ fn keep_live(docs: &mut Vec<u32>, scores: &mut [f64], rest: f64, theta: f64) {
 }
 
 /// How [`Bm25Index::finish_seen`] adds a term to the live documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Way {
+enum Way<'a> {
     /// Every posting, to the positive scores.
-    Whole = 0,
+    Whole,
     /// The live documents' postings, by cursor.
-    Cursor = 1,
+    Cursor,
     /// The live documents' frequencies, from the term's row.
-    Row = 2,
+    Row(super::dense::Row<'a>),
+}
+
+impl Way<'_> {
+    /// The way's place in the test's tally.
+    #[cfg(test)]
+    fn number(&self) -> usize {
+        match self {
+            Way::Whole => 0,
+            Way::Cursor => 1,
+            Way::Row(_) => 2,
+        }
+    }
+}
+
+/// Adds a term's score (`score(tf, doc)`) to the live documents `live`
+/// (ascending when `way` is by cursor), the way `way` says.
+#[inline(always)]
+fn add_live(
+    way: Way<'_>,
+    postings: &super::postings::Postings,
+    term: usize,
+    scores: &mut [f64],
+    live: &[u32],
+    score: impl Fn(u32, usize) -> f32,
+) {
+    match way {
+        Way::Row(row) => add_from_row(&row, scores, live, score),
+        Way::Whole => add_to_positive(postings, term, scores, score),
+        Way::Cursor => add_to_listed(postings, term, scores, live, score),
+    }
 }
 
 /// Adds a term's score to the documents `docs`, their frequencies read
