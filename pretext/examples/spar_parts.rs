@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use pretext_tasks::corpus::{Corpus, CorpusConfig, Document};
-use pretext_tasks::formats::{flat, write_pair, KnownTexts, PairFormat};
+use pretext_tasks::formats::{flat, write_pair, write_runs, KnownTexts, Lines, PairFormat};
 use pretext_tasks::pipeline::ready_task;
 use pretext_tasks::tasks::{PretextTask, Spar, TaskSpec};
 use rand::SeedableRng;
@@ -85,7 +85,7 @@ fn parts(spar: &Spar, docs: &[Document<'_>]) -> Parts {
     let pairs = t.elapsed();
     std::hint::black_box(made);
     let t = Instant::now();
-    let (mut r, mut out, mut bytes) = (rng(), Vec::new(), 0);
+    let (mut r, mut out, mut bytes) = (rng(), Lines::default(), 0);
     let known = Some(index as &dyn KnownTexts);
     for d in docs {
         for (i, p) in spar.pairs(d, &mut r).iter().enumerate() {
@@ -100,6 +100,7 @@ fn parts(spar: &Spar, docs: &[Document<'_>]) -> Parts {
             );
         }
         bytes += out.len();
+        write_runs(&mut std::io::sink(), out.runs()).expect("a sink takes all");
         out.clear();
     }
     Parts {

@@ -64,23 +64,24 @@ pub fn flat<'t>(t: &'t Text<'_>) -> Cow<'t, str> {
 /// Writes one pair as a JSON line (newline included) to `out`.
 /// `index` is the pair's position among its document's pairs; with the
 /// document id it makes the Tevatron `query_id`. Sides that `known` holds
-/// are copied already escaped ([`KnownTexts`]); the bytes are the same.
+/// are borrowed already escaped ([`KnownTexts`], [`Lines`]); the bytes are
+/// the same.
 ///
 /// The line is written by hand rather than through `serde_json`'s
 /// serializer so that its strings, nearly all of the bytes, go through
 /// [`json::push_escaped`]; the bytes are `serde_json`'s (the test
 /// `hand_written_lines_are_serde_jsons` holds the two to each other).
-pub fn write_pair(
-    out: &mut Vec<u8>,
+pub fn write_pair<'k>(
+    out: &mut Lines<'k>,
     format: PairFormat,
     doc: &Document<'_>,
     index: usize,
     pair: &Pair<'_>,
     with_meta: bool,
-    known: Option<&dyn KnownTexts>,
+    known: Option<&'k dyn KnownTexts>,
 ) {
     let (p, id) = (pair, &*doc.id);
-    let side = |out: &mut Vec<u8>, t: &Text<'_>| push_flat(out, t, known);
+    let side = |out: &mut Lines<'k>, t: &Text<'_>| push_flat(out, t, known);
     let mut line = Line::open(out);
     match format {
         PairFormat::SentenceTransformers => {
@@ -94,7 +95,7 @@ pub fn write_pair(
             }
             if let Some(scores) = &p.scores {
                 line.key("scores");
-                push_value(line.out, scores);
+                push_value(line.out.own(), scores);
             }
         }
         PairFormat::Flag => {
@@ -106,21 +107,21 @@ pub fn write_pair(
             push_list(line.out, &p.negatives, side);
             if let Some(scores) = &p.scores {
                 line.key("pos_scores");
-                push_value(line.out, &scores[..1]);
+                push_value(line.out.own(), &scores[..1]);
                 line.key("neg_scores");
-                push_value(line.out, &scores[1..]);
+                push_value(line.out.own(), &scores[1..]);
             }
         }
         PairFormat::Tevatron => {
             line.key("query_id");
-            json::push_str(line.out, &format!("{id}#{index}"));
+            json::push_str(line.out.own(), &format!("{id}#{index}"));
             line.key("query");
             side(line.out, &p.query);
             let score = |i: usize| p.scores.as_ref().and_then(|s| s.get(i).copied());
             line.key("positive_passages");
-            line.out.push(b'[');
+            line.out.own().push(b'[');
             push_passage(line.out, id, &p.positive, score(0), known);
-            line.out.push(b']');
+            line.out.own().push(b']');
             line.key("negative_passages");
             let numbered: Vec<(usize, &Text)> = p.negatives.iter().enumerate().collect();
             push_list(line.out, &numbered, |o, &(i, n)| {
@@ -130,16 +131,17 @@ pub fn write_pair(
     }
     if with_meta {
         line.key("meta");
-        push_value(line.out, &Meta::of(id, p));
+        push_value(line.out.own(), &Meta::of(id, p));
     }
-    out.extend_from_slice(b"}\n");
+    out.own().extend_from_slice(b"}\n");
 }
 
 /// About the bytes [`write_pair`] writes for `pair`, a little more rather
 /// than less: its strings, a sixteenth for their escapes (text holds one
 /// every 64 bytes or so), and room for keys, scores and the meta object.
 /// A writer reserves it up front instead of growing its buffer by
-/// doubling.
+/// doubling. (Sides borrowed from [`KnownTexts`] take no room, so a writer
+/// that has them reserves nothing.)
 pub fn line_size_hint(pair: &Pair<'_>) -> usize {
     let side = |t: &Text<'_>| {
         let len = |s: &Option<Cow<'_, str>>| s.as_ref().map_or(0, |s| s.len());
@@ -151,59 +153,61 @@ pub fn line_size_hint(pair: &Pair<'_>) -> usize {
 }
 
 /// A JSON object being written: keys get their separating commas.
-struct Line<'o> {
-    out: &'o mut Vec<u8>,
+struct Line<'o, 'k> {
+    out: &'o mut Lines<'k>,
     first: bool,
 }
 
-impl<'o> Line<'o> {
-    fn open(out: &'o mut Vec<u8>) -> Line<'o> {
-        out.push(b'{');
+impl<'o, 'k> Line<'o, 'k> {
+    fn open(out: &'o mut Lines<'k>) -> Line<'o, 'k> {
+        out.own().push(b'{');
         Line { out, first: true }
     }
 
     /// The next key and its colon.
     fn key(&mut self, key: &str) {
+        let out = self.out.own();
         if !std::mem::take(&mut self.first) {
-            self.out.push(b',');
+            out.push(b',');
         }
-        json::push_str(self.out, key);
-        self.out.push(b':');
+        json::push_str(out, key);
+        out.push(b':');
     }
 }
 
 /// A side as [`flat`] makes it, as a JSON string, without building the
 /// joined string: escaping works character by character, so escaping the
 /// title, a space and the text is escaping their concatenation.
-fn push_flat(out: &mut Vec<u8>, t: &Text<'_>, known: Option<&dyn KnownTexts>) {
-    out.push(b'"');
+fn push_flat<'k>(out: &mut Lines<'k>, t: &Text<'_>, known: Option<&'k dyn KnownTexts>) {
+    out.own().push(b'"');
     if let Some(e) = known.and_then(|k| k.escaped(t)) {
         if t.title.is_some() {
-            out.extend_from_slice(e.title);
-            out.push(b' ');
+            out.own().extend_from_slice(e.title);
+            out.own().push(b' ');
         }
-        out.extend_from_slice(e.text);
-        out.push(b'"');
+        out.push_borrowed(e.text);
+        out.own().push(b'"');
         return;
     }
+    let own = out.own();
     if let Some(title) = &t.title {
-        json::push_escaped(out, title);
-        out.push(b' ');
+        json::push_escaped(own, title);
+        own.push(b' ');
     }
-    json::push_escaped(out, &t.text);
-    out.push(b'"');
+    json::push_escaped(own, &t.text);
+    own.push(b'"');
 }
 
 /// `[a,b,…]`, each item written by `item`.
-fn push_list<T>(out: &mut Vec<u8>, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
-    out.push(b'[');
+fn push_list<'k, T>(out: &mut Lines<'k>, items: &[T], mut item: impl FnMut(&mut Lines<'k>, &T)) {
+    out.own().push(b'[');
     for (i, x) in items.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.own().push(b',');
         }
         item(out, x);
     }
-    out.push(b']');
+    out.own().push(b']');
 }
 
 /// A small value (scores, the meta object) through `serde_json`.
@@ -214,41 +218,43 @@ fn push_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 /// A Tevatron passage: `{"docid","title","text"[,"score"]}`. The docid is
 /// the passage's own document's where it has one (`spar`), else the
 /// pair's document's, `@` its byte offset when it is a span of it.
-fn push_passage(
-    out: &mut Vec<u8>,
+fn push_passage<'k>(
+    out: &mut Lines<'k>,
     doc_id: &str,
     t: &Text<'_>,
     score: Option<f32>,
-    known: Option<&dyn KnownTexts>,
+    known: Option<&'k dyn KnownTexts>,
 ) {
-    out.extend_from_slice(b"{\"docid\":\"");
+    let own = out.own();
+    own.extend_from_slice(b"{\"docid\":\"");
     match (&t.doc_id, t.span) {
-        (Some(other), _) => json::push_escaped(out, other),
+        (Some(other), _) => json::push_escaped(own, other),
         (None, Some(s)) => {
-            json::push_escaped(out, doc_id);
-            out.extend_from_slice(format!("@{}", s.start).as_bytes());
+            json::push_escaped(own, doc_id);
+            own.extend_from_slice(format!("@{}", s.start).as_bytes());
         }
-        (None, None) => json::push_escaped(out, doc_id),
+        (None, None) => json::push_escaped(own, doc_id),
     }
-    out.extend_from_slice(b"\",\"title\":\"");
+    own.extend_from_slice(b"\",\"title\":\"");
     match known.and_then(|k| k.escaped(t)) {
         Some(e) => {
-            out.extend_from_slice(e.title);
-            out.extend_from_slice(b"\",\"text\":\"");
-            out.extend_from_slice(e.text);
+            own.extend_from_slice(e.title);
+            own.extend_from_slice(b"\",\"text\":\"");
+            out.push_borrowed(e.text);
         }
         None => {
-            json::push_escaped(out, t.title.as_deref().unwrap_or(""));
-            out.extend_from_slice(b"\",\"text\":\"");
-            json::push_escaped(out, &t.text);
+            json::push_escaped(own, t.title.as_deref().unwrap_or(""));
+            own.extend_from_slice(b"\",\"text\":\"");
+            json::push_escaped(own, &t.text);
         }
     }
-    out.push(b'"');
+    let own = out.own();
+    own.push(b'"');
     if let Some(score) = score {
-        out.extend_from_slice(b",\"score\":");
-        push_value(out, &score);
+        own.extend_from_slice(b",\"score\":");
+        push_value(own, &score);
     }
-    out.push(b'}');
+    own.push(b'}');
 }
 
 #[derive(Serialize)]
@@ -276,8 +282,10 @@ impl<'r> Meta<'r> {
 
 mod json;
 mod known;
+mod lines;
 
 pub use known::{Escaped, EscapedTexts, KnownTexts};
+pub use lines::{write_runs, Lines};
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use std::sync::mpsc::Receiver;
 use crate::corpus::stream::{self, Parsed, Plan, Unit};
 use crate::corpus::{Body, Corpus, Cutter, Document, Record, Start};
 use crate::error::{Error, Result};
-use crate::formats::{flat, line_size_hint, write_pair, PairFormat};
+use crate::formats::{flat, line_size_hint, write_pair, write_runs, Lines, PairFormat};
 use crate::idf::DocFreq;
 use crate::negatives::{MiningStats, PairNegatives};
 use crate::shard::Shard;
@@ -522,11 +522,16 @@ impl PairsJob {
             let mut neg_rng = doc_rng(self.seed ^ NEGATIVES_SALT, doc.ordinal);
             let mut stats = MiningStats::default();
             let mut pairs = task.pairs(doc, &mut rng);
-            // A large buffer is sized once: a `spar` document's lines
-            // (~100 KB) grown by doubling were copied and faulted in again
-            // and again. Small ones grow faster than they are estimated.
-            let hint: usize = pairs.iter().map(line_size_hint).sum();
-            let mut buf = Vec::with_capacity(if hint >= LARGE_LINES { hint } else { 0 });
+            // A large buffer is sized once: lines of ~100 KB a document
+            // grown by doubling were copied and faulted in again and again.
+            // Small ones grow faster than they are estimated, and a task
+            // with known texts (`spar`) borrows its passages: its own bytes
+            // are small.
+            let hint: usize = match known {
+                Some(_) => 0,
+                None => pairs.iter().map(line_size_hint).sum(),
+            };
+            let mut buf = Lines::with_capacity(if hint >= LARGE_LINES { hint } else { 0 });
             let mut names = Vec::with_capacity(pairs.len());
             for (i, pair) in pairs.iter_mut().enumerate() {
                 augment.apply(pair, &mut rng);
@@ -555,9 +560,12 @@ impl PairsJob {
             ..self.read
         };
         let read = for_each_batch(corpus, opts, work, |batch, delta| {
-            for (buf, names, stats) in batch {
+            // The batch's lines in one run of vectored writes: borrowed
+            // passages go from the index to the output without a copy.
+            write_runs(out, batch.iter().flat_map(|(lines, _, _)| lines.runs()))
+                .map_err(Error::Write)?;
+            for (_, names, stats) in batch {
                 summary.negatives.merge(stats);
-                out.write_all(&buf).map_err(Error::Write)?;
                 summary.pairs += names.len() as u64;
                 for n in names {
                     *summary.per_task.entry(n).or_insert(0) += 1;

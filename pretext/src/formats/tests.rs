@@ -41,8 +41,9 @@ fn sample() -> (Document<'static>, Pair<'static>) {
 
 fn line(format: PairFormat, meta: bool) -> Value {
     let (doc, pair) = sample();
-    let mut buf = Vec::new();
-    write_pair(&mut buf, format, &doc, 3, &pair, meta, None);
+    let mut lines = Lines::default();
+    write_pair(&mut lines, format, &doc, 3, &pair, meta, None);
+    let buf = lines.to_vec();
     assert_eq!(buf.last(), Some(&b'\n'));
     assert_eq!(
         buf.iter().filter(|&&b| b == b'\n').count(),
@@ -111,8 +112,9 @@ fn every_written_format_reads_back() {
         PairFormat::Flag,
         PairFormat::Tevatron,
     ] {
-        let mut buf = Vec::new();
-        write_pair(&mut buf, format, &doc, 0, &pair, true, None);
+        let mut lines = Lines::default();
+        write_pair(&mut lines, format, &doc, 0, &pair, true, None);
+        let buf = lines.to_vec();
         let got = parse_pair_line(std::str::from_utf8(&buf).unwrap().trim()).unwrap();
         assert_eq!(
             got,
@@ -342,8 +344,9 @@ fn hand_written_lines_are_serde_jsons() {
             PairFormat::Tevatron,
         ] {
             for with_meta in [false, true] {
-                let mut ours = Vec::new();
-                write_pair(&mut ours, format, &doc, round, &pair, with_meta, None);
+                let mut lines = Lines::default();
+                write_pair(&mut lines, format, &doc, round, &pair, with_meta, None);
+                let ours = lines.to_vec();
                 let row = reference::Row {
                     format,
                     doc: &doc,

@@ -224,12 +224,16 @@ impl PretextTask for Spar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::{line_size_hint, write_pair, PairFormat};
+    use crate::formats::{line_size_hint, write_pair, Lines, PairFormat};
+
+    const PLAIN: &str = "plain text ";
 
     fn index() -> LexicalIndex {
+        // The second text is long enough to be borrowed when written.
+        let plain = PLAIN.repeat(40);
         let (titles, bodies) = (
             ["Quotes \"here\"", "", ""],
-            ["a line\nwith \\ and \"quotes\"\u{1}", "plain text", ""],
+            ["a line\nwith \\ and \"quotes\"\u{1}", plain.trim_end(), ""],
         );
         let texts = CorpusTexts {
             ids: vec!["a".into(), "b\"".into(), "c".into()],
@@ -261,7 +265,7 @@ mod tests {
             index.escaped(&p1),
             Some(Escaped {
                 title: b"",
-                text: b"plain text",
+                text: PLAIN.repeat(40).trim_end().as_bytes(),
             })
         );
         let not_known = [
@@ -322,14 +326,17 @@ mod tests {
             PairFormat::Flag,
             PairFormat::Tevatron,
         ] {
-            let (mut anew, mut copied) = (Vec::new(), Vec::new());
+            let (mut anew, mut copied) = (Lines::default(), Lines::default());
             write_pair(&mut anew, format, &doc, 0, &pair, true, None);
             write_pair(&mut copied, format, &doc, 0, &pair, true, Some(&index));
             // The hint a writer reserves by holds the whole line.
             assert!(line_size_hint(&pair) >= anew.len(), "{format}");
+            // The known passages are borrowed, not copied: more runs.
+            assert_eq!(anew.runs().count(), 1, "{format}");
+            assert!(copied.runs().count() > 1, "{format}");
             assert_eq!(
-                String::from_utf8(copied).unwrap(),
-                String::from_utf8(anew).unwrap(),
+                String::from_utf8(copied.to_vec()).unwrap(),
+                String::from_utf8(anew.to_vec()).unwrap(),
                 "{format}"
             );
         }
