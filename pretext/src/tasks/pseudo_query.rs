@@ -127,48 +127,84 @@ impl PseudoQuery {
     /// Start index of the run of `len` words with the highest sum of
     /// per-word salience.
     fn salient_run(&self, text: &str, ws: &[Span], len: usize) -> usize {
-        // Per distinct word (by key): (frequency in the document, idf);
-        // each word keeps its entry's index, so the weights need no second lookup.
-        let mut ids: FxHashMap<u64, u32> = FxHashMap::default();
-        ids.reserve(ws.len());
-        let mut stats: Vec<(f64, f64)> = Vec::new();
-        let mut buf = String::new();
-        let entry: Vec<u32> = ws
-            .iter()
-            .map(|w| {
-                let lowered = lower(w.of(text), &mut buf);
-                let key = word_key(lowered);
-                let k = *ids.entry(key).or_insert_with(|| {
-                    let idf = match &self.doc_freq {
-                        _ if is_stopword(lowered) => 0.0,
-                        Some(df) => df.idf_of(key),
-                        None => 1.0,
-                    };
-                    stats.push((0.0, idf));
-                    stats.len() as u32 - 1
+        SALIENCE.with(|s| self.salient_run_in(&mut s.borrow_mut(), text, ws, len))
+    }
+
+    fn salient_run_in(&self, s: &mut Salience, text: &str, ws: &[Span], len: usize) -> usize {
+        s.reset(ws.len());
+        let Salience {
+            ids,
+            counts,
+            weights,
+            entry,
+            buf,
+        } = s;
+        // Per distinct word (by key): its frequency in the document, and
+        // its idf until it becomes its weight; each word keeps its entry's
+        // index, so the weights need no second lookup.
+        entry.extend(ws.iter().map(|w| {
+            let lowered = lower(w.of(text), buf);
+            let key = word_key(lowered);
+            let k = *ids.entry(key).or_insert_with(|| {
+                weights.push(match &self.doc_freq {
+                    _ if is_stopword(lowered) => 0.0,
+                    Some(df) => df.idf_of(key),
+                    None => 1.0,
                 });
-                stats[k as usize].0 += 1.0;
-                k
-            })
-            .collect();
-        let weight: Vec<f64> = entry
-            .iter()
-            .map(|&k| {
-                let (f, idf) = stats[k as usize];
-                idf * f * (self.k1 + 1.0) / (f + self.k1)
-            })
-            .collect();
+                counts.push(0.0);
+                counts.len() as u32 - 1
+            });
+            counts[k as usize] += 1.0;
+            k
+        }));
+        // A word's weight depends on its entry alone: made once per
+        // distinct word, the same value every occurrence would make.
+        for (w, &f) in weights.iter_mut().zip(counts.iter()) {
+            *w = *w * f * (self.k1 + 1.0) / (f + self.k1);
+        }
+        let weight = |i: usize| weights[entry[i] as usize];
         let n = len.min(ws.len());
-        let mut sum: f64 = weight[..n].iter().sum();
+        let mut sum: f64 = (0..n).map(weight).sum();
         let (mut best, mut best_sum) = (0, sum);
-        for i in n..weight.len() {
-            sum += weight[i] - weight[i - n];
+        for i in n..entry.len() {
+            sum += weight(i) - weight(i - n);
             if sum > best_sum + 1e-9 {
                 (best, best_sum) = (i + 1 - n, sum);
             }
         }
         best
     }
+}
+
+/// A thread's buffers for [`PseudoQuery::salient_run`], kept across
+/// documents: made anew for each, they were allocated and zeroed per
+/// document, a tenth of the run's time.
+#[derive(Default)]
+struct Salience {
+    ids: FxHashMap<u64, u32>,
+    counts: Vec<f64>,
+    weights: Vec<f64>,
+    entry: Vec<u32>,
+    buf: String,
+}
+
+impl Salience {
+    /// Empties the buffers for a document of `words` words. A map grown
+    /// for a much longer document is let go: clearing it costs its size.
+    fn reset(&mut self, words: usize) {
+        if self.ids.capacity() > 4 * words + 1024 {
+            self.ids = FxHashMap::default();
+        }
+        self.ids.clear();
+        self.ids.reserve(words);
+        self.counts.clear();
+        self.weights.clear();
+        self.entry.clear();
+    }
+}
+
+thread_local! {
+    static SALIENCE: std::cell::RefCell<Salience> = std::cell::RefCell::default();
 }
 
 impl PretextTask for PseudoQuery {
