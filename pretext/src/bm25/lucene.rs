@@ -68,9 +68,10 @@ pub fn tokens(text: &str) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::with_capacity(text.len() / 5);
     if text.is_ascii() {
         // In ASCII, a segment is a token exactly when it holds a letter or
-        // digit, which is what `unicode_word_indices` keeps, on its much
-        // faster ASCII path (segmenting was most of the indexing time).
-        out.extend(text.unicode_word_indices().map(|(_, w)| w));
+        // digit, which is what `unicode_word_indices` keeps (segmenting was
+        // most of the indexing time): the same words, found from bit masks
+        // (`segment::unicode_words`, held to the crate's by property tests).
+        crate::segment::unicode_words(text, |w| out.push(w.of(text)));
         return cut_long(out);
     }
     // The end of the last token when it was a Southeast Asian run.

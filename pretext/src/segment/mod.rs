@@ -8,7 +8,7 @@ mod word;
 
 use serde::{Deserialize, Serialize};
 
-use word::unicode_words;
+pub(crate) use word::unicode_words;
 
 /// A byte range `start..end` into a document's text, on char boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
