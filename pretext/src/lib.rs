@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod segment;
 pub mod shard;
 pub mod stopwords;
+mod swar;
 pub mod tasks;
 
 pub use error::{Error, Result};

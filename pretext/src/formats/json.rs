@@ -9,13 +9,10 @@
 //! whole when clean. The test `escapes_as_serde_json_does` holds the two
 //! to the same bytes.
 
+use crate::swar::splat;
+
 /// Lower-case hex digits, as `serde_json` writes `\u00XX`.
 const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Eight copies of a byte.
-const fn splat(b: u8) -> u64 {
-    0x0101_0101_0101_0101 * b as u64
-}
 
 /// Whether any byte of `w` is below `0x20`, `"` or `\`: the bytes JSON
 /// escapes. Exact as to *whether* (the classic SWAR tests have no false

@@ -14,6 +14,7 @@ use unicode_segmentation::UnicodeSegmentation;
 
 use super::lines::lines;
 use super::Span;
+use crate::swar::{at_least, equal, gather, splat};
 
 /// A `.`, `,`, `;` or `'` between digits (WB11/WB12), or a `'`, `.` or `:`
 /// between letters (WB6/WB7), keeps the run going.
@@ -124,32 +125,6 @@ impl Classes {
     fn alnum_first(&self) -> u64 {
         self.core & !self.under & 1
     }
-}
-
-/// Eight copies of a byte.
-const fn splat(b: u8) -> u64 {
-    0x0101_0101_0101_0101 * b as u64
-}
-
-/// The high bit of each byte of `x` (ASCII) set where the byte is at
-/// least `c` (`1..=0x80`): adding `0x80 − c` carries into the high bit
-/// exactly then, and never out of the byte.
-#[inline]
-fn at_least(x: u64, c: u8) -> u64 {
-    x.wrapping_add(splat(0x80 - c)) & splat(0x80)
-}
-
-/// The high bit of each byte of `x` set where the byte is `c`.
-#[inline]
-fn equal(x: u64, c: u8) -> u64 {
-    let y = x ^ splat(c);
-    !((y & splat(0x7f)).wrapping_add(splat(0x7f)) | y) & splat(0x80)
-}
-
-/// The bytes' high bits as the low eight bits (bit i: byte i).
-#[inline]
-fn gather(high: u64) -> u64 {
-    high.wrapping_mul(0x0002_0408_1020_4081) >> 56
 }
 
 /// Calls `f` on each UAX #29 word of `text` (what `unicode_word_indices`
