@@ -91,8 +91,6 @@ thread_local! {
     /// Terms of those queries walked whole, walked by cursor, and read
     /// from their rows of frequencies.
     static WALKED: std::cell::Cell<[usize; 3]> = const { std::cell::Cell::new([0; 3]) };
-    /// Searches whose look ahead raised θ.
-    static LOOKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 impl Bm25Index {
@@ -263,7 +261,6 @@ impl Bm25Index {
     /// Adds the remaining terms' scores to the documents already seen that
     /// can still reach the top k. Returns those documents.
     ///
-    /// θ is first raised by looking ahead ([`Bm25Index::look_ahead`]).
     /// A document that drops out is marked by a negative score (the final
     /// reset clears it with the others). A common term with a row of
     /// frequencies ([`super::dense`]) is read there for each live
@@ -280,20 +277,17 @@ impl Bm25Index {
         k: usize,
         mut theta: f64,
     ) -> Vec<u32> {
-        let dense = self.dense_terms();
-        let rows: Vec<Option<super::dense::Row<'_>>> =
-            terms.iter().map(|t| dense.row(t.index)).collect();
-        theta = self.look_ahead(terms, &rows, scores, seen, k, theta);
         let mut alive = seen.to_vec();
         keep_live(&mut alive, scores, rest[0], theta);
         let mut ascending_yet = false;
-        for (j, (t, row)) in terms.iter().zip(rows).enumerate() {
+        let dense = self.dense_terms();
+        for (j, t) in terms.iter().enumerate() {
             // With four live documents a block, all but ~2 % of the blocks
             // hold one (e^-4), and the cursor's branches cost more than
             // scoring the postings it steps over; fewer, and the skipped
             // blocks pay (measured on `spar`: 1 per block was 10 % slower,
             // never walking whole 20 %).
-            let way = match row {
+            let way = match dense.row(t.index) {
                 Some(row) => Way::Row(row),
                 None if alive.len() >= 4 * self.postings.blocks(t.index).len() => Way::Whole,
                 None => Way::Cursor,
@@ -327,53 +321,6 @@ impl Bm25Index {
             keep_live(&mut alive, scores, rest[j + 1], theta);
         }
         alive
-    }
-
-    /// θ raised by looking ahead at the terms left (`terms`, with their
-    /// rows of frequencies where they have one): the documents of the k
-    /// best scores so far are given the scores of the terms left that
-    /// have rows, a load each. Those are lower bounds of their final
-    /// scores (the other terms add 0 or more), so the least of them is
-    /// one of the final k-th, usually well above θ: MaxScore leaves the
-    /// common terms, those with rows, for last, and the leaders hold them
-    /// more often than not. On `spar`, the documents still alive as the
-    /// last terms begin fell from ~420 to ~140 a query, its searches' time
-    /// by 7 %. Summed in another order than the final scores, but a
-    /// dropped document misses θ by the relative [`MARGIN`], far wider
-    /// than the rounding of a few additions.
-    fn look_ahead(
-        &self,
-        terms: &[Term],
-        rows: &[Option<super::dense::Row<'_>>],
-        scores: &[f64],
-        seen: &[u32],
-        k: usize,
-        theta: f64,
-    ) -> f64 {
-        if rows.iter().all(Option::is_none) {
-            return theta;
-        }
-        let leaders = Best::of(scores, seen, k, theta);
-        if !leaders.is_full() {
-            return theta;
-        }
-        let least = (leaders.docs())
-            .map(|d| {
-                let mut s = scores[d as usize];
-                for (t, row) in terms.iter().zip(rows) {
-                    let tf = row.as_ref().map_or(0, |r| r.tf(d));
-                    if tf != 0 {
-                        s += f64::from(self.score(&self.stats, t.weight, tf, d as usize));
-                    }
-                }
-                s
-            })
-            .fold(f64::INFINITY, f64::min);
-        #[cfg(test)]
-        if least > theta.max(leaders.kth()) {
-            LOOKED.with(|p| p.set(p.get() + 1));
-        }
-        theta.max(leaders.kth()).max(least)
     }
 
     /// The best `k` of `candidates` with the tie rule. The k-th best score
@@ -661,101 +608,53 @@ fn ascending(docs: &mut Vec<u32>, n: usize) {
 }
 
 /// The k-th best score among `docs` (0 when there are fewer), given
-/// `floor`, a score at least k of them reach ([`Best::of`]).
-fn kth(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> f64 {
-    Best::of(scores, docs, k, floor).kth()
-}
-
-/// The k best scores of a pass over documents, with their documents: a
-/// heap of the best k so far, entered only at or above a floor.
+/// `floor`, a score at least k of them reach: θ as last computed (scores
+/// only grow, so the documents that made it still reach it), or 0.
 ///
-/// A heap, not a selection over all of them: a pass runs over every
-/// document a query's terms touched (most of the corpus with a common
-/// term), and copying their scores out to select among them was a third
-/// of a query's time, where a score below the heap's least costs one
-/// comparison. Entering only at or above the floor keeps the many below
-/// it out (with the BM25 negatives' k of 100, filling and refilling the
-/// heap was most of the pass). Scores are positive or zero, so their bits
-/// order as they do.
-struct Best {
-    heap: BinaryHeap<Reverse<(u64, u32)>>,
-    k: usize,
-    /// The least score's bits that enter: the floor's until the heap
-    /// holds k, then one past its least (bits are integers).
-    enters: u64,
-}
-
-impl Best {
-    /// An empty heap for the `k` best scores at or above `floor`.
-    fn new(k: usize, floor: f64) -> Best {
-        Best {
-            heap: BinaryHeap::with_capacity(k),
-            k,
-            enters: if k == 0 { u64::MAX } else { floor.to_bits() },
-        }
+/// A heap of the best k so far, not a selection over all of them: this
+/// runs over every document a query's terms touched (most of the corpus
+/// with a common term), and copying their scores out to select among them
+/// was a third of a query's time, where a score below the heap's least
+/// costs one comparison. The heap is filled with documents at or above
+/// the floor only, so the many below it never enter it (with the BM25
+/// negatives' k of 100, filling and refilling the heap was most of this
+/// function's time). Should fewer than k reach the floor, it is not one,
+/// and all are counted. Scores are positive or zero, so their bits order
+/// as they do.
+fn kth(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> f64 {
+    if docs.len() < k || k == 0 {
+        return 0.0;
     }
-
-    /// The best `k` scores among `docs`, given `floor`, a score at least
-    /// k of them reach: θ as last computed (scores only grow, so the
-    /// documents that made it still reach it), or 0. Should fewer than k
-    /// reach the floor, it was not one, and all are counted.
-    fn of(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> Best {
-        let mut best = Best::new(k, floor);
-        for &d in docs {
-            best.offer(scores[d as usize], d);
-        }
-        if best.heap.len() < k && floor != 0.0 {
-            return Best::of(scores, docs, k, 0.0);
-        }
-        best
-    }
-
-    /// Counts document `d`'s score `s` (positive or zero): one comparison
-    /// unless it enters.
-    #[inline(always)]
-    fn offer(&mut self, s: f64, d: u32) {
-        let bits = s.to_bits();
-        if bits >= self.enters {
-            self.enter(bits, d);
-        }
-    }
-
-    /// [`Best::offer`]'s rare case, out of line so that the pass's loop
-    /// stays small.
-    #[inline(never)]
-    fn enter(&mut self, bits: u64, d: u32) {
-        if self.heap.len() == self.k {
-            if let Some(mut top) = self.heap.peek_mut() {
-                *top = Reverse((bits, d));
+    let floor = floor.to_bits();
+    let mut best: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(k);
+    let mut rest = docs.iter();
+    for &d in rest.by_ref() {
+        let bits = scores[d as usize].to_bits();
+        if bits >= floor {
+            best.push(Reverse(bits));
+            if best.len() == k {
+                break;
             }
+        }
+    }
+    if best.len() < k {
+        return if floor == 0 {
+            0.0
         } else {
-            self.heap.push(Reverse((bits, d)));
-        }
-        if self.heap.len() == self.k {
-            self.enters = self
-                .heap
-                .peek()
-                .map_or(u64::MAX, |r| r.0 .0.saturating_add(1));
-        }
+            kth(scores, docs, k, 0.0)
+        };
     }
-
-    /// The k-th best score counted, 0 when fewer than k were (or k is 0).
-    fn kth(&self) -> f64 {
-        match self.is_full() {
-            true => self.heap.peek().map_or(0.0, |r| f64::from_bits(r.0 .0)),
-            false => 0.0,
+    let mut least = best.peek().map_or(0, |r| r.0);
+    for &d in rest {
+        let bits = scores[d as usize].to_bits();
+        if bits > least {
+            if let Some(mut top) = best.peek_mut() {
+                *top = Reverse(bits);
+            }
+            least = best.peek().map_or(0, |r| r.0);
         }
     }
-
-    /// Whether k scores were counted (k > 0).
-    fn is_full(&self) -> bool {
-        self.k > 0 && self.heap.len() == self.k
-    }
-
-    /// The documents of the k best scores (fewer when fewer were counted).
-    fn docs(&self) -> impl Iterator<Item = u32> + '_ {
-        self.heap.iter().map(|r| r.0 .1)
-    }
+    f64::from_bits(least)
 }
 
 #[cfg(test)]
@@ -995,7 +894,6 @@ mod tests {
                 };
                 PRUNED.with(|p| p.set(0));
                 WALKED.with(|w| w.set([0; 3]));
-                LOOKED.with(|p| p.set(0));
                 for k in [1, 10, 100] {
                     for q in &queries {
                         let fast = index.search_docs(&a, q, k);
@@ -1014,12 +912,6 @@ mod tests {
                 assert!(
                     pruned > 300,
                     "{analyzer:?}: only {pruned} of 900 searches pruned"
-                );
-                // Only rows are looked ahead in.
-                let looked = LOOKED.with(|p| p.get());
-                assert!(
-                    (looked > 50) == rows,
-                    "{analyzer:?}: θ raised by looking ahead {looked} times, rows {rows}"
                 );
                 let n = WALKED.with(|w| w.get());
                 (0..3).for_each(|i| ways[i] += n[i]);
