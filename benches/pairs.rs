@@ -2,8 +2,9 @@
 //! (per-core figures) and on all cores; and the `crop` task on the same
 //! corpus compressed each way (gzip, zstd, bzip2 at their tools' default
 //! levels) against the uncompressed file, throughput counted in
-//! uncompressed bytes so the figures compare; and `crop` with BM25
-//! negatives. `cargo bench --bench pairs`.
+//! uncompressed bytes so the figures compare; `crop` with BM25
+//! negatives; and three tasks over text with a word out of ASCII on most
+//! lines. `cargo bench --bench pairs`.
 
 use std::path::Path;
 
@@ -154,11 +155,40 @@ fn bench_compressed(c: &mut Criterion) {
     group.finish();
 }
 
+/// Tasks over text with a few words out of ASCII on most lines, as real
+/// corpora have (accented names, dashes, curly quotes): the shipped corpus
+/// with every ` the ` written ` thé `, on one thread.
+fn bench_accented(c: &mut Criterion) {
+    pretext::alloc::keep_freed_memory();
+    let plain = std::fs::read_to_string(&corpus().sources()[0].path).unwrap();
+    let accented = plain.replace(" the ", " th\u{e9} ");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accented.jsonl");
+    std::fs::write(&path, &accented).unwrap();
+    let corpus = Corpus::open(&path, CorpusConfig::default()).unwrap();
+    let [(label, pool), _] = pools();
+    let mut group = c.benchmark_group("accented");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(corpus.total_bytes()));
+    for task in ["ict", "spans", "pseudo-query"] {
+        let job = job(task, &corpus);
+        group.bench_with_input(BenchmarkId::new(label, task), &job, |b, job| {
+            b.iter(|| {
+                pool.install(|| {
+                    job.run(&corpus, &mut std::io::sink(), &mut |_, _, _| {})
+                        .unwrap()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // The figures are read off the terminal; criterion's plots panic on
     // some sample sets (criterion 0.8, plotters backend).
     config = Criterion::default().without_plots();
-    targets = bench_tasks, bench_bm25_negatives, bench_compressed
+    targets = bench_tasks, bench_bm25_negatives, bench_compressed, bench_accented
 }
 criterion_main!(benches);

@@ -64,16 +64,30 @@ fn southeast_asian() -> &'static regex::Regex {
 /// Southeast Asian script joined, and tokens longer than
 /// [`MAX_TOKEN_LENGTH`] characters cut into pieces of that length.
 pub fn tokens(text: &str) -> Vec<&str> {
-    use unicode_segmentation::UnicodeSegmentation;
     let mut out: Vec<&str> = Vec::with_capacity(text.len() / 5);
+    // In ASCII, a segment is a token exactly when it holds a letter or
+    // digit, which is what `unicode_word_indices` keeps (segmenting was
+    // most of the indexing time): the same words, found from bit masks
+    // (`segment::unicode_words`, held to the crate's by property tests).
+    // Other text is cut where UAX #29 always breaks words, and only the
+    // pieces with other characters are segmented through the tables.
     if text.is_ascii() {
-        // In ASCII, a segment is a token exactly when it holds a letter or
-        // digit, which is what `unicode_word_indices` keeps (segmenting was
-        // most of the indexing time): the same words, found from bit masks
-        // (`segment::unicode_words`, held to the crate's by property tests).
         crate::segment::unicode_words(text, |w| out.push(w.of(text)));
         return cut_long(out);
     }
+    for (_, piece, ascii) in crate::segment::word_pieces(text) {
+        if ascii {
+            crate::segment::unicode_words(piece, |w| out.push(w.of(piece)));
+        } else {
+            standard_tokens(piece, &mut out);
+        }
+    }
+    cut_long(out)
+}
+
+/// The tokens of `text` by its UAX #29 segments, onto `out`.
+fn standard_tokens<'t>(text: &'t str, out: &mut Vec<&'t str>) {
+    use unicode_segmentation::UnicodeSegmentation;
     // The end of the last token when it was a Southeast Asian run.
     let mut sea_end = None;
     for (at, seg) in text.split_word_bound_indices() {
@@ -105,7 +119,6 @@ pub fn tokens(text: &str) -> Vec<&str> {
         sea_end = None;
         out.push(seg);
     }
-    cut_long(out)
 }
 
 /// Tokens longer than [`MAX_TOKEN_LENGTH`] characters cut into pieces.
@@ -277,6 +290,26 @@ mod tests {
             tokens(&long).iter().map(|t| t.len()).collect::<Vec<_>>(),
             [255, 255, 90]
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Text cut into pieces gives the tokens of the whole: emoji,
+        /// keycaps, Southeast Asian runs and joining marks around spaces.
+        #[test]
+        fn pieces_tokenize_as_the_whole(v in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "a", "Z", "1", "_", "#", "*", ".", "'", " ", " ", "\n", "\r", "—", "é", "\u{301}",
+                "\u{200d}", "\u{fe0f}", "\u{20e3}", "😀", "\u{1f3fd}", "\u{1f1eb}", "ไ", "\u{e33}",
+                "日", "カ", "\u{3000}", "\u{b3f}", "™", "٣",
+            ]),
+            0..50,
+        )) {
+            let t: String = v.concat();
+            let mut whole = Vec::new();
+            standard_tokens(&t, &mut whole);
+            proptest::prop_assert_eq!(tokens(&t), cut_long(whole));
+        }
     }
 
     #[test]

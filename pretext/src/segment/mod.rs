@@ -8,6 +8,7 @@ mod word;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use lines::word_pieces;
 pub(crate) use word::unicode_words;
 
 /// A byte range `start..end` into a document's text, on char boundaries.

@@ -7,12 +7,13 @@
 //! 64 bytes at a time, with the crate's joining rules (property tests hold
 //! its output equal to the crate's on any text, and on ASCII text long
 //! enough to cross the blocks). Words never span a
-//! line end (WB3a/WB3b), so non-ASCII text goes a line at a time and only the
-//! lines with other characters take the table-driven path.
+//! line end or most spaces ([`super::lines::word_pieces`]), so in text with
+//! other characters only the few words around them take the table-driven
+//! path.
 
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::lines::lines;
+use super::lines::word_pieces;
 use super::Span;
 use crate::swar::{at_least, equal, gather, splat};
 
@@ -133,11 +134,11 @@ pub(crate) fn unicode_words(text: &str, mut f: impl FnMut(Span)) {
     if text.is_ascii() {
         return ascii_words(text.as_bytes(), 0, &mut f);
     }
-    for (offset, line) in lines(text) {
-        if line.is_ascii() {
-            ascii_words(line.as_bytes(), offset, &mut f);
+    for (offset, piece, ascii) in word_pieces(text) {
+        if ascii {
+            ascii_words(piece.as_bytes(), offset, &mut f);
         } else {
-            for (i, w) in line.unicode_word_indices() {
+            for (i, w) in piece.unicode_word_indices() {
                 f(Span::new(offset + i, offset + i + w.len()));
             }
         }
@@ -172,8 +173,38 @@ mod tests {
 
     fn tricky() -> impl Strategy<Value = String> {
         let pick = prop::sample::select(vec![
-            'a', 'b', 'Z', '1', '9', '_', '_', '.', ',', ';', ':', '\'', ' ', ' ', '\n', '\r', '-',
-            '"', '#', 'é', '\u{301}', '日',
+            'a',
+            'b',
+            'Z',
+            '1',
+            '9',
+            '_',
+            '_',
+            '.',
+            ',',
+            ';',
+            ':',
+            '\'',
+            ' ',
+            ' ',
+            '\n',
+            '\r',
+            '-',
+            '"',
+            '#',
+            'é',
+            '\u{301}',
+            '日',
+            '—',
+            '\t',
+            '\u{3000}',
+            '\u{a0}',
+            '\u{200d}',
+            '\u{b3f}',
+            'ア',
+            '\u{1f1eb}',
+            '\u{2028}',
+            '\u{e33}',
         ]);
         prop::collection::vec(pick, 0..60).prop_map(|v| v.into_iter().collect())
     }
