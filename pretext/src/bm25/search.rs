@@ -44,6 +44,12 @@ pub enum Traversal {
 /// The relative margin by which a bound must fall short of θ to prune.
 const MARGIN: f64 = 1e-6;
 
+/// The largest k a search looks ahead for ([`Bm25Index::look_ahead`]).
+/// Measured: at `spar`'s k of 8 it made the task 6 % faster; at the BM25
+/// negatives' k of 100 (long `crop` queries) it made them 6–15 % slower,
+/// the leaders' lookups and their heap outweighing the documents dropped.
+const LOOK_AHEAD_K: usize = 16;
+
 /// A query term found in the index, with its weight and bound.
 struct Term {
     index: usize,
@@ -91,6 +97,8 @@ thread_local! {
     /// Terms of those queries walked whole, walked by cursor, and read
     /// from their rows of frequencies.
     static WALKED: std::cell::Cell<[usize; 3]> = const { std::cell::Cell::new([0; 3]) };
+    /// Searches whose look ahead raised θ.
+    static LOOKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 impl Bm25Index {
@@ -261,6 +269,7 @@ impl Bm25Index {
     /// Adds the remaining terms' scores to the documents already seen that
     /// can still reach the top k. Returns those documents.
     ///
+    /// θ is first raised by looking ahead ([`Bm25Index::look_ahead`]).
     /// A document that drops out is marked by a negative score (the final
     /// reset clears it with the others). A common term with a row of
     /// frequencies ([`super::dense`]) is read there for each live
@@ -277,17 +286,22 @@ impl Bm25Index {
         k: usize,
         mut theta: f64,
     ) -> Vec<u32> {
+        let dense = self.dense_terms();
+        let rows: Vec<Option<super::dense::Row<'_>>> =
+            terms.iter().map(|t| dense.row(t.index)).collect();
+        if k <= LOOK_AHEAD_K {
+            theta = self.look_ahead(terms, &rows, scores, seen, k, theta);
+        }
         let mut alive = seen.to_vec();
         keep_live(&mut alive, scores, rest[0], theta);
         let mut ascending_yet = false;
-        let dense = self.dense_terms();
-        for (j, t) in terms.iter().enumerate() {
+        for (j, (t, row)) in terms.iter().zip(rows).enumerate() {
             // With four live documents a block, all but ~2 % of the blocks
             // hold one (e^-4), and the cursor's branches cost more than
             // scoring the postings it steps over; fewer, and the skipped
             // blocks pay (measured on `spar`: 1 per block was 10 % slower,
             // never walking whole 20 %).
-            let way = match dense.row(t.index) {
+            let way = match row {
                 Some(row) => Way::Row(row),
                 None if alive.len() >= 4 * self.postings.blocks(t.index).len() => Way::Whole,
                 None => Way::Cursor,
@@ -321,6 +335,56 @@ impl Bm25Index {
             keep_live(&mut alive, scores, rest[j + 1], theta);
         }
         alive
+    }
+
+    /// θ raised by looking ahead at the terms left (`terms`, with their
+    /// rows of frequencies where they have one): the documents of the k
+    /// best scores so far are given the scores of the terms left that
+    /// have rows, a load each. Those are lower bounds of their final
+    /// scores (the other terms add 0 or more), so the least of them is
+    /// one of the final k-th, usually well above θ: MaxScore leaves the
+    /// common terms, those with rows, for last, and the leaders hold them
+    /// more often than not. On `spar`, the documents still alive as the
+    /// last terms begin fell from ~420 to ~140 a query, its searches' time
+    /// by 7 %. The leaders come out of the pass that finds the k-th best
+    /// score: a second pass to find them cost all of that. Summed in
+    /// another order than the final scores, but a dropped document misses
+    /// θ by the relative [`MARGIN`], far wider than the rounding of a few
+    /// additions.
+    fn look_ahead(
+        &self,
+        terms: &[Term],
+        rows: &[Option<super::dense::Row<'_>>],
+        scores: &[f64],
+        seen: &[u32],
+        k: usize,
+        theta: f64,
+    ) -> f64 {
+        if rows.iter().all(Option::is_none) {
+            return theta;
+        }
+        let leaders = best_k::<Scored>(scores, seen, k, theta);
+        let Some(&Reverse((kth, _))) = leaders.peek() else {
+            return theta;
+        };
+        let theta = theta.max(f64::from_bits(kth));
+        let least = (leaders.iter())
+            .map(|&Reverse((_, d))| {
+                let mut s = scores[d as usize];
+                for (t, row) in terms.iter().zip(rows) {
+                    let tf = row.as_ref().map_or(0, |r| r.tf(d));
+                    if tf != 0 {
+                        s += f64::from(self.score(&self.stats, t.weight, tf, d as usize));
+                    }
+                }
+                s
+            })
+            .fold(f64::INFINITY, f64::min);
+        #[cfg(test)]
+        if least > theta {
+            LOOKED.with(|p| p.set(p.get() + 1));
+        }
+        theta.max(least)
     }
 
     /// The best `k` of `candidates` with the tie rule. The k-th best score
@@ -608,8 +672,49 @@ fn ascending(docs: &mut Vec<u32>, n: usize) {
 }
 
 /// The k-th best score among `docs` (0 when there are fewer), given
-/// `floor`, a score at least k of them reach: θ as last computed (scores
-/// only grow, so the documents that made it still reach it), or 0.
+/// `floor`, a score at least k of them reach ([`best_k`]).
+fn kth(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> f64 {
+    match best_k::<Score>(scores, docs, k, floor).peek() {
+        Some(&Reverse(bits)) => f64::from_bits(bits),
+        None => 0.0,
+    }
+}
+
+/// What [`best_k`] keeps of a document in its heap: enough to order it by
+/// score (the score's bits first).
+trait Ranked: Ord + Copy {
+    fn of(bits: u64, doc: u32) -> Self;
+    fn bits(&self) -> u64;
+}
+
+/// The score alone (the k-th best is all θ needs; half the heap's size).
+type Score = u64;
+
+impl Ranked for Score {
+    fn of(bits: u64, _: u32) -> Self {
+        bits
+    }
+    fn bits(&self) -> u64 {
+        *self
+    }
+}
+
+/// The score and its document.
+type Scored = (u64, u32);
+
+impl Ranked for Scored {
+    fn of(bits: u64, doc: u32) -> Self {
+        (bits, doc)
+    }
+    fn bits(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The k best scores among `docs` with their documents, least on top
+/// (empty when there are fewer than k), given `floor`, a score at least k
+/// of them reach: θ as last computed (scores only grow, so the documents
+/// that made it still reach it), or 0.
 ///
 /// A heap of the best k so far, not a selection over all of them: this
 /// runs over every document a query's terms touched (most of the corpus
@@ -621,40 +726,39 @@ fn ascending(docs: &mut Vec<u32>, n: usize) {
 /// function's time). Should fewer than k reach the floor, it is not one,
 /// and all are counted. Scores are positive or zero, so their bits order
 /// as they do.
-fn kth(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> f64 {
+fn best_k<R: Ranked>(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> BinaryHeap<Reverse<R>> {
     if docs.len() < k || k == 0 {
-        return 0.0;
+        return BinaryHeap::new();
     }
     let floor = floor.to_bits();
-    let mut best: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(k);
+    let mut best = BinaryHeap::with_capacity(k);
     let mut rest = docs.iter();
     for &d in rest.by_ref() {
         let bits = scores[d as usize].to_bits();
         if bits >= floor {
-            best.push(Reverse(bits));
+            best.push(Reverse(R::of(bits, d)));
             if best.len() == k {
                 break;
             }
         }
     }
     if best.len() < k {
-        return if floor == 0 {
-            0.0
-        } else {
-            kth(scores, docs, k, 0.0)
+        return match floor {
+            0 => BinaryHeap::new(),
+            _ => best_k(scores, docs, k, 0.0),
         };
     }
-    let mut least = best.peek().map_or(0, |r| r.0);
+    let mut least = best.peek().map_or(0, |r| r.0.bits());
     for &d in rest {
         let bits = scores[d as usize].to_bits();
         if bits > least {
             if let Some(mut top) = best.peek_mut() {
-                *top = Reverse(bits);
+                *top = Reverse(R::of(bits, d));
             }
-            least = best.peek().map_or(0, |r| r.0);
+            least = best.peek().map_or(0, |r| r.0.bits());
         }
     }
-    f64::from_bits(least)
+    best
 }
 
 #[cfg(test)]
@@ -894,6 +998,7 @@ mod tests {
                 };
                 PRUNED.with(|p| p.set(0));
                 WALKED.with(|w| w.set([0; 3]));
+                LOOKED.with(|p| p.set(0));
                 for k in [1, 10, 100] {
                     for q in &queries {
                         let fast = index.search_docs(&a, q, k);
@@ -912,6 +1017,12 @@ mod tests {
                 assert!(
                     pruned > 300,
                     "{analyzer:?}: only {pruned} of 900 searches pruned"
+                );
+                // Only rows are looked ahead in.
+                let looked = LOOKED.with(|p| p.get());
+                assert!(
+                    (looked > 50) == rows,
+                    "{analyzer:?}: θ raised by looking ahead {looked} times, rows {rows}"
                 );
                 let n = WALKED.with(|w| w.get());
                 (0..3).for_each(|i| ways[i] += n[i]);
