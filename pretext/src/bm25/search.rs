@@ -330,7 +330,7 @@ impl Bm25Index {
                 }
             }
             if alive.len() > k {
-                theta = theta.max(kth(scores, &alive, k, theta));
+                theta = kth_above(scores, &alive, k, theta).map_or(theta, |t| theta.max(t));
             }
             keep_live(&mut alive, scores, rest[j + 1], theta);
         }
@@ -364,7 +364,7 @@ impl Bm25Index {
             return theta;
         }
         let leaders = best_k::<Scored>(scores, seen, k, theta);
-        let Some(&Reverse((kth, _))) = leaders.peek() else {
+        let Some(&Reverse((kth, _))) = leaders.peek().filter(|_| leaders.len() == k) else {
             return theta;
         };
         let theta = theta.max(f64::from_bits(kth));
@@ -674,9 +674,23 @@ fn ascending(docs: &mut Vec<u32>, n: usize) {
 /// The k-th best score among `docs` (0 when there are fewer), given
 /// `floor`, a score at least k of them reach ([`best_k`]).
 fn kth(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> f64 {
-    match best_k::<Score>(scores, docs, k, floor).peek() {
-        Some(&Reverse(bits)) => f64::from_bits(bits),
-        None => 0.0,
+    let best = best_k::<Score>(scores, docs, k, floor);
+    match best.peek() {
+        Some(&Reverse(bits)) if best.len() == k => f64::from_bits(bits),
+        // The floor was not one: all are counted.
+        _ if floor != 0.0 => kth(scores, docs, k, 0.0),
+        _ => 0.0,
+    }
+}
+
+/// The k-th best score among `docs` when at least k reach `floor`: what
+/// can raise a θ of `floor`, without the second pass [`kth`] makes when
+/// the floor is above its answer (after a look ahead, θ often is).
+fn kth_above(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> Option<f64> {
+    let best = best_k::<Score>(scores, docs, k, floor);
+    match best.peek() {
+        Some(&Reverse(bits)) if best.len() == k => Some(f64::from_bits(bits)),
+        _ => None,
     }
 }
 
@@ -711,10 +725,10 @@ impl Ranked for Scored {
     }
 }
 
-/// The k best scores among `docs` with their documents, least on top
-/// (empty when there are fewer than k), given `floor`, a score at least k
-/// of them reach: θ as last computed (scores only grow, so the documents
-/// that made it still reach it), or 0.
+/// The k best scores among `docs` at or above `floor`, with their
+/// documents, least on top (fewer when fewer reach it). The floor is
+/// usually θ as last computed: scores only grow, so the documents that
+/// made it still reach it.
 ///
 /// A heap of the best k so far, not a selection over all of them: this
 /// runs over every document a query's terms touched (most of the corpus
@@ -743,10 +757,7 @@ fn best_k<R: Ranked>(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> Bina
         }
     }
     if best.len() < k {
-        return match floor {
-            0 => BinaryHeap::new(),
-            _ => best_k(scores, docs, k, 0.0),
-        };
+        return best;
     }
     let mut least = best.peek().map_or(0, |r| r.0.bits());
     for &d in rest {
