@@ -8,7 +8,10 @@
 
 use std::path::Path;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use pretext_tasks::augment::Augmentations;
 use pretext_tasks::corpus::{Corpus, CorpusConfig};
 use pretext_tasks::formats::PairFormat;
@@ -50,24 +53,51 @@ fn pools() -> [(&'static str, rayon::ThreadPool); 2] {
     })
 }
 
+/// Times one pass of `job` over `corpus` on `pool`, as `id` in `group`.
+fn bench_pass(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    pool: &rayon::ThreadPool,
+    job: &PairsJob,
+    corpus: &Corpus,
+) {
+    group.bench_with_input(id, job, |b, job| {
+        b.iter(|| {
+            pool.install(|| {
+                job.run(corpus, &mut std::io::sink(), &mut |_, _, _| {})
+                    .unwrap()
+            })
+        })
+    });
+}
+
 fn bench_tasks(c: &mut Criterion) {
+    bench_tasks_on(c, "pairs", &corpus(), &TaskSpec::NAMES, &pools());
+}
+
+/// Each of `tasks` over `corpus` on each of `pools`, as group `name`.
+fn bench_tasks_on(
+    c: &mut Criterion,
+    name: &str,
+    corpus: &Corpus,
+    tasks: &[&str],
+    pools: &[(&str, rayon::ThreadPool)],
+) {
     // As `main` does: freed batches are reused, not faulted in again.
     pretext::alloc::keep_freed_memory();
-    let corpus = corpus();
-    let mut group = c.benchmark_group("pairs");
+    let mut group = c.benchmark_group(name);
     group.sample_size(10);
     group.throughput(Throughput::Bytes(corpus.total_bytes()));
-    for (label, pool) in pools() {
-        for task in TaskSpec::NAMES {
-            let job = job(task, &corpus);
-            group.bench_with_input(BenchmarkId::new(label, task), &job, |b, job| {
-                b.iter(|| {
-                    pool.install(|| {
-                        job.run(&corpus, &mut std::io::sink(), &mut |_, _, _| {})
-                            .unwrap()
-                    })
-                })
-            });
+    for (label, pool) in pools {
+        for task in tasks {
+            let job = job(task, corpus);
+            bench_pass(
+                &mut group,
+                BenchmarkId::new(*label, task),
+                pool,
+                &job,
+                corpus,
+            );
         }
     }
     group.finish();
@@ -93,14 +123,13 @@ fn bench_bm25_negatives(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Bytes(corpus.total_bytes()));
     for (label, pool) in pools() {
-        group.bench_with_input(BenchmarkId::new(label, "crop+bm25"), &job, |b, job| {
-            b.iter(|| {
-                pool.install(|| {
-                    job.run(&corpus, &mut std::io::sink(), &mut |_, _, _| {})
-                        .unwrap()
-                })
-            })
-        });
+        bench_pass(
+            &mut group,
+            BenchmarkId::new(label, "crop+bm25"),
+            &pool,
+            &job,
+            &corpus,
+        );
     }
     group.finish();
 }
@@ -142,14 +171,13 @@ fn bench_compressed(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(bytes.len() as u64));
     for (label, pool) in pools() {
         for (name, corpus) in &corpora {
-            group.bench_with_input(BenchmarkId::new(label, name), corpus, |b, corpus| {
-                b.iter(|| {
-                    pool.install(|| {
-                        job.run(corpus, &mut std::io::sink(), &mut |_, _, _| {})
-                            .unwrap()
-                    })
-                })
-            });
+            bench_pass(
+                &mut group,
+                BenchmarkId::new(label, name),
+                &pool,
+                &job,
+                corpus,
+            );
         }
     }
     group.finish();
@@ -159,29 +187,15 @@ fn bench_compressed(c: &mut Criterion) {
 /// corpora have (accented names, dashes, curly quotes): the shipped corpus
 /// with every ` the ` written ` thé `, on one thread.
 fn bench_accented(c: &mut Criterion) {
-    pretext::alloc::keep_freed_memory();
     let plain = std::fs::read_to_string(&corpus().sources()[0].path).unwrap();
     let accented = plain.replace(" the ", " th\u{e9} ");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("accented.jsonl");
     std::fs::write(&path, &accented).unwrap();
     let corpus = Corpus::open(&path, CorpusConfig::default()).unwrap();
-    let [(label, pool), _] = pools();
-    let mut group = c.benchmark_group("accented");
-    group.sample_size(10);
-    group.throughput(Throughput::Bytes(corpus.total_bytes()));
-    for task in ["ict", "spans", "pseudo-query"] {
-        let job = job(task, &corpus);
-        group.bench_with_input(BenchmarkId::new(label, task), &job, |b, job| {
-            b.iter(|| {
-                pool.install(|| {
-                    job.run(&corpus, &mut std::io::sink(), &mut |_, _, _| {})
-                        .unwrap()
-                })
-            })
-        });
-    }
-    group.finish();
+    let [one_thread, _] = pools();
+    let tasks = ["ict", "spans", "pseudo-query"];
+    bench_tasks_on(c, "accented", &corpus, &tasks, &[one_thread]);
 }
 
 criterion_group! {
