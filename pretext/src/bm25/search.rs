@@ -672,7 +672,8 @@ fn ascending(docs: &mut Vec<u32>, n: usize) {
 }
 
 /// The k-th best score among `docs` (0 when there are fewer), given
-/// `floor`, a score at least k of them reach ([`best_k`]).
+/// `floor`, a score at least k of them reach ([`best_k`]). Should fewer
+/// than k reach the floor, it was not one, and all are counted.
 fn kth(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> f64 {
     let best = best_k::<Score>(scores, docs, k, floor);
     match best.peek() {
@@ -737,9 +738,8 @@ impl Ranked for Scored {
 /// costs one comparison. The heap is filled with documents at or above
 /// the floor only, so the many below it never enter it (with the BM25
 /// negatives' k of 100, filling and refilling the heap was most of this
-/// function's time). Should fewer than k reach the floor, it is not one,
-/// and all are counted. Scores are positive or zero, so their bits order
-/// as they do.
+/// function's time). Scores are positive or zero, so their bits order as
+/// they do.
 fn best_k<R: Ranked>(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> BinaryHeap<Reverse<R>> {
     if docs.len() < k || k == 0 {
         return BinaryHeap::new();
@@ -832,6 +832,10 @@ mod tests {
                     want,
                     "n {n} k {k} floor {floor}"
                 );
+                // Without the second pass: only a floor at or below the
+                // answer gives it.
+                let above = (floor <= want && values.len() >= k).then_some(want);
+                assert_eq!(kth_above(&scores, &docs, k, floor), above, "n {n} k {k}");
             }
             let mut sorted = docs.clone();
             sorted.sort();

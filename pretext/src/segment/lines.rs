@@ -1,9 +1,9 @@
 //! Text cut where UAX #29 always breaks, so each piece can be segmented on
 //! its own: the pure-ASCII pieces (nearly all of an English corpus) through
 //! a table-free path, the rest through unicode-segmentation. Sentences are
-//! cut at line ends (rules WB3a/WB3b and SB4), so a document with one
-//! accented word costs the sentence tables one line; words are cut at
-//! spaces too ([`word_pieces`]), so it costs the word tables a word or two.
+//! cut at line ends (SB4), so a document with one accented word costs the
+//! sentence tables one line; words are cut at spaces too ([`word_pieces`]),
+//! so it costs the word tables a word or two.
 
 /// The lines of `text`, each with its terminator (`\n`, `\r\n` or a lone
 /// `\r`), as `(offset, line)`. Their concatenation is `text`.
@@ -31,8 +31,9 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> + '_ {
 /// ascii)`: wholly ASCII pieces, as long as they can be, between pieces
 /// holding the rest. Their concatenation is `text`. A text with an
 /// em-dash or an accented name in it then costs the slow path for a few
-/// words around each, not for its whole line (one title in ten of the
-/// shipped corpus has a dash, and each made the whole query slow).
+/// words around each, not for its whole line (five titles in six of the
+/// shipped corpus join their parts with an em-dash, and each made the
+/// whole `spar` query slow).
 ///
 /// The cuts: after a line end (WB3a/WB3b; not between `\r` and `\n`,
 /// WB3), and on either side of a space between an ASCII byte other than
