@@ -69,12 +69,9 @@ pub fn tokens(text: &str) -> Vec<&str> {
     // digit, which is what `unicode_word_indices` keeps (segmenting was
     // most of the indexing time): the same words, found from bit masks
     // (`segment::unicode_words`, held to the crate's by property tests).
-    // Other text is cut where UAX #29 always breaks words, and only the
-    // pieces with other characters are segmented through the tables.
-    if text.is_ascii() {
-        crate::segment::unicode_words(text, |w| out.push(w.of(text)));
-        return cut_long(out);
-    }
+    // Other text is cut where UAX #29 always breaks words (ASCII text is
+    // one piece), and only the pieces with other characters are segmented
+    // through the tables.
     for (_, piece, ascii) in crate::segment::word_pieces(text) {
         if ascii {
             crate::segment::unicode_words(piece, |w| out.push(w.of(piece)));

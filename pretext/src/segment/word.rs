@@ -131,9 +131,7 @@ impl Classes {
 /// Calls `f` on each UAX #29 word of `text` (what `unicode_word_indices`
 /// yields), in order.
 pub(crate) fn unicode_words(text: &str, mut f: impl FnMut(Span)) {
-    if text.is_ascii() {
-        return ascii_words(text.as_bytes(), 0, &mut f);
-    }
+    // ASCII text is one piece.
     for (offset, piece, ascii) in word_pieces(text) {
         if ascii {
             ascii_words(piece.as_bytes(), offset, &mut f);
