@@ -1,12 +1,12 @@
 //! Document frequencies of lower-cased words over a corpus: what makes a word
 //! salient (AugTriever's salient spans) rather than merely frequent.
 
-use std::hash::Hasher;
 use std::sync::OnceLock;
 
-use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::segment::{words, WordUnit};
+use crate::segment::{words, Span, WordUnit};
+use crate::swar::{at_least, splat};
 
 /// `word` lower-cased: itself when it already is (most words are), else
 /// written into `buf`, which the caller keeps across a document's words so
@@ -28,16 +28,90 @@ pub fn lower<'a>(word: &'a str, buf: &'a mut String) -> &'a str {
     buf
 }
 
-/// A lower-cased word's key in [`DocFreq`]: its 64-bit hash. Counting and
-/// looking words up by hash rather than by string spares the per-word
-/// string comparisons and copies that dominated the corpus statistics
-/// pass and `pseudo-query`'s salience scores; two distinct words sharing a
-/// key (odds near 10^-8 for a million-word vocabulary) would only share a
-/// document frequency.
+/// A lower-cased word's key in [`DocFreq`]: a 64-bit hash of its bytes.
+/// Counting and looking words up by hash rather than by string spares the
+/// per-word string comparisons and copies that dominated the corpus
+/// statistics pass and `pseudo-query`'s salience scores; two distinct
+/// words sharing a key (odds near 10^-8 for a million-word vocabulary;
+/// none at all among words of eight bytes or fewer, which one multiply by
+/// an odd number keeps apart) would only share a document frequency.
 pub fn word_key(lowered: &str) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(lowered.as_bytes());
-    h.finish()
+    let bytes = lowered.as_bytes();
+    let mut h = seed(bytes.len());
+    let mut chunks = bytes.chunks_exact(8);
+    for c in chunks.by_ref() {
+        h = mix(h, u64::from_le_bytes(c.try_into().expect("eight bytes")));
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        h = mix(h, u64::from_le_bytes(last));
+    }
+    h
+}
+
+/// [`word_key`] of word `w` of `text` lower-cased, without writing the
+/// lower-cased word out: an ASCII word is read eight bytes at a time from
+/// the text and lower-cased in a register as it is hashed (lower-casing
+/// into a buffer, then hashing, was a seventh of `pseudo-query`'s time).
+/// A word with a byte out of ASCII is lower-cased into `buf` by
+/// [`lower`] and hashed there.
+pub fn span_key(text: &str, w: Span, buf: &mut String) -> u64 {
+    let bytes = text.as_bytes();
+    let (start, end) = (w.start, w.end);
+    let load = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+    let mut h = seed(end - start);
+    // Every byte read, OR-ed: its high bits say whether one was not ASCII.
+    let mut read = 0u64;
+    let mut at = start;
+    while at + 8 <= end {
+        let c = load(at);
+        read |= c;
+        h = mix(h, lower_ascii(c));
+        at += 8;
+    }
+    let left = end - at;
+    if left > 0 {
+        // The last bytes in the low places, zeros above, as `word_key`
+        // pads them: read from the text on past the word where it goes
+        // on, else ending at the word's end.
+        let c = if at + 8 <= bytes.len() {
+            load(at) & (u64::MAX >> (8 * (8 - left)))
+        } else if end >= 8 {
+            load(end - 8) >> (8 * (8 - left))
+        } else {
+            let mut last = [0u8; 8];
+            last[..left].copy_from_slice(&bytes[at..end]);
+            u64::from_le_bytes(last)
+        };
+        read |= c;
+        h = mix(h, lower_ascii(c));
+    }
+    if read & splat(0x80) != 0 {
+        return word_key(lower(&text[start..end], buf));
+    }
+    h
+}
+
+/// The hash of a word of `len` bytes before its first eight.
+fn seed(len: usize) -> u64 {
+    (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The hash after eight more bytes `chunk` (little-endian): Fx's step, a
+/// multiply by an odd number, which keeps distinct chunks apart.
+#[inline]
+fn mix(h: u64, chunk: u64) -> u64 {
+    (h.rotate_left(5) ^ chunk).wrapping_mul(0xf135_7aea_2e62_a9c5)
+}
+
+/// Eight ASCII bytes with `A`–`Z` lower-cased: bit 5 set where a byte is
+/// at least `A` and not past `Z`.
+#[inline]
+fn lower_ascii(c: u64) -> u64 {
+    let upper = at_least(c, b'A') & !at_least(c, b'Z' + 1);
+    c | (upper >> 2)
 }
 
 /// How many documents hold each lower-cased word.
@@ -60,7 +134,7 @@ impl DocFreq {
         let mut buf = String::new();
         let unique: FxHashSet<u64> = words(text, WordUnit::Unicode)
             .iter()
-            .map(|w| word_key(lower(w.of(text), &mut buf)))
+            .map(|&w| span_key(text, w, &mut buf))
             .collect();
         let df = unique.into_iter().map(|w| (w, 1)).collect();
         DocFreq {
@@ -130,6 +204,59 @@ impl DocFreq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A word's key read from its text is the key of the word
+    /// lower-cased: at every length about a chunk of eight bytes, at the
+    /// text's end and start, next to bytes out of ASCII or upper case
+    /// (read past the word and masked), with the bytes just around `A`–`Z`
+    /// (`@`, `[`, `` ` ``, `{`), and for words out of ASCII.
+    #[test]
+    fn span_keys_are_the_keys_of_the_words_lowered() {
+        let words = [
+            "",
+            "a",
+            "Z",
+            "@[`{",
+            "AbC",
+            "ABCDEFG",
+            "ABCDEFGH",
+            "AbCdEfGhI",
+            "ZYXWVUTSRQPONMLKJ",
+            "mixed_Case_99",
+            "Élan",
+            "ÀÉÎ",
+            "straße",
+            "İstanbul",
+            "naïVE",
+            "日本",
+            "x\u{301}Y",
+        ];
+        let around = [
+            ("", ""),
+            ("", " é"),
+            ("Q ", ""),
+            ("é ", "ÉÉÉÉÉÉÉÉ"),
+            ("", "ABCDEFGHIJ"),
+        ];
+        let mut buf = String::new();
+        for w in words {
+            let lowered = w.to_lowercase();
+            for (before, after) in around {
+                let text = format!("{before}{w}{after}");
+                let span = Span::new(before.len(), before.len() + w.len());
+                assert_eq!(
+                    span_key(&text, span, &mut buf),
+                    word_key(&lowered),
+                    "{w:?} in {text:?}"
+                );
+            }
+        }
+        // Words of eight bytes or fewer that differ have different keys,
+        // a word padded with NULs too.
+        let short = ["a", "a\0", "ab", "ba", "abcdefgh", "abcdefgi", "abcdefg\0"];
+        let keys: FxHashSet<u64> = short.iter().map(|w| word_key(w)).collect();
+        assert_eq!(keys.len(), short.len());
+    }
 
     #[test]
     fn counts_documents_not_occurrences() {

@@ -193,6 +193,18 @@ pub fn is_stopword(word: &str) -> bool {
     possible && lookup.set.contains(word)
 }
 
+/// Whether the word of key `key` ([`crate::idf::word_key`] of the word
+/// lower-cased) is a stopword: for a caller that has the key and not the
+/// lower-cased word (`pseudo-query`'s salience). The listed words are at
+/// most ten bytes, and keys of words of eight bytes or fewer never
+/// collide, so only a longer word could be taken for one (odds near
+/// 10^-17 a word).
+pub fn is_stopword_key(key: u64) -> bool {
+    static KEYS: LazyLock<FxHashSet<u64>> =
+        LazyLock::new(|| ENGLISH.iter().map(|w| crate::idf::word_key(w)).collect());
+    KEYS.contains(&key)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -202,6 +214,17 @@ mod tests {
             .iter()
             .all(|w| w.chars().all(|c| c.is_lowercase())));
         assert!(super::is_stopword("the") && !super::is_stopword("python"));
+    }
+
+    /// The keyed test agrees with the word test, on the listed words and
+    /// others.
+    #[test]
+    fn stopword_keys_are_the_stopwords() {
+        let others = ["", "théir", "q", "thes", "ourselvesx", "yourselve", "THE"];
+        for w in super::ENGLISH.iter().chain(&others) {
+            let key = crate::idf::word_key(w);
+            assert_eq!(super::is_stopword_key(key), super::is_stopword(w), "{w}");
+        }
     }
 
     #[test]

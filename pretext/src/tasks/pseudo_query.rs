@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{check_range, Pair, PretextTask, Text};
 use crate::corpus::Document;
-use crate::idf::{lower, word_key, DocFreq};
+use crate::idf::{span_key, DocFreq};
 use crate::segment::{sentence_iter, word_count, words, Span, WordUnit};
-use crate::stopwords::is_stopword;
+use crate::stopwords::is_stopword_key;
 
 /// Which pseudo-queries to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,12 +141,11 @@ impl PseudoQuery {
         // Per distinct word (by key): its frequency in the document, and
         // its idf until it becomes its weight; each word keeps its entry's
         // index, so the weights need no second lookup.
-        entry.extend(ws.iter().map(|w| {
-            let lowered = lower(w.of(text), buf);
-            let key = word_key(lowered);
-            let k = *ids.entry(key).or_insert_with(|| {
+        entry.extend(ws.iter().map(|&w| {
+            let key = span_key(text, w, buf);
+            let k = ids.entry(key, || {
                 weights.push(match &self.doc_freq {
-                    _ if is_stopword(lowered) => 0.0,
+                    _ if is_stopword_key(key) => 0.0,
                     Some(df) => df.idf_of(key),
                     None => 1.0,
                 });
@@ -177,11 +175,10 @@ impl PseudoQuery {
 }
 
 /// A thread's buffers for [`PseudoQuery::salient_run`], kept across
-/// documents rather than allocated (and the map's control bytes zeroed)
-/// anew for each.
+/// documents rather than allocated anew for each.
 #[derive(Default)]
 struct Salience {
-    ids: FxHashMap<u64, u32>,
+    ids: KeyIds,
     counts: Vec<f64>,
     weights: Vec<f64>,
     entry: Vec<u32>,
@@ -189,17 +186,77 @@ struct Salience {
 }
 
 impl Salience {
-    /// Empties the buffers for a document of `words` words. A map grown
-    /// for a much longer document is let go: clearing it costs its size.
+    /// Empties the buffers for a document of `words` words.
     fn reset(&mut self, words: usize) {
-        if self.ids.capacity() > 4 * words + 1024 {
-            self.ids = FxHashMap::default();
-        }
-        self.ids.clear();
-        self.ids.reserve(words);
+        self.ids.reset(words);
         self.counts.clear();
         self.weights.clear();
         self.entry.clear();
+    }
+}
+
+/// The entry numbers of a document's distinct word keys: a table of open
+/// addressing placed by the keys' own high bits (they are hashes
+/// already), whose slots belong to the document that stamped them, so
+/// that a new document starts with no clearing. It replaced a hash map
+/// (hashing each key again, clearing its control bytes for every
+/// document).
+#[derive(Default)]
+struct KeyIds {
+    slots: Vec<Slot>,
+    /// The current document's stamp; never 0, which no slot is given.
+    stamp: u32,
+    /// log2 of the slots the current document uses (the first ones).
+    bits: u32,
+}
+
+/// A key, its entry number, and the document that wrote them.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: u64,
+    id: u32,
+    stamp: u32,
+}
+
+impl KeyIds {
+    /// Starts a document of at most `words` distinct keys: at least
+    /// twice as many slots, so a probe is short.
+    fn reset(&mut self, words: usize) {
+        let size = (2 * words).next_power_of_two().max(16);
+        self.bits = size.trailing_zeros();
+        if self.slots.len() < size {
+            self.slots.resize(size, Slot::default());
+        }
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            // Every stamp was used: slots from 2^32 documents ago would
+            // pass for this one's.
+            self.slots.fill(Slot::default());
+            self.stamp = 1;
+        }
+    }
+
+    /// The entry number of `key`, made by `new` the first time.
+    #[inline]
+    fn entry(&mut self, key: u64, new: impl FnOnce() -> u32) -> u32 {
+        let mask = (1usize << self.bits) - 1;
+        let mut i = (key >> (64 - self.bits)) as usize;
+        loop {
+            let slot = &mut self.slots[i];
+            if slot.stamp != self.stamp {
+                let id = new();
+                *slot = Slot {
+                    key,
+                    id,
+                    stamp: self.stamp,
+                };
+                return id;
+            }
+            if slot.key == key {
+                return slot.id;
+            }
+            i = (i + 1) & mask;
+        }
     }
 }
 
@@ -375,6 +432,35 @@ mod tests {
             .map(|p| p.task)
             .collect();
         assert_eq!(names, ["pseudo-query/title"]);
+    }
+
+    /// The key table numbers a document's keys as a map does, document
+    /// after document, long ones and short ones (whose slots are left
+    /// from longer ones), with keys that share their high bits (probes
+    /// that wrap round the table), and across the stamps' wrap.
+    #[test]
+    fn key_table_numbers_keys_as_a_map() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(7);
+        let mut table = KeyIds::default();
+        for doc in 0..60 {
+            if doc == 30 {
+                table.stamp = u32::MAX - 1;
+            }
+            let words = [1, 5, 300, 9, 1000, 40][doc % 6];
+            table.reset(words);
+            let mut map = std::collections::HashMap::new();
+            for _ in 0..words {
+                let key = match rng.random_range(0..3) {
+                    0 => rng.random_range(0..8u64),
+                    1 => u64::MAX - rng.random_range(0..8u64),
+                    _ => rng.random::<u64>() % (words as u64 * 3),
+                };
+                let next = map.len() as u32;
+                let want = *map.entry(key).or_insert(next);
+                assert_eq!(table.entry(key, || next), want, "document {doc}");
+            }
+        }
     }
 
     #[test]
