@@ -33,8 +33,9 @@ pub fn lower<'a>(word: &'a str, buf: &'a mut String) -> &'a str {
 /// per-word string comparisons and copies that dominated the corpus
 /// statistics pass and `pseudo-query`'s salience scores; two distinct
 /// words sharing a key (odds near 10^-8 for a million-word vocabulary;
-/// none at all among words of eight bytes or fewer, which one multiply by
-/// an odd number keeps apart) would only share a document frequency.
+/// none at all between words of the same length up to eight bytes, which
+/// one multiply by an odd number keeps apart) would only share a document
+/// frequency.
 pub fn word_key(lowered: &str) -> u64 {
     let bytes = lowered.as_bytes();
     let mut h = seed(bytes.len());
@@ -252,7 +253,7 @@ mod tests {
             }
         }
         // Words of eight bytes or fewer that differ have different keys,
-        // a word padded with NULs too.
+        // a word and the word padded with NULs too (the length counts).
         let short = ["a", "a\0", "ab", "ba", "abcdefgh", "abcdefgi", "abcdefg\0"];
         let keys: FxHashSet<u64> = short.iter().map(|w| word_key(w)).collect();
         assert_eq!(keys.len(), short.len());

@@ -195,10 +195,9 @@ pub fn is_stopword(word: &str) -> bool {
 
 /// Whether the word of key `key` ([`crate::idf::word_key`] of the word
 /// lower-cased) is a stopword: for a caller that has the key and not the
-/// lower-cased word (`pseudo-query`'s salience). The listed words are at
-/// most ten bytes, and keys of words of eight bytes or fewer never
-/// collide, so only a longer word could be taken for one (odds near
-/// 10^-17 a word).
+/// lower-cased word (`pseudo-query`'s salience). Another word is taken
+/// for a stopword only when its key is one of theirs: odds near 10^-17 a
+/// word.
 pub fn is_stopword_key(key: u64) -> bool {
     static KEYS: LazyLock<FxHashSet<u64>> =
         LazyLock::new(|| ENGLISH.iter().map(|w| crate::idf::word_key(w)).collect());
