@@ -1,9 +1,11 @@
 //! Text cut where UAX #29 always breaks, so each piece can be segmented on
 //! its own: the pure-ASCII pieces (nearly all of an English corpus) through
 //! a table-free path, the rest through unicode-segmentation. Sentences are
-//! cut at line ends (SB4), so a document with one accented word costs the
-//! sentence tables one line; words are cut at spaces too ([`word_pieces`]),
-//! so it costs the word tables a word or two.
+//! cut at line ends (SB4), so a document with one character of no class
+//! known to the sentence path (a CJK full stop, a combining mark) costs
+//! the sentence tables one line; words are cut at spaces too
+//! ([`word_pieces`]), so an accented word costs the word tables a word or
+//! two.
 
 /// The lines of `text`, each with its terminator (`\n`, `\r\n` or a lone
 /// `\r`), as `(offset, line)`. Their concatenation is `text`.
