@@ -675,13 +675,10 @@ fn ascending(docs: &mut Vec<u32>, n: usize) {
 /// `floor`, a score at least k of them reach ([`best_k`]). Should fewer
 /// than k reach the floor, it was not one, and all are counted.
 fn kth(scores: &[f64], docs: &[u32], k: usize, floor: f64) -> f64 {
-    let best = best_k::<Score>(scores, docs, k, floor);
-    match best.peek() {
-        Some(&Reverse(bits)) if best.len() == k => f64::from_bits(bits),
+    kth_above(scores, docs, k, floor)
         // The floor was not one: all are counted.
-        _ if floor != 0.0 => kth(scores, docs, k, 0.0),
-        _ => 0.0,
-    }
+        .or_else(|| (floor != 0.0).then(|| kth_above(scores, docs, k, 0.0))?)
+        .unwrap_or(0.0)
 }
 
 /// The k-th best score among `docs` when at least k reach `floor`: what

@@ -91,6 +91,16 @@ fn known_line(line: &str) -> bool {
             .all(|c| c.is_ascii() || wide_class(c).is_some())
 }
 
+/// The class of a character of a [`known_line`].
+fn char_class(c: char) -> Class {
+    if c.is_ascii() {
+        return class(c as u8);
+    }
+    let class = wide_class(c);
+    debug_assert!(class.is_some(), "{c:?} in a known line");
+    class.unwrap_or(Class::Other)
+}
+
 /// The class of the character at byte `k` of `line` (a [`known_line`])
 /// and its length; `None` at the end.
 fn class_at(line: &str, k: usize) -> Option<(Class, usize)> {
@@ -99,19 +109,12 @@ fn class_at(line: &str, k: usize) -> Option<(Class, usize)> {
         return Some((class(b), 1));
     }
     let c = line[k..].chars().next()?;
-    let class = wide_class(c);
-    debug_assert!(class.is_some(), "{c:?} in a known line");
-    Some((class.unwrap_or(Class::Other), c.len_utf8()))
+    Some((char_class(c), c.len_utf8()))
 }
 
 /// The class of the character ending at byte `i` of `line`.
 fn class_before(line: &str, i: usize) -> Option<Class> {
-    let c = line[..i].chars().next_back()?;
-    Some(if c.is_ascii() {
-        class(c as u8)
-    } else {
-        wide_class(c).unwrap_or(Class::Other)
-    })
+    line[..i].chars().next_back().map(char_class)
 }
 
 /// Pushes the sentence breaks strictly inside a [`known_line`] (at most
